@@ -1,0 +1,12 @@
+//! The codec crate: wire types, configuration and pure translation shared
+//! by every ai-gateway filter. Nothing here knows about proxy-wasm, so all
+//! of it runs under `cargo test` natively and compiled to wasm32.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
+pub mod config;
+pub mod error;
+pub mod openai;
+pub mod proxy;
+pub mod sse;
+
+pub use error::{ErrorKind, GatewayError};

@@ -1,0 +1,390 @@
+//! ai-proxy's per-request logic as plain Rust: the filter crate calls these
+//! steps from its proxy-wasm callbacks and applies what they return.
+
+pub mod config;
+pub mod ollama;
+pub mod request;
+pub mod response;
+pub mod stream;
+
+use crate::error::{ErrorKind, GatewayError};
+use crate::openai::Usage;
+use config::{Credential, Dialect, ProxyConfig, RouteType};
+use std::rc::Rc;
+use stream::{OllamaRoute, OllamaStream, OpenAiStream, StreamTranslator};
+
+/// Credential headers a client may send for some provider; none of them is
+/// forwarded unless the route allows the client to override.
+pub const CLIENT_CREDENTIAL_HEADERS: [&str; 4] = ["authorization", "api-key", "x-api-key", "x-goog-api-key"];
+
+/// What the request-headers step wants changed.
+#[derive(Debug, Default, PartialEq)]
+pub struct HeaderEdits {
+    pub path: Option<String>,
+    pub authority: Option<String>,
+    pub remove: Vec<String>,
+    pub set: Vec<(String, String)>,
+}
+
+/// How to handle the upstream answer, decided from its headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseMode {
+    /// Wait for the whole body, then `response_body`.
+    Buffered,
+    /// Translate chunk by chunk with `response_chunk`.
+    Stream,
+    /// Leave the body alone (preserve route, non-JSON answers).
+    Passthrough,
+}
+
+#[derive(Debug, Default, PartialEq)]
+pub struct ResponseHeaderEdits {
+    pub status: Option<u16>,
+    pub content_type: Option<&'static str>,
+    pub remove_content_length: bool,
+    pub model_header: Option<String>,
+}
+
+pub struct Exchange {
+    cfg: Rc<ProxyConfig>,
+    /// Unique per request: response ids and tool-call ids derive from it.
+    id: String,
+    created: u64,
+    facts: request::RequestFacts,
+    status: u16,
+    mode: ResponseMode,
+    stream: Option<Box<dyn StreamTranslator>>,
+    usage: Option<Usage>,
+    response_model: Option<String>,
+    problem: Option<String>,
+}
+
+fn is_json(content_type: &str) -> bool {
+    let ct = content_type.to_ascii_lowercase();
+    let essence = ct.split(';').next().unwrap_or_default().trim();
+    essence == "application/json" || essence.ends_with("+json")
+}
+
+impl Exchange {
+    pub fn new(cfg: Rc<ProxyConfig>, id: String, created: u64) -> Self {
+        Exchange {
+            cfg,
+            id,
+            created,
+            facts: request::RequestFacts::default(),
+            status: 0,
+            mode: ResponseMode::Passthrough,
+            stream: None,
+            usage: None,
+            response_model: None,
+            problem: None,
+        }
+    }
+
+    pub fn config(&self) -> &ProxyConfig {
+        &self.cfg
+    }
+
+    /// Request headers: everything about the target and credentials is
+    /// decided here, because Envoy lets no header change after this phase.
+    /// `header` looks up a request header by lower-case name.
+    pub fn request_headers(
+        &mut self,
+        method: &str,
+        path: &str,
+        has_body: bool,
+        header: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<HeaderEdits, GatewayError> {
+        let cfg = &*self.cfg;
+        if let Some(missing) = &cfg.missing_secret {
+            // Never forward unauthenticated: the operator's log names the variable.
+            return Err(GatewayError::new(ErrorKind::Internal, "the gateway has no credential configured for this provider")
+                .with_code(format!("missing_secret:{missing}")));
+        }
+        if let Some(len) = header("content-length").and_then(|v| v.trim().parse::<u64>().ok()) {
+            if len > cfg.max_request_body_size {
+                return Err(too_large(cfg.max_request_body_size));
+            }
+        }
+        let mut edits = HeaderEdits::default();
+        if cfg.route_type != RouteType::Preserve {
+            if !method.eq_ignore_ascii_case("POST") {
+                return Err(GatewayError::new(ErrorKind::MethodNotAllowed, format!("{} routes take POST requests", cfg.route_type.as_str())));
+            }
+            if !has_body {
+                return Err(GatewayError::bad_request("request body is empty; expected a JSON object"));
+            }
+            if !header("content-type").is_some_and(|ct| is_json(&ct)) {
+                return Err(GatewayError::new(ErrorKind::UnsupportedMediaType, "content-type must be application/json"));
+            }
+            // The body may be rewritten: its length is no longer known.
+            edits.remove.push("content-length".into());
+        } else if cfg.credentials.iter().any(|c| matches!(c, Credential::Body { .. })) {
+            edits.remove.push("content-length".into());
+        }
+        // Upstream bodies are read (usage, translation): they must not be compressed.
+        edits.remove.push("accept-encoding".into());
+
+        let mut target = match &cfg.path {
+            Some(p) => p.clone(),
+            None => path.to_string(),
+        };
+        let client_overrides = |name: &str| cfg.allow_override && header(name).is_some();
+        for cred in &cfg.credentials {
+            match cred {
+                Credential::Header { name, value } => {
+                    if !client_overrides(name) {
+                        edits.set.push((name.clone(), value.clone()));
+                    }
+                }
+                Credential::Query { name, value } => {
+                    let (base, query) = target.split_once('?').unwrap_or((&target, ""));
+                    let prefix = format!("{}=", config::encode_query(name));
+                    let client_has = query.split('&').any(|kv| kv.starts_with(&prefix));
+                    if !(cfg.allow_override && client_has) {
+                        let mut kept: Vec<&str> = query.split('&').filter(|kv| !kv.is_empty() && !kv.starts_with(&prefix)).collect();
+                        let ours = format!("{prefix}{}", config::encode_query(value));
+                        kept.push(&ours);
+                        target = format!("{base}?{}", kept.join("&"));
+                    }
+                }
+                Credential::Body { .. } => {}
+            }
+        }
+        for name in CLIENT_CREDENTIAL_HEADERS {
+            let ours = edits.set.iter().any(|(n, _)| n == name);
+            if !ours && header(name).is_some() && !client_overrides(name) {
+                edits.remove.push(name.to_string());
+            }
+        }
+        if target != path {
+            edits.path = Some(target);
+        }
+        edits.authority = cfg.authority.clone();
+        Ok(edits)
+    }
+
+    /// The whole request body; returns the body to send, or None to send the
+    /// client's bytes unchanged.
+    pub fn request_body(&mut self, body: &[u8]) -> Result<Option<Vec<u8>>, GatewayError> {
+        let cfg = &*self.cfg;
+        if body.len() as u64 > cfg.max_request_body_size {
+            return Err(too_large(cfg.max_request_body_size));
+        }
+        let translated = request::translate_request(cfg, body)?;
+        self.facts = translated.facts;
+        Ok(translated.body)
+    }
+
+    /// Response headers: choose how to read the body, and what to change.
+    pub fn response_headers(&mut self, status: u16, content_type: Option<&str>) -> ResponseHeaderEdits {
+        self.status = status;
+        let cfg = &*self.cfg;
+        let ct = content_type.unwrap_or_default().to_ascii_lowercase();
+        let mut edits = ResponseHeaderEdits {
+            model_header: self.requested_model().filter(|_| cfg.model_name_header).map(|m| format!("{}/{m}", cfg.provider.as_str())),
+            ..Default::default()
+        };
+        let event_stream = ct.starts_with("text/event-stream");
+        let ndjson = ct.starts_with("application/x-ndjson");
+        self.mode = if status >= 400 {
+            ResponseMode::Buffered
+        } else if cfg.route_type == RouteType::Preserve {
+            match (event_stream, is_json(&ct)) {
+                (true, _) => ResponseMode::Stream,
+                (_, true) => ResponseMode::Buffered,
+                _ => ResponseMode::Passthrough,
+            }
+        } else if event_stream && matches!(cfg.dialect, Dialect::OpenAi { .. }) {
+            ResponseMode::Stream
+        } else if ndjson && cfg.dialect == Dialect::OllamaNative && self.facts.stream {
+            edits.content_type = Some("text/event-stream");
+            ResponseMode::Stream
+        } else if is_json(&ct) || (ndjson && cfg.dialect == Dialect::OllamaNative) {
+            if cfg.dialect == Dialect::OllamaNative {
+                edits.content_type = Some("application/json");
+            }
+            ResponseMode::Buffered
+        } else {
+            // A success status with an HTML or text body is no answer.
+            self.problem = Some(format!("upstream answered {status} with content-type {ct:?}"));
+            edits.status = Some(502);
+            edits.content_type = Some("application/json");
+            self.status = 502;
+            ResponseMode::Buffered
+        };
+        if self.mode == ResponseMode::Stream {
+            let model = self.requested_model().unwrap_or_default().to_string();
+            self.stream = Some(match (cfg.dialect, cfg.route_type) {
+                (Dialect::OllamaNative, RouteType::Completions) => {
+                    Box::new(OllamaStream::new(OllamaRoute::Generate, &self.id, self.created, &model, self.facts.client_wants_usage))
+                }
+                (Dialect::OllamaNative, RouteType::Chat) => {
+                    Box::new(OllamaStream::new(OllamaRoute::Chat, &self.id, self.created, &model, self.facts.client_wants_usage))
+                }
+                _ => Box::new(OpenAiStream::new(self.facts.client_wants_usage)),
+            });
+        }
+        edits.remove_content_length = self.mode != ResponseMode::Passthrough;
+        edits
+    }
+
+    pub fn response_mode(&self) -> ResponseMode {
+        self.mode
+    }
+
+    /// The whole buffered answer; returns a replacement body, if any.
+    pub fn response_body(&mut self, body: &[u8]) -> Option<Vec<u8>> {
+        if self.status == 502 && self.problem.is_some() {
+            return Some(GatewayError::new(ErrorKind::BadGateway, "upstream returned a response that is not JSON").to_json());
+        }
+        if self.status >= 400 {
+            return response::normalize_error(self.status, body);
+        }
+        let model = self.requested_model().unwrap_or_default().to_string();
+        let meta = ollama::Meta { id: &self.id, created: self.created, model: &model };
+        let answer = response::translate_success(self.cfg.dialect, self.cfg.route_type, body, &meta);
+        self.usage = answer.usage;
+        self.response_model = answer.model;
+        if answer.problem.is_some() {
+            self.problem = answer.problem;
+        }
+        answer.body
+    }
+
+    /// One streamed chunk; returns what replaces it.
+    pub fn response_chunk(&mut self, chunk: &[u8], end_of_stream: bool) -> Vec<u8> {
+        let mut out = Vec::with_capacity(chunk.len() + 64);
+        if let Some(t) = self.stream.as_mut() {
+            t.push(chunk, &mut out);
+            if end_of_stream {
+                t.finish(&mut out);
+                self.usage = t.usage();
+                self.response_model = t.model().map(str::to_string);
+            }
+        }
+        out
+    }
+
+    pub fn requested_model(&self) -> Option<&str> {
+        self.facts.model.as_deref().or(self.cfg.model_name.as_deref())
+    }
+
+    pub fn response_model(&self) -> Option<&str> {
+        self.response_model.as_deref()
+    }
+
+    pub fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+
+    pub fn cost(&self) -> Option<f64> {
+        let u = self.usage?;
+        self.cfg.cost(u.prompt_tokens, u.completion_tokens)
+    }
+
+    pub fn is_stream(&self) -> bool {
+        self.mode == ResponseMode::Stream
+    }
+
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// Why the upstream answer could not be used, for the operator's log.
+    pub fn problem(&self) -> Option<&str> {
+        self.problem.as_deref()
+    }
+}
+
+fn too_large(max: u64) -> GatewayError {
+    GatewayError::new(ErrorKind::PayloadTooLarge, format!("request body is larger than {max} bytes"))
+        .with_code("request_too_large")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exchange(json: &str) -> Exchange {
+        let cfg = ProxyConfig::from_json(json.as_bytes(), &|_| None).unwrap();
+        Exchange::new(Rc::new(cfg), "req1".into(), 1700000000)
+    }
+
+    fn headers(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name: &str| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string())
+    }
+
+    const OPENAI: &str = r#"{"auth":{"header_name":"Authorization","header_value":"Bearer sk-gw"},"model":{"provider":"openai","name":"gpt-4o"}}"#;
+
+    #[test]
+    fn headers_set_target_and_replace_client_credentials() {
+        let mut x = exchange(OPENAI);
+        let h = headers(&[("content-type", "application/json"), ("authorization", "Bearer client"), ("x-api-key", "k")]);
+        let e = x.request_headers("POST", "/v1/chat/completions", true, &h).unwrap();
+        assert_eq!(e.authority.as_deref(), Some("api.openai.com"));
+        assert_eq!(e.path, None, "path already right");
+        assert_eq!(e.set, vec![("authorization".to_string(), "Bearer sk-gw".to_string())]);
+        assert!(e.remove.contains(&"x-api-key".to_string()));
+        assert!(e.remove.contains(&"content-length".to_string()));
+    }
+
+    #[test]
+    fn allow_override_keeps_the_clients_key() {
+        let mut x = exchange(r#"{"auth":{"header_name":"Authorization","header_value":"Bearer sk-gw","allow_override":true},"model":{"provider":"openai","name":"gpt-4o"}}"#);
+        let h = headers(&[("content-type", "application/json"), ("authorization", "Bearer client")]);
+        let e = x.request_headers("POST", "/x", true, &h).unwrap();
+        assert!(e.set.is_empty());
+        assert!(!e.remove.contains(&"authorization".to_string()));
+    }
+
+    #[test]
+    fn query_credential_replaces_the_clients() {
+        let mut x = exchange(r#"{"route_type":"preserve","auth":{"param_name":"key","param_value":"a b"},"model":{"provider":"openai"}}"#);
+        let e = x.request_headers("GET", "/v1/models?key=client&x=1", false, &headers(&[])).unwrap();
+        assert_eq!(e.path.as_deref(), Some("/v1/models?x=1&key=a%20b"));
+    }
+
+    #[test]
+    fn header_phase_rejections() {
+        let mut x = exchange(OPENAI);
+        let json = headers(&[("content-type", "application/json; charset=utf-8")]);
+        assert_eq!(x.request_headers("GET", "/", true, &json).err().map(|e| e.status), Some(405));
+        assert_eq!(x.request_headers("POST", "/", false, &json).err().map(|e| e.status), Some(400));
+        let form = headers(&[("content-type", "application/x-www-form-urlencoded")]);
+        assert_eq!(x.request_headers("POST", "/", true, &form).err().map(|e| e.status), Some(415));
+        let big = headers(&[("content-type", "application/json"), ("content-length", "999999999")]);
+        assert_eq!(x.request_headers("POST", "/", true, &big).err().map(|e| e.status), Some(413));
+    }
+
+    #[test]
+    fn missing_secret_is_a_500_not_an_unauthenticated_call() {
+        let mut x = exchange(r#"{"auth":{"header_name":"Authorization","header_value":"{vault://env/NOPE}"},"model":{"provider":"openai"}}"#);
+        let e = x.request_headers("POST", "/", true, &headers(&[("content-type", "application/json")])).err().unwrap();
+        assert_eq!(e.status, 500);
+        assert!(!e.message.contains("NOPE"), "the variable name is for the log, not the client");
+    }
+
+    #[test]
+    fn html_success_becomes_502() {
+        let mut x = exchange(OPENAI);
+        let _ = x.request_body(br#"{"messages":[{"role":"user","content":"hi"}]}"#).unwrap();
+        let e = x.response_headers(200, Some("text/html"));
+        assert_eq!(e.status, Some(502));
+        let body = x.response_body(b"<html>").unwrap();
+        assert!(String::from_utf8_lossy(&body).contains("not JSON"));
+    }
+
+    #[test]
+    fn ollama_stream_switches_content_type() {
+        let mut x = exchange(r#"{"model":{"provider":"ollama","name":"llama3","options":{"upstream_url":"http://o:11434"}}}"#);
+        let body = x.request_body(br#"{"messages":[{"role":"user","content":"hi"}],"stream":true}"#).unwrap().unwrap();
+        assert!(String::from_utf8_lossy(&body).contains("\"stream\":true"));
+        let e = x.response_headers(200, Some("application/x-ndjson"));
+        assert_eq!(e.content_type, Some("text/event-stream"));
+        assert!(x.is_stream());
+        let out = x.response_chunk(b"{\"model\":\"llama3\",\"message\":{\"content\":\"hi\"},\"done\":true,\"prompt_eval_count\":1,\"eval_count\":2}\n", true);
+        assert!(String::from_utf8_lossy(&out).ends_with("data: [DONE]\n\n"));
+        assert_eq!(x.usage(), Some(Usage::new(1, 2)));
+    }
+}

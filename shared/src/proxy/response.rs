@@ -1,0 +1,136 @@
+//! Whole (non-streamed) upstream answers: errors normalized to OpenAI's
+//! shape, native answers translated, usage read.
+
+use super::config::{Dialect, RouteType};
+use super::ollama::{self, Meta};
+use crate::error::{error_body, error_type_for_status, GatewayError};
+use crate::openai::{Usage, UsageProbe};
+use serde::Serialize;
+use serde_json::Value;
+
+#[derive(Debug, Default)]
+pub struct Answer {
+    /// Replacement body; None keeps the upstream's bytes.
+    pub body: Option<Vec<u8>>,
+    pub usage: Option<Usage>,
+    pub model: Option<String>,
+    /// Why the answer could not be used, for the operator's log.
+    pub problem: Option<String>,
+}
+
+/// An upstream error body in OpenAI's shape. Bodies already in that shape
+/// are kept byte for byte; others are wrapped, never passed through raw.
+pub fn normalize_error(status: u16, body: &[u8]) -> Option<Vec<u8>> {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let error_type = error_type_for_status(status);
+    let message = match &parsed {
+        Some(v) => {
+            if v.get("error").and_then(|e| e.get("message")).is_some_and(Value::is_string) {
+                return None;
+            }
+            let text = |v: &Value| match v {
+                Value::String(s) => Some(s.clone()),
+                Value::Null => None,
+                other => Some(other.to_string()),
+            };
+            v.get("error")
+                .and_then(|e| e.get("message").or(Some(e)))
+                .and_then(text)
+                .or_else(|| v.get("message").and_then(text))
+                .or_else(|| v.get("detail").and_then(text))
+                .unwrap_or_else(|| format!("upstream returned HTTP {status}"))
+        }
+        None => {
+            let text = String::from_utf8_lossy(body);
+            let text = text.trim();
+            if text.is_empty() || text.starts_with('<') {
+                format!("upstream returned HTTP {status} with a non-JSON body")
+            } else {
+                let snippet: String = text.chars().take(200).collect();
+                format!("upstream returned HTTP {status}: {snippet}")
+            }
+        }
+    };
+    Some(error_body(&message, error_type, None))
+}
+
+fn encode<T: Serialize>(value: &T) -> Option<Vec<u8>> {
+    serde_json::to_vec(value).ok()
+}
+
+fn bad_payload(why: String) -> Answer {
+    let e = GatewayError::new(crate::error::ErrorKind::BadGateway, "upstream returned a response the gateway could not read");
+    Answer { body: Some(e.to_json()), problem: Some(why), ..Default::default() }
+}
+
+/// Translates a complete 2xx body.
+pub fn translate_success(dialect: Dialect, route: RouteType, body: &[u8], meta: &Meta) -> Answer {
+    match (dialect, route) {
+        (Dialect::OpenAi { .. }, _) | (_, RouteType::Preserve) => match serde_json::from_slice::<UsageProbe>(body) {
+            Ok(probe) => Answer { body: None, usage: probe.usage, model: probe.model, problem: None },
+            Err(e) if route == RouteType::Preserve => {
+                Answer { problem: Some(format!("no usage in upstream body: {e}")), ..Default::default() }
+            }
+            Err(e) => bad_payload(format!("upstream body is not JSON: {e}")),
+        },
+        (Dialect::OllamaNative, RouteType::Chat) => match ollama::chat_response(body, meta) {
+            Ok((r, usage)) => Answer { body: encode(&r), usage, model: Some(r.model), problem: None },
+            Err(e) => bad_payload(format!("ollama chat answer unreadable: {e}")),
+        },
+        (Dialect::OllamaNative, RouteType::Completions) => match ollama::generate_response(body, meta) {
+            Ok((r, usage)) => Answer { body: encode(&r), usage, model: Some(r.model), problem: None },
+            Err(e) => bad_payload(format!("ollama generate answer unreadable: {e}")),
+        },
+        (Dialect::OllamaNative, RouteType::Embeddings) => match ollama::embed_response(body, meta) {
+            Ok((r, usage)) => Answer { body: encode(&r), usage, model: Some(r.model), problem: None },
+            Err(e) => bad_payload(format!("ollama embed answer unreadable: {e}")),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(body: &[u8]) -> String {
+        let v: Value = serde_json::from_slice(body).unwrap();
+        v["error"]["message"].as_str().unwrap().to_string()
+    }
+
+    #[test]
+    fn openai_errors_are_kept_byte_for_byte() {
+        assert!(normalize_error(429, br#"{"error":{"message":"slow down","type":"requests","code":"rate_limit_exceeded"}}"#).is_none());
+    }
+
+    #[test]
+    fn other_error_shapes_are_wrapped() {
+        assert_eq!(message(&normalize_error(404, br#"{"error":"model 'x' not found"}"#).unwrap()), "model 'x' not found");
+        assert_eq!(message(&normalize_error(400, br#"{"object":"error","message":"bad temp","type":"invalid_request_error"}"#).unwrap()), "bad temp");
+        assert_eq!(message(&normalize_error(422, br#"{"detail":[{"loc":["body"],"msg":"x"}]}"#).unwrap()), r#"[{"loc":["body"],"msg":"x"}]"#);
+        let html = normalize_error(502, b"<html><body>Bad Gateway</body></html>").unwrap();
+        assert_eq!(message(&html), "upstream returned HTTP 502 with a non-JSON body");
+        let v: Value = serde_json::from_slice(&html).unwrap();
+        assert_eq!(v["error"]["type"], "upstream_error");
+        assert_eq!(message(&normalize_error(500, b"boom").unwrap()), "upstream returned HTTP 500: boom");
+    }
+
+    #[test]
+    fn openai_success_reads_usage_and_keeps_body() {
+        let a = translate_success(
+            Dialect::OpenAi { stream_options: true },
+            RouteType::Chat,
+            br#"{"id":"x","model":"gpt-4o-2024","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#,
+            &Meta { id: "i", created: 0, model: "gpt-4o" },
+        );
+        assert!(a.body.is_none());
+        assert_eq!(a.usage, Some(Usage::new(3, 4)));
+        assert_eq!(a.model.as_deref(), Some("gpt-4o-2024"));
+    }
+
+    #[test]
+    fn unreadable_success_becomes_an_error_body() {
+        let a = translate_success(Dialect::OpenAi { stream_options: true }, RouteType::Chat, b"<html>", &Meta { id: "i", created: 0, model: "m" });
+        assert!(a.problem.is_some());
+        assert!(message(&a.body.unwrap()).contains("could not read"));
+    }
+}
