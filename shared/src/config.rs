@@ -69,38 +69,30 @@ pub fn check_strings(path: &str, items: &[String], max_items: usize, max_len: us
     Ok(())
 }
 
-/// Where a secret in the configuration points.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretSource<'a> {
-    Literal(&'a str),
-    /// `{vault://env/NAME}`, Kong's environment-vault reference.
-    Env(String),
-}
+/// Kong's environment-vault reference: `{vault://env/NAME}`.
+const VAULT_ENV: &str = "{vault://env/";
 
-/// Reads a configured secret value. Kong's `{vault://env/openai-key}` form is
-/// accepted and maps, as in Kong, to the variable `OPENAI_KEY` (upper case,
-/// `-` to `_`); an exact variable name works too.
-pub fn secret_source(value: &str) -> SecretSource<'_> {
-    match value.strip_prefix("{vault://env/").and_then(|rest| rest.strip_suffix('}')) {
-        Some(name) => SecretSource::Env(name.to_string()),
-        None => SecretSource::Literal(value),
-    }
-}
-
-/// Resolves a secret with the given environment lookup. `Err` carries the
-/// variable names tried.
+/// Resolves every `{vault://env/NAME}` reference in a configured value
+/// (so `"Bearer {vault://env/OPENAI_API_KEY}"` works). As in Kong,
+/// `openai-key` also finds the variable `OPENAI_KEY` (upper case, `-` to
+/// `_`). `Err` names the variable that is not set.
 pub fn resolve_secret(value: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
-    match secret_source(value) {
-        SecretSource::Literal(v) => Ok(v.to_string()),
-        SecretSource::Env(name) => {
-            let kong_name: String =
-                name.chars().map(|c| if c == '-' { '_' } else { c.to_ascii_uppercase() }).collect();
-            env(&name)
-                .or_else(|| env(&kong_name))
-                .filter(|v| !v.is_empty())
-                .ok_or(if kong_name == name { name } else { format!("{name} or {kong_name}") })
-        }
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find(VAULT_ENV) {
+        let after = rest.get(start + VAULT_ENV.len()..).unwrap_or_default();
+        let Some(end) = after.find('}') else { break };
+        let name = after.get(..end).unwrap_or_default();
+        let kong_name: String = name.chars().map(|c| if c == '-' { '_' } else { c.to_ascii_uppercase() }).collect();
+        let resolved = env(name).or_else(|| env(&kong_name)).filter(|v| !v.is_empty()).ok_or_else(|| {
+            if kong_name == name { name.to_string() } else { format!("{name} or {kong_name}") }
+        })?;
+        out.push_str(rest.get(..start).unwrap_or_default());
+        out.push_str(&resolved);
+        rest = after.get(end + 1..).unwrap_or_default();
     }
+    out.push_str(rest);
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -148,6 +140,7 @@ mod tests {
         assert_eq!(resolve_secret("{vault://env/openai-key}", &env), Ok("sk-1".to_string()));
         assert_eq!(resolve_secret("{vault://env/OPENAI_KEY}", &env), Ok("sk-1".to_string()));
         assert_eq!(resolve_secret("plain", &env), Ok("plain".to_string()));
+        assert_eq!(resolve_secret("Bearer {vault://env/openai-key}", &env), Ok("Bearer sk-1".to_string()));
         assert!(resolve_secret("{vault://env/missing}", &env).is_err());
     }
 

@@ -85,6 +85,12 @@ impl Exchange {
         &self.cfg
     }
 
+    /// Names the request once its id and time are known (headers phase).
+    pub fn begin(&mut self, id: String, created: u64) {
+        self.id = id;
+        self.created = created;
+    }
+
     /// Request headers: everything about the target and credentials is
     /// decided here, because Envoy lets no header change after this phase.
     /// `header` looks up a request header by lower-case name.

@@ -1,0 +1,104 @@
+//! Every host call the filters make goes through here. The SDK's trait
+//! methods `unwrap()` host results, and a panic traps the whole VM (every
+//! later request on that worker fails), so these return `Result`/`Option`
+//! and log instead.
+
+use codec::GatewayError;
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, MapType, Status};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use proxy_wasm;
+
+fn warn_on_err(what: &str, result: Result<(), Status>) -> bool {
+    match result {
+        Ok(()) => true,
+        Err(status) => {
+            log::warn!("host call {what} failed: {status:?}");
+            false
+        }
+    }
+}
+
+pub fn plugin_configuration() -> Vec<u8> {
+    hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX).ok().flatten().unwrap_or_default()
+}
+
+pub fn request_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value(MapType::HttpRequestHeaders, name).ok().flatten()
+}
+
+pub fn set_request_header(name: &str, value: &str) -> bool {
+    warn_on_err("set_request_header", hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)))
+}
+
+pub fn remove_request_header(name: &str) -> bool {
+    warn_on_err("remove_request_header", hostcalls::remove_map_value(MapType::HttpRequestHeaders, name))
+}
+
+pub fn response_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value(MapType::HttpResponseHeaders, name).ok().flatten()
+}
+
+pub fn set_response_header(name: &str, value: &str) -> bool {
+    warn_on_err("set_response_header", hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value)))
+}
+
+pub fn add_response_header(name: &str, value: &str) -> bool {
+    warn_on_err("add_response_header", hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value))
+}
+
+pub fn remove_response_header(name: &str) -> bool {
+    warn_on_err("remove_response_header", hostcalls::remove_map_value(MapType::HttpResponseHeaders, name))
+}
+
+pub fn request_body(size: usize) -> Vec<u8> {
+    hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size).ok().flatten().unwrap_or_default()
+}
+
+pub fn set_request_body(size: usize, body: &[u8]) -> bool {
+    warn_on_err("set_request_body", hostcalls::set_buffer(BufferType::HttpRequestBody, 0, size, body))
+}
+
+pub fn response_body(size: usize) -> Vec<u8> {
+    hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size).ok().flatten().unwrap_or_default()
+}
+
+pub fn set_response_body(size: usize, body: &[u8]) -> bool {
+    warn_on_err("set_response_body", hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, body))
+}
+
+/// Answers the client with OpenAI's error shape; nothing goes upstream
+/// after this (if called in the headers phase).
+pub fn send_error(err: &GatewayError, extra_headers: &[(&str, &str)]) {
+    let body = err.to_json();
+    let mut headers: Vec<(&str, &str)> = vec![("content-type", "application/json")];
+    headers.extend_from_slice(extra_headers);
+    warn_on_err("send_http_response", hostcalls::send_http_response(u32::from(err.status), headers, Some(&body)));
+}
+
+pub fn get_property(path: &[&str]) -> Option<Vec<u8>> {
+    hostcalls::get_property(path.to_vec()).ok().flatten()
+}
+
+/// Publishes a value for later filters and access logs
+/// (`%FILTER_STATE(wasm.KEY:PLAIN)%`).
+pub fn set_property(key: &str, value: &[u8]) -> bool {
+    warn_on_err("set_property", hostcalls::set_property(vec![key], Some(value)))
+}
+
+pub fn now() -> SystemTime {
+    hostcalls::get_current_time().unwrap_or(UNIX_EPOCH)
+}
+
+pub fn unix_seconds() -> u64 {
+    now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs()
+}
+
+pub fn unix_nanos() -> u128 {
+    now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_nanos()
+}
+
+pub fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}

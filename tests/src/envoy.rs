@@ -1,0 +1,176 @@
+//! Runs the real Envoy with one of the shipped config files from `envoy/`,
+//! rewritten only where a test machine differs from a deployment: ports,
+//! upstream addresses (every cluster points at the fake provider, TLS off)
+//! and where the .wasm modules are.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or_else(|e| panic!("free port: {e}"))
+}
+
+pub fn envoy_binary() -> PathBuf {
+    if let Ok(bin) = std::env::var("ENVOY_BIN") {
+        return PathBuf::from(bin);
+    }
+    let bin = repo_root().join(".venv/bin/envoy");
+    assert!(bin.exists(), "Envoy not found at {}: run scripts/setup-envoy.sh (or ./test.sh)", bin.display());
+    bin
+}
+
+/// Builds the modules once per test process, so tests never run stale wasm.
+pub fn dist_dir() -> PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let status = Command::new(repo_root().join("build.sh")).stdout(Stdio::null()).status();
+        assert!(status.is_ok_and(|s| s.success()), "./build.sh failed");
+    });
+    let dist = repo_root().join("dist");
+    assert!(dist.join("ai_proxy.wasm").exists(), "no modules in {}: run ./build.sh (or ./test.sh)", dist.display());
+    dist
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    pub listener: u16,
+    pub admin: u16,
+    /// Every upstream cluster is sent here.
+    pub upstream: u16,
+}
+
+fn indent(line: &str) -> usize {
+    line.len() - line.trim_start().len()
+}
+
+/// Rewrites a shipped envoy config for a test run (see module docs).
+pub fn rewrite_config(yaml: &str, ports: Ports, dist: &Path) -> String {
+    let mut out = Vec::new();
+    let mut in_clusters = false;
+    let mut skip_deeper_than: Option<usize> = None;
+    for line in yaml.lines() {
+        if let Some(level) = skip_deeper_than {
+            if line.trim().is_empty() || indent(line) > level {
+                continue;
+            }
+            skip_deeper_than = None;
+        }
+        if indent(line) == 2 && line.trim_start().starts_with("clusters:") {
+            in_clusters = true;
+        } else if indent(line) <= 2 && !line.trim().is_empty() && !line.trim_start().starts_with('-') && !line.trim_start().starts_with('#') {
+            in_clusters = line.trim_start().starts_with("clusters:");
+        }
+        let mut l = line.replace("/etc/envoy/wasm/", &format!("{}/", dist.display()));
+        if in_clusters {
+            if l.trim_start().starts_with("transport_socket:") {
+                skip_deeper_than = Some(indent(&l));
+                continue;
+            }
+            if let Some(i) = l.find("socket_address: {") {
+                let end = l[i..].find('}').map(|e| i + e + 1).unwrap_or(l.len());
+                l = format!("{}socket_address: {{ address: 127.0.0.1, port_value: {} }}{}", &l[..i], ports.upstream, &l[end..]);
+            }
+        } else {
+            l = l.replace("address: 0.0.0.0, port_value: 10000", &format!("address: 127.0.0.1, port_value: {}", ports.listener));
+            l = l.replace("address: 127.0.0.1, port_value: 9901", &format!("address: 127.0.0.1, port_value: {}", ports.admin));
+        }
+        out.push(l);
+    }
+    out.join("\n") + "\n"
+}
+
+pub struct Envoy {
+    pub ports: Ports,
+    pub log_path: PathBuf,
+    pub config_path: PathBuf,
+    /// Dropping (or exiting) closes it, and the wrapper then kills Envoy.
+    _lifeline: ChildStdin,
+    _wrapper: Child,
+}
+
+impl Envoy {
+    /// Starts Envoy with `envoy/<file>` rewritten for the test.
+    pub fn start(file: &str, upstream: u16, concurrency: u32, env: &[(&str, &str)]) -> Envoy {
+        let root = repo_root();
+        let yaml = std::fs::read_to_string(root.join("envoy").join(file)).unwrap_or_else(|e| panic!("read envoy/{file}: {e}"));
+        let ports = Ports { listener: free_port(), admin: free_port(), upstream };
+        let dir = root.join("target/e2e");
+        std::fs::create_dir_all(&dir).ok();
+        let stem = format!("{}-{}", file.trim_end_matches(".yaml"), ports.listener);
+        let config_path = dir.join(format!("{stem}.yaml"));
+        let log_path = dir.join(format!("{stem}.log"));
+        std::fs::write(&config_path, rewrite_config(&yaml, ports, &dist_dir())).unwrap_or_else(|e| panic!("write config: {e}"));
+        let log = std::fs::File::create(&log_path).unwrap_or_else(|e| panic!("log file: {e}"));
+        // The wrapper shell kills Envoy by PID when our end of its stdin
+        // closes, which happens however the test process ends.
+        let script = r#"envoy="$1"; shift; "$envoy" "$@" </dev/null & pid=$!; read -r _; kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null"#;
+        let mut cmd = Command::new("bash");
+        cmd.arg("-c").arg(script).arg("envoy-wrapper").arg(envoy_binary());
+        cmd.args(["-c", &config_path.to_string_lossy(), "--concurrency", &concurrency.to_string()]);
+        cmd.args(["--base-id", &ports.listener.to_string(), "--log-level", "info", "--drain-time-s", "1"]);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(log.try_clone().unwrap_or_else(|e| panic!("{e}")))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start envoy: {e}"));
+        let lifeline = child.stdin.take().unwrap_or_else(|| panic!("no stdin"));
+        let envoy = Envoy { ports, log_path, config_path, _lifeline: lifeline, _wrapper: child };
+        envoy.wait_ready();
+        envoy
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.ports.admin)).is_ok() {
+                let r = crate::http::send(self.ports.admin, &crate::http::Request { method: "GET", path: "/ready", headers: vec![], body: vec![] });
+                if r.status == 200 {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("Envoy did not become ready; log:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn admin(&self, path: &str) -> String {
+        crate::http::send(self.ports.admin, &crate::http::Request { method: "GET", path, headers: vec![], body: vec![] }).text()
+    }
+
+    /// A stat's value from the admin endpoint, 0 if absent.
+    pub fn stat(&self, name: &str) -> u64 {
+        self.admin(&format!("/stats?filter=^{}$", name.replace('.', "\\.")))
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0)
+    }
+}
+
+/// Runs `envoy --mode validate` on a config text; returns (success, output).
+pub fn validate(yaml: &str, name: &str) -> (bool, String) {
+    let dir = repo_root().join("target/e2e");
+    std::fs::create_dir_all(&dir).ok();
+    let path = dir.join(format!("validate-{name}.yaml"));
+    let ports = Ports { listener: free_port(), admin: free_port(), upstream: 1 };
+    std::fs::write(&path, rewrite_config(yaml, ports, &dist_dir())).unwrap_or_else(|e| panic!("{e}"));
+    let out = Command::new(envoy_binary())
+        .args(["--mode", "validate", "-c", &path.to_string_lossy(), "--base-id", &ports.listener.to_string()])
+        .output()
+        .unwrap_or_else(|e| panic!("run envoy: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
