@@ -97,6 +97,9 @@ pub fn resolve_secret(value: &str, env: &dyn Fn(&str) -> Option<String>) -> Resu
 
 #[cfg(test)]
 mod tests {
+    // The same tests run natively and, through wasm-bindgen-test, as wasm32.
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
     use super::*;
     use serde::Deserialize;
 

@@ -373,6 +373,9 @@ pub struct UsageProbe {
 
 #[cfg(test)]
 mod tests {
+    // The same tests run natively and, through wasm-bindgen-test, as wasm32.
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
     use super::*;
 
     #[test]

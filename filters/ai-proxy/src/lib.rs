@@ -56,6 +56,7 @@ impl RootContext for Root {
         Some(Box::new(Request {
             exchange: Exchange::new(config, String::new(), 0),
             instance: self.name.clone(),
+            streamed_logged: 0,
             context_id,
             started: None,
             published: false,
@@ -67,8 +68,21 @@ impl RootContext for Root {
     }
 }
 
+/// Payload logging keeps at most this many bytes of each body.
+const PAYLOAD_LOG_CAP: usize = 8 * 1024;
+
+fn capped(body: &[u8]) -> String {
+    let shown = body.get(..PAYLOAD_LOG_CAP).unwrap_or(body);
+    let mut text = String::from_utf8_lossy(shown).into_owned();
+    if body.len() > PAYLOAD_LOG_CAP {
+        text.push_str(&format!("... ({} bytes in all)", body.len()));
+    }
+    text
+}
+
 struct Request {
     exchange: Exchange,
+    streamed_logged: usize,
     instance: Rc<str>,
     context_id: u32,
     started: Option<std::time::SystemTime>,
@@ -184,6 +198,10 @@ impl HttpContext for Request {
             return Action::Pause; // buffer until the whole body is here
         }
         let body = host::request_body(body_size);
+        if self.exchange.config().logging.log_payloads {
+            // The client's body, before any credential is added to it.
+            log::info!("request payload: {}", capped(&body));
+        }
         match self.exchange.request_body(&body) {
             Ok(Some(new_body)) => {
                 host::set_request_body(body_size, &new_body);
@@ -224,13 +242,21 @@ impl HttpContext for Request {
                     return Action::Pause;
                 }
                 let body = host::response_body(body_size);
-                if let Some(new_body) = self.exchange.response_body(&body) {
+                let new_body = self.exchange.response_body(&body);
+                if self.exchange.config().logging.log_payloads {
+                    log::info!("response payload: {}", capped(new_body.as_deref().unwrap_or(&body)));
+                }
+                if let Some(new_body) = new_body {
                     host::set_response_body(body_size, &new_body);
                 }
             }
             ResponseMode::Stream => {
                 let chunk = host::response_body(body_size);
                 let out = self.exchange.response_chunk(&chunk, end_of_stream);
+                if self.exchange.config().logging.log_payloads && self.streamed_logged < PAYLOAD_LOG_CAP {
+                    self.streamed_logged = self.streamed_logged.saturating_add(out.len());
+                    log::info!("response stream payload: {}", capped(&out));
+                }
                 if out != chunk {
                     host::set_response_body(body_size, &out);
                 }

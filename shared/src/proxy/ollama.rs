@@ -344,6 +344,9 @@ pub fn embed_response(body: &[u8], meta: &Meta) -> Result<(EmbeddingResponse, Op
 
 #[cfg(test)]
 mod tests {
+    // The same tests run natively and, through wasm-bindgen-test, as wasm32.
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
     use super::*;
 
     #[test]

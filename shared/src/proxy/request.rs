@@ -247,6 +247,9 @@ fn preserve(cfg: &ProxyConfig, body: &[u8]) -> Result<Translated, GatewayError> 
 
 #[cfg(test)]
 mod tests {
+    // The same tests run natively and, through wasm-bindgen-test, as wasm32.
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
     use super::*;
     use crate::proxy::config::ProxyConfig;
 

@@ -90,6 +90,9 @@ pub fn translate_success(dialect: Dialect, route: RouteType, body: &[u8], meta: 
 
 #[cfg(test)]
 mod tests {
+    // The same tests run natively and, through wasm-bindgen-test, as wasm32.
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
     use super::*;
 
     fn message(body: &[u8]) -> String {

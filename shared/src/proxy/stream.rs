@@ -282,6 +282,9 @@ impl StreamTranslator for OllamaStream {
 
 #[cfg(test)]
 mod tests {
+    // The same tests run natively and, through wasm-bindgen-test, as wasm32.
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
     use super::*;
     use crate::sse::SseDecoder;
 

