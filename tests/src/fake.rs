@@ -191,6 +191,11 @@ fn answer_chat(body: &Value) -> (String, u64, Option<Value>) {
 }
 
 fn respond(req: &Recorded, out: &mut TcpStream) -> std::io::Result<()> {
+    if req.header("x-fake-close").is_some() {
+        // Drop the connection without answering (Envoy answers 503 itself).
+        let _ = out.shutdown(std::net::Shutdown::Both);
+        return Err(std::io::Error::other("closed on request"));
+    }
     let flavor = flavor(req);
     if let Some(ms) = req.header("x-fake-delay-ms").and_then(|v| v.parse().ok()) {
         thread::sleep(Duration::from_millis(ms));
@@ -220,6 +225,9 @@ fn respond(req: &Recorded, out: &mut TcpStream) -> std::io::Result<()> {
 }
 
 fn forced_reply(req: &Recorded, flavor: Flavor) -> Option<Reply> {
+    if req.header("x-fake-broken-json").is_some() {
+        return Some(Reply { status: 200, content_type: "application/json", body: br#"{"id":"chatcmpl-1","choices":[{"#.to_vec() });
+    }
     if let Some(ct) = req.header("x-fake-content-type") {
         let ct: &'static str = if ct.contains("html") { "text/html" } else { "text/plain" };
         return Some(Reply { status: 200, content_type: ct, body: b"<html><body>captive portal</body></html>".to_vec() });

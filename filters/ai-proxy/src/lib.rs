@@ -57,6 +57,7 @@ impl RootContext for Root {
             exchange: Exchange::new(config, String::new(), 0),
             instance: self.name.clone(),
             streamed_logged: 0,
+            replied: false,
             context_id,
             started: None,
             published: false,
@@ -83,6 +84,8 @@ fn capped(body: &[u8]) -> String {
 struct Request {
     exchange: Exchange,
     streamed_logged: usize,
+    /// The filter answered the client itself; its reply passes untouched.
+    replied: bool,
     instance: Rc<str>,
     context_id: u32,
     started: Option<std::time::SystemTime>,
@@ -90,7 +93,8 @@ struct Request {
 }
 
 impl Request {
-    fn reject(&self, err: &GatewayError) -> Action {
+    fn reject(&mut self, err: &GatewayError) -> Action {
+        self.replied = true;
         if err.status >= 500 {
             log::error!("{err} ({})", err.code.as_deref().unwrap_or_default());
         } else {
@@ -151,20 +155,10 @@ impl Request {
 
 impl Context for Request {}
 
-impl HttpContext for Request {
-    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        self.started = Some(host::now());
-        let request_id = host::request_header("x-request-id").unwrap_or_default();
-        let id: String = request_id.chars().filter(char::is_ascii_alphanumeric).take(32).collect();
-        let id = if id.is_empty() { format!("{:x}{:x}", host::unix_nanos(), self.context_id) } else { id };
-        self.exchange.begin(id, host::unix_seconds());
-
-        let method = host::request_header(":method").unwrap_or_default();
+impl Request {
+    fn apply_request_edits(&self) {
         let path = host::request_header(":path").unwrap_or_default();
-        let edits = match self.exchange.request_headers(&method, &path, !end_of_stream, &host::request_header) {
-            Ok(edits) => edits,
-            Err(err) => return self.reject(&err),
-        };
+        let edits = self.exchange.header_edits(&path, &host::request_header);
         for name in &edits.remove {
             host::remove_request_header(name);
         }
@@ -181,9 +175,31 @@ impl HttpContext for Request {
         // (always ours, never the client's) lets the route table send the
         // rewritten request where this instance meant it to go.
         host::set_request_header(ROUTE_HEADER, &self.instance);
+    }
+}
+
+// Envoy runs with `allow_on_headers_stop_iteration`, so returning Pause from
+// a headers callback holds the headers while the body is read: nothing goes
+// upstream before the body is checked, and headers may still be changed.
+impl HttpContext for Request {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.started = Some(host::now());
+        let request_id = host::request_header("x-request-id").unwrap_or_default();
+        let id: String = request_id.chars().filter(char::is_ascii_alphanumeric).take(32).collect();
+        let id = if id.is_empty() { format!("{:x}{:x}", host::unix_nanos(), self.context_id) } else { id };
+        self.exchange.begin(id, host::unix_seconds());
+
+        let method = host::request_header(":method").unwrap_or_default();
+        if let Err(err) = self.exchange.check_request_headers(&method, !end_of_stream, &host::request_header) {
+            return self.reject(&err);
+        }
         host::set_property("ai.provider", self.exchange.config().provider.as_str().as_bytes());
         host::set_property("ai.route_type", self.exchange.config().route_type.as_str().as_bytes());
-        Action::Continue
+        if end_of_stream {
+            self.apply_request_edits();
+            return Action::Continue;
+        }
+        Action::Pause
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -212,16 +228,17 @@ impl HttpContext for Request {
         if let Some(model) = self.exchange.requested_model() {
             host::set_property("ai.request_model", model.as_bytes());
         }
+        self.apply_request_edits();
         Action::Continue
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        if self.replied {
+            return Action::Continue; // our own error reply: already in shape
+        }
         let status = host::response_header(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
         let content_type = host::response_header("content-type");
         let edits = self.exchange.response_headers(status, content_type.as_deref());
-        if let Some(status) = edits.status {
-            host::set_response_header(":status", &status.to_string());
-        }
         if let Some(ct) = edits.content_type {
             host::set_response_header("content-type", ct);
         }
@@ -231,10 +248,23 @@ impl HttpContext for Request {
         if let Some(model) = &edits.model_header {
             host::set_response_header("x-llm-model", model);
         }
+        if let Some(status) = edits.status {
+            host::set_response_header(":status", &status.to_string());
+        }
+        if self.exchange.response_mode() == ResponseMode::Buffered && !end_of_stream {
+            // Held until the body is read: its status may still change.
+            return Action::Pause;
+        }
+        if end_of_stream {
+            self.publish();
+        }
         Action::Continue
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.replied {
+            return Action::Continue;
+        }
         match self.exchange.response_mode() {
             ResponseMode::Passthrough => {}
             ResponseMode::Buffered => {
@@ -242,11 +272,14 @@ impl HttpContext for Request {
                     return Action::Pause;
                 }
                 let body = host::response_body(body_size);
-                let new_body = self.exchange.response_body(&body);
+                let edit = self.exchange.response_body(&body);
                 if self.exchange.config().logging.log_payloads {
-                    log::info!("response payload: {}", capped(new_body.as_deref().unwrap_or(&body)));
+                    log::info!("response payload: {}", capped(edit.body.as_deref().unwrap_or(&body)));
                 }
-                if let Some(new_body) = new_body {
+                if let Some(status) = edit.status {
+                    host::set_response_header(":status", &status.to_string());
+                }
+                if let Some(new_body) = edit.body {
                     host::set_response_body(body_size, &new_body);
                 }
             }

@@ -45,6 +45,13 @@ pub struct ResponseHeaderEdits {
     pub model_header: Option<String>,
 }
 
+/// What to do with a buffered response body.
+#[derive(Debug, Default, PartialEq)]
+pub struct BodyEdit {
+    pub body: Option<Vec<u8>>,
+    pub status: Option<u16>,
+}
+
 pub struct Exchange {
     cfg: Rc<ProxyConfig>,
     /// Unique per request: response ids and tool-call ids derive from it.
@@ -91,16 +98,15 @@ impl Exchange {
         self.created = created;
     }
 
-    /// Request headers: everything about the target and credentials is
-    /// decided here, because Envoy lets no header change after this phase.
-    /// `header` looks up a request header by lower-case name.
-    pub fn request_headers(
-        &mut self,
+    /// Request headers, first look: what can be refused before any body is
+    /// read (nothing has gone upstream yet). `header` looks up a request
+    /// header by lower-case name.
+    pub fn check_request_headers(
+        &self,
         method: &str,
-        path: &str,
         has_body: bool,
         header: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<HeaderEdits, GatewayError> {
+    ) -> Result<(), GatewayError> {
         let cfg = &*self.cfg;
         if let Some(missing) = &cfg.missing_secret {
             // Never forward unauthenticated: the operator's log names the variable.
@@ -112,7 +118,6 @@ impl Exchange {
                 return Err(too_large(cfg.max_request_body_size));
             }
         }
-        let mut edits = HeaderEdits::default();
         if cfg.route_type != RouteType::Preserve {
             if !method.eq_ignore_ascii_case("POST") {
                 return Err(GatewayError::new(ErrorKind::MethodNotAllowed, format!("{} routes take POST requests", cfg.route_type.as_str())));
@@ -123,9 +128,19 @@ impl Exchange {
             if !header("content-type").is_some_and(|ct| is_json(&ct)) {
                 return Err(GatewayError::new(ErrorKind::UnsupportedMediaType, "content-type must be application/json"));
             }
+        }
+        Ok(())
+    }
+
+    /// The upstream target and credentials, decided once the body (if any)
+    /// has been read, so a provider's path may depend on the request.
+    pub fn header_edits(&self, path: &str, header: &dyn Fn(&str) -> Option<String>) -> HeaderEdits {
+        let cfg = &*self.cfg;
+        let mut edits = HeaderEdits::default();
+        let body_rewritable = cfg.route_type != RouteType::Preserve
+            || cfg.credentials.iter().any(|c| matches!(c, Credential::Body { .. }));
+        if body_rewritable {
             // The body may be rewritten: its length is no longer known.
-            edits.remove.push("content-length".into());
-        } else if cfg.credentials.iter().any(|c| matches!(c, Credential::Body { .. })) {
             edits.remove.push("content-length".into());
         }
         // Upstream bodies are read (usage, translation): they must not be compressed.
@@ -167,7 +182,7 @@ impl Exchange {
             edits.path = Some(target);
         }
         edits.authority = cfg.authority.clone();
-        Ok(edits)
+        edits
     }
 
     /// The whole request body; returns the body to send, or None to send the
@@ -239,23 +254,31 @@ impl Exchange {
         self.mode
     }
 
-    /// The whole buffered answer; returns a replacement body, if any.
-    pub fn response_body(&mut self, body: &[u8]) -> Option<Vec<u8>> {
+    /// The whole buffered answer (its headers were held back): returns a
+    /// replacement body, if any, and the status to send instead, if any.
+    pub fn response_body(&mut self, body: &[u8]) -> BodyEdit {
         if self.status == 502 && self.problem.is_some() {
-            return Some(GatewayError::new(ErrorKind::BadGateway, "upstream returned a response that is not JSON").to_json());
+            let error = GatewayError::new(ErrorKind::BadGateway, "upstream returned a response that is not JSON");
+            return BodyEdit { body: Some(error.to_json()), status: None };
         }
         if self.status >= 400 {
-            return response::normalize_error(self.status, body);
+            return BodyEdit { body: response::normalize_error(self.status, body), status: None };
         }
         let model = self.requested_model().unwrap_or_default().to_string();
         let meta = ollama::Meta { id: &self.id, created: self.created, model: &model };
         let answer = response::translate_success(self.cfg.dialect, self.cfg.route_type, body, &meta);
         self.usage = answer.usage;
         self.response_model = answer.model;
+        let mut status = None;
         if answer.problem.is_some() {
             self.problem = answer.problem;
+            if answer.body.is_some() {
+                // A 2xx whose body cannot be read is a bad gateway answer.
+                self.status = 502;
+                status = Some(502);
+            }
         }
-        answer.body
+        BodyEdit { body: answer.body, status }
     }
 
     /// One streamed chunk; returns what replaces it.
@@ -328,9 +351,10 @@ mod tests {
 
     #[test]
     fn headers_set_target_and_replace_client_credentials() {
-        let mut x = exchange(OPENAI);
+        let x = exchange(OPENAI);
         let h = headers(&[("content-type", "application/json"), ("authorization", "Bearer client"), ("x-api-key", "k")]);
-        let e = x.request_headers("POST", "/v1/chat/completions", true, &h).unwrap();
+        assert!(x.check_request_headers("POST", true, &h).is_ok());
+        let e = x.header_edits("/v1/chat/completions", &h);
         assert_eq!(e.authority.as_deref(), Some("api.openai.com"));
         assert_eq!(e.path, None, "path already right");
         assert_eq!(e.set, vec![("authorization".to_string(), "Bearer sk-gw".to_string())]);
@@ -340,36 +364,37 @@ mod tests {
 
     #[test]
     fn allow_override_keeps_the_clients_key() {
-        let mut x = exchange(r#"{"auth":{"header_name":"Authorization","header_value":"Bearer sk-gw","allow_override":true},"model":{"provider":"openai","name":"gpt-4o"}}"#);
+        let x = exchange(r#"{"auth":{"header_name":"Authorization","header_value":"Bearer sk-gw","allow_override":true},"model":{"provider":"openai","name":"gpt-4o"}}"#);
         let h = headers(&[("content-type", "application/json"), ("authorization", "Bearer client")]);
-        let e = x.request_headers("POST", "/x", true, &h).unwrap();
+        let e = x.header_edits("/x", &h);
         assert!(e.set.is_empty());
         assert!(!e.remove.contains(&"authorization".to_string()));
     }
 
     #[test]
     fn query_credential_replaces_the_clients() {
-        let mut x = exchange(r#"{"route_type":"preserve","auth":{"param_name":"key","param_value":"a b"},"model":{"provider":"openai"}}"#);
-        let e = x.request_headers("GET", "/v1/models?key=client&x=1", false, &headers(&[])).unwrap();
+        let x = exchange(r#"{"route_type":"preserve","auth":{"param_name":"key","param_value":"a b"},"model":{"provider":"openai"}}"#);
+        assert!(x.check_request_headers("GET", false, &headers(&[])).is_ok());
+        let e = x.header_edits("/v1/models?key=client&x=1", &headers(&[]));
         assert_eq!(e.path.as_deref(), Some("/v1/models?x=1&key=a%20b"));
     }
 
     #[test]
     fn header_phase_rejections() {
-        let mut x = exchange(OPENAI);
+        let x = exchange(OPENAI);
         let json = headers(&[("content-type", "application/json; charset=utf-8")]);
-        assert_eq!(x.request_headers("GET", "/", true, &json).err().map(|e| e.status), Some(405));
-        assert_eq!(x.request_headers("POST", "/", false, &json).err().map(|e| e.status), Some(400));
+        assert_eq!(x.check_request_headers("GET", true, &json).err().map(|e| e.status), Some(405));
+        assert_eq!(x.check_request_headers("POST", false, &json).err().map(|e| e.status), Some(400));
         let form = headers(&[("content-type", "application/x-www-form-urlencoded")]);
-        assert_eq!(x.request_headers("POST", "/", true, &form).err().map(|e| e.status), Some(415));
+        assert_eq!(x.check_request_headers("POST", true, &form).err().map(|e| e.status), Some(415));
         let big = headers(&[("content-type", "application/json"), ("content-length", "999999999")]);
-        assert_eq!(x.request_headers("POST", "/", true, &big).err().map(|e| e.status), Some(413));
+        assert_eq!(x.check_request_headers("POST", true, &big).err().map(|e| e.status), Some(413));
     }
 
     #[test]
     fn missing_secret_is_a_500_not_an_unauthenticated_call() {
-        let mut x = exchange(r#"{"auth":{"header_name":"Authorization","header_value":"{vault://env/NOPE}"},"model":{"provider":"openai"}}"#);
-        let e = x.request_headers("POST", "/", true, &headers(&[("content-type", "application/json")])).err().unwrap();
+        let x = exchange(r#"{"auth":{"header_name":"Authorization","header_value":"{vault://env/NOPE}"},"model":{"provider":"openai"}}"#);
+        let e = x.check_request_headers("POST", true, &headers(&[("content-type", "application/json")])).err().unwrap();
         assert_eq!(e.status, 500);
         assert!(!e.message.contains("NOPE"), "the variable name is for the log, not the client");
     }
@@ -380,8 +405,18 @@ mod tests {
         let _ = x.request_body(br#"{"messages":[{"role":"user","content":"hi"}]}"#).unwrap();
         let e = x.response_headers(200, Some("text/html"));
         assert_eq!(e.status, Some(502));
-        let body = x.response_body(b"<html>").unwrap();
-        assert!(String::from_utf8_lossy(&body).contains("not JSON"));
+        let edit = x.response_body(b"<html>");
+        assert!(String::from_utf8_lossy(&edit.body.unwrap()).contains("not JSON"));
+    }
+
+    #[test]
+    fn json_success_that_is_not_json_becomes_502() {
+        let mut x = exchange(OPENAI);
+        let _ = x.request_body(br#"{"messages":[]}"#).unwrap();
+        let _ = x.response_headers(200, Some("application/json"));
+        let edit = x.response_body(b"{truncated");
+        assert_eq!(edit.status, Some(502));
+        assert!(edit.body.is_some());
     }
 
     #[test]
