@@ -113,7 +113,8 @@ impl Envoy {
         let mut cmd = Command::new("bash");
         cmd.arg("-c").arg(script).arg("envoy-wrapper").arg(envoy_binary());
         cmd.args(["-c", &config_path.to_string_lossy(), "--concurrency", &concurrency.to_string()]);
-        cmd.args(["--base-id", &ports.listener.to_string(), "--log-level", "info", "--drain-time-s", "1"]);
+        // Flush access logs often (a command-line flag, not config): tests read them.
+        cmd.args(["--base-id", &ports.listener.to_string(), "--log-level", "info", "--drain-time-s", "1", "--file-flush-interval-msec", "100"]);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -149,6 +150,18 @@ impl Envoy {
 
     pub fn admin(&self, path: &str) -> String {
         crate::http::send(self.ports.admin, &crate::http::Request { method: "GET", path, headers: vec![], body: vec![] }).text()
+    }
+
+    /// The access-log line (JSON) of the request with this `x-request-id`.
+    pub fn access_log(&self, request_id: &str) -> serde_json::Value {
+        let needle = format!("\"request_id\":\"{request_id}\"");
+        for _ in 0..100 {
+            if let Some(line) = self.log().lines().find(|l| l.contains(&needle)) {
+                return serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("no access log line for {request_id}")
     }
 
     /// A stat's value from the admin endpoint, 0 if absent.

@@ -121,13 +121,13 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Recorded> {
     Some(Recorded { method, path, headers, body })
 }
 
-struct Reply {
+pub struct Reply {
     status: u16,
     content_type: &'static str,
     body: Vec<u8>,
 }
 
-fn json_reply(status: u16, v: Value) -> Reply {
+pub fn json_reply(status: u16, v: Value) -> Reply {
     Reply { status, content_type: "application/json", body: v.to_string().into_bytes() }
 }
 
@@ -143,12 +143,25 @@ enum Flavor {
     /// vLLM / llama.cpp style local server: accepts anything, no auth.
     Local,
     Ollama,
+    Anthropic,
+    Cohere,
+    Gemini,
+    Bedrock,
 }
 
 fn flavor(req: &Recorded) -> Flavor {
     let host = req.header("host").unwrap_or_default();
+    let path = req.path.split('?').next().unwrap_or_default();
     if req.path.starts_with("/api/") {
         Flavor::Ollama
+    } else if path == "/v1/messages" {
+        Flavor::Anthropic
+    } else if path.starts_with("/v2/") {
+        Flavor::Cohere
+    } else if path.contains(":generateContent") || path.contains(":streamGenerateContent") || path.contains(":batchEmbedContents") || path.contains(":predict") {
+        Flavor::Gemini
+    } else if path.starts_with("/model/") {
+        Flavor::Bedrock
     } else if req.path.starts_with("/openai/deployments/") {
         Flavor::Azure
     } else if host.starts_with("api.openai.com") {
@@ -187,7 +200,12 @@ fn answer_chat(body: &Value) -> (String, u64, Option<Value>) {
         let call = json!({"name": name, "arguments": {"q": text_of(&last["content"])}});
         return (String::new(), prompt_tokens, Some(call));
     }
-    (format!("You said: {}", text_of(&last["content"])), prompt_tokens, None)
+    (answer_text(&text_of(&last["content"])), prompt_tokens, None)
+}
+
+/// The fake model's answer to a user message.
+pub fn answer_text(user: &str) -> String {
+    format!("You said: {user}")
 }
 
 fn respond(req: &Recorded, out: &mut TcpStream) -> std::io::Result<()> {
@@ -220,6 +238,10 @@ fn respond(req: &Recorded, out: &mut TcpStream) -> std::io::Result<()> {
     let path = req.path.split('?').next().unwrap_or_default().to_string();
     match flavor {
         Flavor::Ollama => ollama(req, &path, &body, out),
+        Flavor::Anthropic => crate::fake_native::anthropic(req, &body, out),
+        Flavor::Cohere => crate::fake_native::cohere(req, &path, &body, out),
+        Flavor::Gemini => crate::fake_native::gemini(req, &req.path, &body, out),
+        Flavor::Bedrock => crate::fake_native::bedrock(req, &path, &body, out),
         _ => openai_like(req, flavor, &path, &body, out),
     }
 }
@@ -241,6 +263,10 @@ fn forced_reply(req: &Recorded, flavor: Flavor) -> Option<Reply> {
         (_, Flavor::Azure) => json_reply(status, json!({"error": {"code": status.to_string(), "message": "Requests to the ChatCompletions_Create Operation have exceeded call rate limit."}})),
         (_, Flavor::Local) => json_reply(status, json!({"detail": "Internal server error in the model runner"})),
         (_, Flavor::OpenAi) => openai_error(status, "Rate limit reached for gpt-4o-mini in organization org-x on tokens per min (TPM).", "tokens"),
+        (_, Flavor::Anthropic) => json_reply(status, json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})),
+        (_, Flavor::Cohere) => json_reply(status, json!({"message": "You are using a Trial key, which is limited to 10 API calls / minute."})),
+        (_, Flavor::Gemini) => json_reply(status, json!({"error": {"code": status, "message": "Resource has been exhausted (e.g. check quota).", "status": "RESOURCE_EXHAUSTED"}})),
+        (_, Flavor::Bedrock) => json_reply(status, json!({"message": "Too many requests, please wait before trying again."})),
     })
 }
 
@@ -408,7 +434,7 @@ fn write_sse(req: &Recorded, out: &mut TcpStream, events: &[String]) -> std::io:
 
 /// Writes a streamed body in 37-byte pieces (events and lines are cut
 /// anywhere), flushing each with a short pause so they arrive apart.
-fn write_streamed(out: &mut TcpStream, content_type: &str, body: &[u8]) -> std::io::Result<()> {
+pub fn write_streamed(out: &mut TcpStream, content_type: &str, body: &[u8]) -> std::io::Result<()> {
     write!(out, "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ntransfer-encoding: chunked\r\ncache-control: no-cache\r\n\r\n")?;
     out.flush()?;
     for piece in body.chunks(37) {
@@ -422,7 +448,7 @@ fn write_streamed(out: &mut TcpStream, content_type: &str, body: &[u8]) -> std::
     out.flush()
 }
 
-fn write_reply(out: &mut TcpStream, reply: &Reply) -> std::io::Result<()> {
+pub fn write_reply(out: &mut TcpStream, reply: &Reply) -> std::io::Result<()> {
     let reason = match reply.status {
         200 => "OK",
         400 => "Bad Request",

@@ -3,6 +3,7 @@
 
 pub mod envoy;
 pub mod fake;
+pub mod fake_native;
 pub mod http;
 
 use std::sync::atomic::{AtomicU64, Ordering};

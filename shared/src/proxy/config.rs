@@ -41,6 +41,10 @@ pub enum ProviderName {
     Mistral,
     Llama2,
     Ollama,
+    Anthropic,
+    Cohere,
+    Gemini,
+    Bedrock,
 }
 
 impl ProviderName {
@@ -51,6 +55,10 @@ impl ProviderName {
             ProviderName::Mistral => "mistral",
             ProviderName::Llama2 => "llama2",
             ProviderName::Ollama => "ollama",
+            ProviderName::Anthropic => "anthropic",
+            ProviderName::Cohere => "cohere",
+            ProviderName::Gemini => "gemini",
+            ProviderName::Bedrock => "bedrock",
         }
     }
 }
@@ -93,6 +101,10 @@ pub struct AuthConfig {
     pub param_location: Option<ParamLocation>,
     #[serde(default)]
     pub allow_override: bool,
+    /// Bedrock: AWS credentials for SigV4 (may be `{vault://env/...}`).
+    pub aws_access_key_id: Option<String>,
+    pub aws_secret_access_key: Option<String>,
+    pub aws_session_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -113,7 +125,28 @@ pub struct ModelOptions {
     pub input_cost: Option<f64>,
     /// Price per million completion tokens.
     pub output_cost: Option<f64>,
+    /// Anthropic's `anthropic-version` header.
+    pub anthropic_version: Option<String>,
+    pub gemini: Option<GeminiOptions>,
+    pub bedrock: Option<BedrockOptions>,
 }
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeminiOptions {
+    /// Host of the API; Vertex AI when `project_id` is set.
+    pub api_endpoint: Option<String>,
+    pub project_id: Option<String>,
+    pub location_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BedrockOptions {
+    pub aws_region: Option<String>,
+}
+
+pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -164,10 +197,32 @@ fn default_true() -> bool {
 /// The wire dialect spoken upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
-    /// OpenAI's format; `usage_in_stream_by_default` tells whether the
-    /// server reports usage in streams without `stream_options` (Mistral).
+    /// OpenAI's format; `stream_options` tells whether the server needs
+    /// `stream_options.include_usage` to report usage in streams (Mistral
+    /// reports it unasked).
     OpenAi { stream_options: bool },
     OllamaNative,
+    Anthropic,
+    Cohere,
+    /// Gemini's generateContent API; Vertex AI paths when `vertex`.
+    Gemini { vertex: bool },
+    Bedrock,
+}
+
+impl Dialect {
+    /// Whether the dialect's answers must be translated to OpenAI's format.
+    pub fn is_native(self) -> bool {
+        !matches!(self, Dialect::OpenAi { .. })
+    }
+}
+
+/// AWS credentials and region for SigV4.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsAuth {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+    pub region: String,
 }
 
 /// How credentials reach the upstream.
@@ -200,6 +255,11 @@ pub struct ProxyConfig {
     /// set: requests are answered 500 rather than sent unauthenticated.
     pub missing_secret: Option<String>,
     pub allow_override: bool,
+    /// Bedrock only.
+    pub aws: Option<AwsAuth>,
+    /// Gemini: Vertex project and location, for model paths.
+    pub vertex: Option<(String, String)>,
+    pub anthropic_version: String,
 }
 
 /// A parsed `upstream_url`.
@@ -305,14 +365,54 @@ impl ProxyConfig {
             }
         };
         let dialect_format = match provider {
-            ProviderName::Openai | ProviderName::Azure => ModelFormat::Openai,
             ProviderName::Mistral => format("mistral_format", o.mistral_format, Some(ModelFormat::Openai))?,
             ProviderName::Llama2 => format("llama2_format", o.llama2_format, None)?,
             ProviderName::Ollama => format("llama2_format", o.llama2_format, Some(ModelFormat::Ollama))?,
+            _ => ModelFormat::Openai,
         };
-        let dialect = match dialect_format {
-            ModelFormat::Ollama => Dialect::OllamaNative,
+        let gemini = o.gemini.clone().unwrap_or_default();
+        let vertex = match (&gemini.project_id, &gemini.location_id) {
+            (Some(p), Some(l)) if is_path_segment(p) && is_path_segment(l) => Some((p.clone(), l.clone())),
+            (None, None) => None,
+            (Some(p), _) if !is_path_segment(p) => {
+                return Err(ConfigError::new("model.options.gemini.project_id", "is not a valid project id"))
+            }
+            _ => {
+                return Err(ConfigError::new(
+                    "model.options.gemini",
+                    "Vertex AI needs both project_id and location_id (letters, digits, -, _)",
+                ))
+            }
+        };
+        let dialect = match (provider, dialect_format) {
+            (ProviderName::Anthropic, _) => Dialect::Anthropic,
+            (ProviderName::Cohere, _) => Dialect::Cohere,
+            (ProviderName::Gemini, _) => Dialect::Gemini { vertex: vertex.is_some() },
+            (ProviderName::Bedrock, _) => Dialect::Bedrock,
+            (_, ModelFormat::Ollama) => Dialect::OllamaNative,
             _ => Dialect::OpenAi { stream_options: provider != ProviderName::Mistral },
+        };
+        let supported = match dialect {
+            Dialect::Anthropic => &[RouteType::Chat, RouteType::Preserve][..],
+            Dialect::Cohere | Dialect::Gemini { .. } | Dialect::Bedrock => {
+                &[RouteType::Chat, RouteType::Embeddings, RouteType::Preserve][..]
+            }
+            _ => &[RouteType::Chat, RouteType::Completions, RouteType::Embeddings, RouteType::Preserve][..],
+        };
+        if !supported.contains(&raw.route_type) {
+            return Err(ConfigError::new(
+                "route_type",
+                format!("{} is not supported for provider {}", raw.route_type.as_str(), provider.as_str()),
+            ));
+        }
+        let aws = if provider == ProviderName::Bedrock {
+            let region = o.bedrock.as_ref().and_then(|b| b.aws_region.clone()).unwrap_or_default();
+            if !is_path_segment(&region) {
+                return Err(ConfigError::new("model.options.bedrock.aws_region", "is required for bedrock (e.g. us-east-1)"));
+            }
+            Some(region)
+        } else {
+            None
         };
 
         // Where requests go: a fixed public endpoint, or upstream_url.
@@ -326,6 +426,11 @@ impl ProxyConfig {
                 (Dialect::OpenAi { .. }, RouteType::Chat) => Some("/v1/chat/completions"),
                 (Dialect::OpenAi { .. }, RouteType::Completions) => Some("/v1/completions"),
                 (Dialect::OpenAi { .. }, RouteType::Embeddings) => Some("/v1/embeddings"),
+                (Dialect::Anthropic, _) => Some("/v1/messages"),
+                (Dialect::Cohere, RouteType::Embeddings) => Some("/v2/embed"),
+                (Dialect::Cohere, _) => Some("/v2/chat"),
+                // Model- and stream-dependent: see `ProxyConfig::request_path`.
+                (Dialect::Gemini { .. } | Dialect::Bedrock, _) => None,
             }
         };
         if provider == ProviderName::Mistral && dialect_format == ModelFormat::Openai && route == RouteType::Completions {
@@ -367,8 +472,17 @@ impl ProxyConfig {
                 }
                 None => {
                     let host = match provider {
-                        ProviderName::Openai => "api.openai.com",
-                        ProviderName::Mistral if dialect_format == ModelFormat::Openai => "api.mistral.ai",
+                        ProviderName::Openai => "api.openai.com".to_string(),
+                        ProviderName::Mistral if dialect_format == ModelFormat::Openai => "api.mistral.ai".to_string(),
+                        ProviderName::Anthropic => "api.anthropic.com".to_string(),
+                        ProviderName::Cohere => "api.cohere.com".to_string(),
+                        ProviderName::Gemini => match (&gemini.api_endpoint, &vertex) {
+                            (Some(endpoint), _) => endpoint.clone(),
+                            (None, Some((_, l))) if l == "global" => "aiplatform.googleapis.com".to_string(),
+                            (None, Some((_, l))) => format!("{l}-aiplatform.googleapis.com"),
+                            (None, None) => "generativelanguage.googleapis.com".to_string(),
+                        },
+                        ProviderName::Bedrock => format!("bedrock-runtime.{}.amazonaws.com", aws.clone().unwrap_or_default()),
                         _ => {
                             return Err(ConfigError::new(
                                 "model.options.upstream_url",
@@ -376,7 +490,10 @@ impl ProxyConfig {
                             ))
                         }
                     };
-                    (Some(host.to_string()), default_path(route).map(str::to_string))
+                    if host.is_empty() || !is_header_value(&host) || host.contains('/') {
+                        return Err(ConfigError::new("model.options.gemini.api_endpoint", "must be a host name"));
+                    }
+                    (Some(host), default_path(route).map(str::to_string))
                 }
             },
         };
@@ -384,7 +501,45 @@ impl ProxyConfig {
             *p = custom.clone();
         }
 
-        let (credentials, missing_secret) = credentials(&raw.auth, env)?;
+        let (credentials, mut missing_secret) = credentials(&raw.auth, env)?;
+        let aws = match aws {
+            Some(region) => {
+                let mut secret = |path: &str, value: &Option<String>| -> Result<Option<String>, ConfigError> {
+                    let Some(value) = value else { return Ok(None) };
+                    match crate::config::resolve_secret(value, env) {
+                        Ok(v) => Ok(Some(v)),
+                        Err(var) => {
+                            missing_secret.get_or_insert(format!("{path} (environment variable {var} is not set)"));
+                            Ok(Some(String::new()))
+                        }
+                    }
+                };
+                let key = secret("auth.aws_access_key_id", &raw.auth.aws_access_key_id)?;
+                let secret_key = secret("auth.aws_secret_access_key", &raw.auth.aws_secret_access_key)?;
+                let token = secret("auth.aws_session_token", &raw.auth.aws_session_token)?;
+                match (key, secret_key) {
+                    (Some(access_key_id), Some(secret_access_key)) => {
+                        Some(AwsAuth { access_key_id, secret_access_key, session_token: token, region })
+                    }
+                    _ => {
+                        return Err(ConfigError::new(
+                            "auth.aws_access_key_id",
+                            "bedrock needs auth.aws_access_key_id and auth.aws_secret_access_key",
+                        ))
+                    }
+                }
+            }
+            None => {
+                if raw.auth.aws_access_key_id.is_some() || raw.auth.aws_secret_access_key.is_some() {
+                    return Err(ConfigError::new("auth.aws_access_key_id", "is only used by provider bedrock"));
+                }
+                None
+            }
+        };
+        let anthropic_version = o.anthropic_version.clone().unwrap_or_else(|| DEFAULT_ANTHROPIC_VERSION.to_string());
+        if !is_path_segment(&anthropic_version) {
+            return Err(ConfigError::new("model.options.anthropic_version", "is not a valid version"));
+        }
         Ok(ProxyConfig {
             route_type: route,
             provider,
@@ -400,7 +555,53 @@ impl ProxyConfig {
             credentials,
             missing_secret,
             allow_override: raw.auth.allow_override,
+            aws,
+            vertex,
+            anthropic_version,
         })
+    }
+
+    /// The upstream path for one request: fixed for most providers; Gemini
+    /// and Bedrock name the model (and streaming) in the path. `model` is
+    /// checked to be one path segment, so it cannot change the target.
+    pub fn request_path(&self, model: Option<&str>, stream: bool) -> Result<Option<String>, String> {
+        if self.path.is_some() || self.route_type == RouteType::Preserve {
+            return Ok(self.path.clone());
+        }
+        let model = model.unwrap_or_default();
+        match self.dialect {
+            Dialect::Gemini { .. } => {
+                let model = model.strip_prefix("models/").unwrap_or(model);
+                if !is_path_segment(model) {
+                    return Err(format!("model name {model:?} is not valid here"));
+                }
+                let op = match (self.route_type, stream, self.vertex.is_some()) {
+                    (RouteType::Embeddings, _, true) => "predict",
+                    (RouteType::Embeddings, _, false) => "batchEmbedContents",
+                    (_, true, _) => "streamGenerateContent?alt=sse",
+                    (_, false, _) => "generateContent",
+                };
+                Ok(Some(match &self.vertex {
+                    Some((project, location)) => {
+                        format!("/v1/projects/{project}/locations/{location}/publishers/google/models/{model}:{op}")
+                    }
+                    None => format!("/v1beta/models/{model}:{op}"),
+                }))
+            }
+            Dialect::Bedrock => {
+                // Model ids and ARNs hold `:` and `/`: one encoded segment.
+                if model.is_empty() || model.len() > 2048 || model.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+                    return Err(format!("model id {model:?} is not valid here"));
+                }
+                let op = match (self.route_type, stream) {
+                    (RouteType::Embeddings, _) => "invoke",
+                    (_, true) => "converse-stream",
+                    (_, false) => "converse",
+                };
+                Ok(Some(format!("/model/{}/{op}", encode_query(model))))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Cost of a request in the configured currency, if prices are set.

@@ -1,10 +1,19 @@
 //! ai-proxy's per-request logic as plain Rust: the filter crate calls these
 //! steps from its proxy-wasm callbacks and applies what they return.
 
+pub mod anthropic;
+pub mod bedrock;
+pub mod cohere;
+pub mod common;
 pub mod config;
+pub mod eventstream;
+pub mod gemini;
+#[cfg(test)]
+mod golden;
 pub mod ollama;
 pub mod request;
 pub mod response;
+pub mod sigv4;
 pub mod stream;
 
 use crate::error::{ErrorKind, GatewayError};
@@ -64,6 +73,11 @@ pub struct Exchange {
     usage: Option<Usage>,
     response_model: Option<String>,
     problem: Option<String>,
+    /// Path for this request when the provider puts model or streaming in
+    /// it (Gemini, Bedrock).
+    upstream_path: Option<String>,
+    /// SHA-256 of the body sent upstream (Bedrock signs it).
+    body_sha256: Option<String>,
 }
 
 fn is_json(content_type: &str) -> bool {
@@ -85,6 +99,8 @@ impl Exchange {
             usage: None,
             response_model: None,
             problem: None,
+            upstream_path: None,
+            body_sha256: None,
         }
     }
 
@@ -146,10 +162,13 @@ impl Exchange {
         // Upstream bodies are read (usage, translation): they must not be compressed.
         edits.remove.push("accept-encoding".into());
 
-        let mut target = match &cfg.path {
+        let mut target = match self.upstream_path.as_ref().or(cfg.path.as_ref()) {
             Some(p) => p.clone(),
             None => path.to_string(),
         };
+        if cfg.dialect == Dialect::Anthropic {
+            edits.set.push(("anthropic-version".into(), cfg.anthropic_version.clone()));
+        }
         let client_overrides = |name: &str| cfg.allow_override && header(name).is_some();
         for cred in &cfg.credentials {
             match cred {
@@ -171,6 +190,12 @@ impl Exchange {
                 }
                 Credential::Body { .. } => {}
             }
+        }
+        if let Some(aws) = &cfg.aws {
+            // Signed last: over the final path and body.
+            let host = cfg.authority.as_deref().unwrap_or_default();
+            let body_hash = self.body_sha256.clone().unwrap_or_else(|| sigv4::sha256_hex(b""));
+            edits.set.extend(sigv4::sign(aws, "bedrock", "POST", host, &target, &body_hash, self.created));
         }
         for name in CLIENT_CREDENTIAL_HEADERS {
             let ours = edits.set.iter().any(|(n, _)| n == name);
@@ -194,6 +219,12 @@ impl Exchange {
         }
         let translated = request::translate_request(cfg, body)?;
         self.facts = translated.facts;
+        self.upstream_path = cfg
+            .request_path(self.facts.model.as_deref(), self.facts.stream)
+            .map_err(GatewayError::bad_request)?;
+        if cfg.aws.is_some() {
+            self.body_sha256 = Some(sigv4::sha256_hex(translated.body.as_deref().unwrap_or(body)));
+        }
         Ok(translated.body)
     }
 
@@ -208,6 +239,7 @@ impl Exchange {
         };
         let event_stream = ct.starts_with("text/event-stream");
         let ndjson = ct.starts_with("application/x-ndjson");
+        let aws_stream = ct.starts_with("application/vnd.amazon.eventstream");
         self.mode = if status >= 400 {
             ResponseMode::Buffered
         } else if cfg.route_type == RouteType::Preserve {
@@ -216,13 +248,16 @@ impl Exchange {
                 (_, true) => ResponseMode::Buffered,
                 _ => ResponseMode::Passthrough,
             }
-        } else if event_stream && matches!(cfg.dialect, Dialect::OpenAi { .. }) {
+        } else if event_stream && !matches!(cfg.dialect, Dialect::OllamaNative | Dialect::Bedrock) {
             ResponseMode::Stream
-        } else if ndjson && cfg.dialect == Dialect::OllamaNative && self.facts.stream {
+        } else if (aws_stream && cfg.dialect == Dialect::Bedrock)
+            || (ndjson && cfg.dialect == Dialect::OllamaNative && self.facts.stream)
+        {
+            // Native binary or line streams become SSE for the client.
             edits.content_type = Some("text/event-stream");
             ResponseMode::Stream
         } else if is_json(&ct) || (ndjson && cfg.dialect == Dialect::OllamaNative) {
-            if cfg.dialect == Dialect::OllamaNative {
+            if cfg.dialect.is_native() {
                 edits.content_type = Some("application/json");
             }
             ResponseMode::Buffered
@@ -236,7 +271,13 @@ impl Exchange {
         };
         if self.mode == ResponseMode::Stream {
             let model = self.requested_model().unwrap_or_default().to_string();
+            let (id, created, wants) = (self.id.as_str(), self.created, self.facts.client_wants_usage);
             self.stream = Some(match (cfg.dialect, cfg.route_type) {
+                (_, RouteType::Preserve) => Box::new(OpenAiStream::new(true)),
+                (Dialect::Anthropic, _) => Box::new(anthropic::AnthropicStream::new(id, created, &model, wants)),
+                (Dialect::Cohere, _) => Box::new(cohere::CohereStream::new(id, created, &model, wants)),
+                (Dialect::Gemini { .. }, _) => Box::new(gemini::GeminiStream::new(id, created, &model, wants)),
+                (Dialect::Bedrock, _) => Box::new(bedrock::BedrockStream::new(id, created, &model, wants)),
                 (Dialect::OllamaNative, RouteType::Completions) => {
                     Box::new(OllamaStream::new(OllamaRoute::Generate, &self.id, self.created, &model, self.facts.client_wants_usage))
                 }
@@ -262,7 +303,8 @@ impl Exchange {
             return BodyEdit { body: Some(error.to_json()), status: None };
         }
         if self.status >= 400 {
-            return BodyEdit { body: response::normalize_error(self.status, body), status: None };
+            let openai = !self.cfg.dialect.is_native() || self.cfg.route_type == RouteType::Preserve;
+            return BodyEdit { body: response::normalize_error(self.status, body, openai), status: None };
         }
         let model = self.requested_model().unwrap_or_default().to_string();
         let meta = ollama::Meta { id: &self.id, created: self.created, model: &model };

@@ -3,7 +3,7 @@
 //! the upstream dialect. The body is re-serialized only when it changed.
 
 use super::config::{Credential, Dialect, ProviderName, ProxyConfig, RouteType, StreamingPolicy};
-use super::ollama;
+use super::{anthropic, bedrock, cohere, gemini, ollama};
 use crate::error::GatewayError;
 use crate::openai::{ChatRequest, CompletionRequest, EmbeddingRequest, Rest, StreamOptions};
 use serde::de::DeserializeOwned;
@@ -130,8 +130,14 @@ fn streaming(
             return Ok((on, false));
         }
     }
-    // Servers that report usage unasked (Mistral, Ollama) keep their chunks.
-    Ok((on, asked || !matches!(cfg.dialect, Dialect::OpenAi { stream_options: true })))
+    // Mistral reports usage in its last content chunk, which stays; native
+    // translators write a usage chunk only when the client asked.
+    Ok((on, asked || cfg.dialect == Dialect::OpenAi { stream_options: false }))
+}
+
+/// OpenAI itself rejects `top_k`; the native APIs and llama-style servers take it.
+fn takes_top_k(cfg: &ProxyConfig) -> bool {
+    cfg.dialect.is_native() || cfg.provider == ProviderName::Llama2
 }
 
 fn body_credential(cfg: &ProxyConfig, rest: &mut Rest, changed: &mut bool) {
@@ -169,7 +175,7 @@ fn chat(cfg: &ProxyConfig, body: &[u8]) -> Result<Translated, GatewayError> {
     }
     fill(&mut req.temperature, o.temperature, &mut changed);
     fill(&mut req.top_p, o.top_p, &mut changed);
-    if cfg.dialect == Dialect::OllamaNative || cfg.provider == ProviderName::Llama2 {
+    if takes_top_k(cfg) {
         fill(&mut req.top_k, o.top_k, &mut changed);
     }
     let (stream, client_wants_usage) = streaming(cfg, &mut req.stream, &mut req.stream_options, &mut changed)?;
@@ -177,6 +183,10 @@ fn chat(cfg: &ProxyConfig, body: &[u8]) -> Result<Translated, GatewayError> {
     let facts = RequestFacts { stream, client_wants_usage, model: req.model.clone() };
     let body = match cfg.dialect {
         Dialect::OllamaNative => Some(to_vec(&ollama::chat_request(req, stream)?)?),
+        Dialect::Anthropic => Some(to_vec(&anthropic::chat_request(req, stream, o.max_tokens)?)?),
+        Dialect::Cohere => Some(to_vec(&cohere::chat_request(req, stream)?)?),
+        Dialect::Gemini { .. } => Some(to_vec(&gemini::chat_request(&req)?)?),
+        Dialect::Bedrock => Some(to_vec(&bedrock::chat_request(&req)?)?),
         Dialect::OpenAi { .. } if changed => Some(to_vec(&req)?),
         Dialect::OpenAi { .. } => None,
     };
@@ -191,7 +201,7 @@ fn completions(cfg: &ProxyConfig, body: &[u8]) -> Result<Translated, GatewayErro
     fill(&mut req.max_tokens, o.max_tokens, &mut changed);
     fill(&mut req.temperature, o.temperature, &mut changed);
     fill(&mut req.top_p, o.top_p, &mut changed);
-    if cfg.dialect == Dialect::OllamaNative || cfg.provider == ProviderName::Llama2 {
+    if takes_top_k(cfg) {
         fill(&mut req.top_k, o.top_k, &mut changed);
     }
     let (stream, client_wants_usage) = streaming(cfg, &mut req.stream, &mut req.stream_options, &mut changed)?;
@@ -200,7 +210,8 @@ fn completions(cfg: &ProxyConfig, body: &[u8]) -> Result<Translated, GatewayErro
     let body = match cfg.dialect {
         Dialect::OllamaNative => Some(to_vec(&ollama::generate_request(req, stream)?)?),
         Dialect::OpenAi { .. } if changed => Some(to_vec(&req)?),
-        Dialect::OpenAi { .. } => None,
+        // Rejected at load: no other dialect serves completions.
+        _ => None,
     };
     Ok(Translated { body, facts })
 }
@@ -214,10 +225,14 @@ fn embeddings(cfg: &ProxyConfig, body: &[u8]) -> Result<Translated, GatewayError
     }
     body_credential(cfg, &mut req.rest, &mut changed);
     let facts = RequestFacts { stream: false, client_wants_usage: false, model: req.model.clone() };
+    let model = req.model.clone().unwrap_or_default();
     let body = match cfg.dialect {
         Dialect::OllamaNative => Some(to_vec(&ollama::embed_request(req))?),
+        Dialect::Cohere => Some(to_vec(&cohere::embed_request(&req))?),
+        Dialect::Gemini { vertex } => Some(to_vec(&gemini::embed_request(&req, &model, vertex))?),
+        Dialect::Bedrock => Some(to_vec(&bedrock::embed_request(&req, &model)?)?),
         Dialect::OpenAi { .. } if changed => Some(to_vec(&req)?),
-        Dialect::OpenAi { .. } => None,
+        _ => None,
     };
     Ok(Translated { body, facts })
 }

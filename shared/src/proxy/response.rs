@@ -3,6 +3,8 @@
 
 use super::config::{Dialect, RouteType};
 use super::ollama::{self, Meta};
+use super::{anthropic, bedrock, cohere, gemini};
+use crate::openai::{ChatResponse, CompletionResponse, EmbeddingResponse};
 use crate::error::{error_body, error_type_for_status, GatewayError};
 use crate::openai::{Usage, UsageProbe};
 use serde::Serialize;
@@ -20,12 +22,16 @@ pub struct Answer {
 
 /// An upstream error body in OpenAI's shape. Bodies already in that shape
 /// are kept byte for byte; others are wrapped, never passed through raw.
-pub fn normalize_error(status: u16, body: &[u8]) -> Option<Vec<u8>> {
+///
+/// `openai_dialect`: the upstream speaks OpenAI's format, so an error body
+/// in OpenAI's shape is its own and is kept; native providers' bodies
+/// (Anthropic's and Gemini's also carry `error.message`) are rebuilt.
+pub fn normalize_error(status: u16, body: &[u8], openai_dialect: bool) -> Option<Vec<u8>> {
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
     let error_type = error_type_for_status(status);
     let message = match &parsed {
         Some(v) => {
-            if v.get("error").and_then(|e| e.get("message")).is_some_and(Value::is_string) {
+            if openai_dialect && v.get("error").and_then(|e| e.get("message")).is_some_and(Value::is_string) {
                 return None;
             }
             let text = |v: &Value| match v {
@@ -58,6 +64,32 @@ fn encode<T: Serialize>(value: &T) -> Option<Vec<u8>> {
     serde_json::to_vec(value).ok()
 }
 
+trait AnswerModel {
+    fn model(&self) -> &str;
+}
+impl AnswerModel for ChatResponse {
+    fn model(&self) -> &str {
+        &self.model
+    }
+}
+impl AnswerModel for CompletionResponse {
+    fn model(&self) -> &str {
+        &self.model
+    }
+}
+impl AnswerModel for EmbeddingResponse {
+    fn model(&self) -> &str {
+        &self.model
+    }
+}
+
+fn translated<T: Serialize + AnswerModel, U: Into<Option<Usage>>>(result: Result<(T, U), serde_json::Error>, what: &str) -> Answer {
+    match result {
+        Ok((r, usage)) => Answer { body: encode(&r), usage: usage.into(), model: Some(r.model().to_string()), problem: None },
+        Err(e) => bad_payload(format!("{what} answer unreadable: {e}")),
+    }
+}
+
 fn bad_payload(why: String) -> Answer {
     let e = GatewayError::new(crate::error::ErrorKind::BadGateway, "upstream returned a response the gateway could not read");
     Answer { body: Some(e.to_json()), problem: Some(why), ..Default::default() }
@@ -73,18 +105,16 @@ pub fn translate_success(dialect: Dialect, route: RouteType, body: &[u8], meta: 
             }
             Err(e) => bad_payload(format!("upstream body is not JSON: {e}")),
         },
-        (Dialect::OllamaNative, RouteType::Chat) => match ollama::chat_response(body, meta) {
-            Ok((r, usage)) => Answer { body: encode(&r), usage, model: Some(r.model), problem: None },
-            Err(e) => bad_payload(format!("ollama chat answer unreadable: {e}")),
-        },
-        (Dialect::OllamaNative, RouteType::Completions) => match ollama::generate_response(body, meta) {
-            Ok((r, usage)) => Answer { body: encode(&r), usage, model: Some(r.model), problem: None },
-            Err(e) => bad_payload(format!("ollama generate answer unreadable: {e}")),
-        },
-        (Dialect::OllamaNative, RouteType::Embeddings) => match ollama::embed_response(body, meta) {
-            Ok((r, usage)) => Answer { body: encode(&r), usage, model: Some(r.model), problem: None },
-            Err(e) => bad_payload(format!("ollama embed answer unreadable: {e}")),
-        },
+        (Dialect::OllamaNative, RouteType::Chat) => translated(ollama::chat_response(body, meta), "ollama chat"),
+        (Dialect::OllamaNative, RouteType::Completions) => translated(ollama::generate_response(body, meta), "ollama generate"),
+        (Dialect::OllamaNative, RouteType::Embeddings) => translated(ollama::embed_response(body, meta), "ollama embed"),
+        (Dialect::Anthropic, _) => translated(anthropic::chat_response(body, meta.created), "anthropic messages"),
+        (Dialect::Cohere, RouteType::Embeddings) => translated(cohere::embed_response(body, meta.model), "cohere embed"),
+        (Dialect::Cohere, _) => translated(cohere::chat_response(body, meta.created, meta.model), "cohere chat"),
+        (Dialect::Gemini { .. }, RouteType::Embeddings) => translated(gemini::embed_response(body, meta.model), "gemini embed"),
+        (Dialect::Gemini { .. }, _) => translated(gemini::chat_response(body, meta.id, meta.created, meta.model), "gemini generateContent"),
+        (Dialect::Bedrock, RouteType::Embeddings) => translated(bedrock::embed_response(body, meta.model), "bedrock invoke"),
+        (Dialect::Bedrock, _) => translated(bedrock::chat_response(body, meta.id, meta.created, meta.model), "bedrock converse"),
     }
 }
 
@@ -102,19 +132,28 @@ mod tests {
 
     #[test]
     fn openai_errors_are_kept_byte_for_byte() {
-        assert!(normalize_error(429, br#"{"error":{"message":"slow down","type":"requests","code":"rate_limit_exceeded"}}"#).is_none());
+        assert!(normalize_error(429, br#"{"error":{"message":"slow down","type":"requests","code":"rate_limit_exceeded"}}"#, true).is_none());
     }
 
     #[test]
     fn other_error_shapes_are_wrapped() {
-        assert_eq!(message(&normalize_error(404, br#"{"error":"model 'x' not found"}"#).unwrap()), "model 'x' not found");
-        assert_eq!(message(&normalize_error(400, br#"{"object":"error","message":"bad temp","type":"invalid_request_error"}"#).unwrap()), "bad temp");
-        assert_eq!(message(&normalize_error(422, br#"{"detail":[{"loc":["body"],"msg":"x"}]}"#).unwrap()), r#"[{"loc":["body"],"msg":"x"}]"#);
-        let html = normalize_error(502, b"<html><body>Bad Gateway</body></html>").unwrap();
+        assert_eq!(message(&normalize_error(404, br#"{"error":"model 'x' not found"}"#, true).unwrap()), "model 'x' not found");
+        assert_eq!(message(&normalize_error(400, br#"{"object":"error","message":"bad temp","type":"invalid_request_error"}"#, true).unwrap()), "bad temp");
+        assert_eq!(message(&normalize_error(422, br#"{"detail":[{"loc":["body"],"msg":"x"}]}"#, true).unwrap()), r#"[{"loc":["body"],"msg":"x"}]"#);
+        let html = normalize_error(502, b"<html><body>Bad Gateway</body></html>", true).unwrap();
         assert_eq!(message(&html), "upstream returned HTTP 502 with a non-JSON body");
         let v: Value = serde_json::from_slice(&html).unwrap();
         assert_eq!(v["error"]["type"], "upstream_error");
-        assert_eq!(message(&normalize_error(500, b"boom").unwrap()), "upstream returned HTTP 500: boom");
+        assert_eq!(message(&normalize_error(500, b"boom", true).unwrap()), "upstream returned HTTP 500: boom");
+    }
+
+    #[test]
+    fn native_error_bodies_are_rebuilt() {
+        let anthropic = br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+        let v: Value = serde_json::from_slice(&normalize_error(529, anthropic, false).unwrap()).unwrap();
+        assert_eq!(v, serde_json::json!({"error":{"message":"Overloaded","type":"api_error","param":null,"code":null}}));
+        let bedrock = br#"{"message":"The security token included in the request is invalid."}"#;
+        assert!(message(&normalize_error(403, bedrock, false).unwrap()).contains("security token"));
     }
 
     #[test]

@@ -1,0 +1,354 @@
+//! Anthropic's Messages API (`POST /v1/messages`) to and from OpenAI's
+//! chat format.
+// `serde_json::Value` lookups (`v["key"]`, `v[0]`) return Null when absent and
+// never panic; writes only go into objects built in this module.
+#![allow(clippy::indexing_slicing)]
+
+use super::common::{arguments_object, parse_data_url, system_text, tool_call, ChunkWriter};
+use super::stream::StreamTranslator;
+use crate::error::GatewayError;
+use crate::openai::{
+    ChatChoice, ChatMessage, ChatRequest, ChatResponse, Content, PromptTokensDetails, Usage,
+};
+use crate::sse::{SseDecoder, SseEvent};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// Anthropic requires `max_tokens`; used when neither the request nor the
+/// route's `model.options.max_tokens` sets one.
+pub const DEFAULT_MAX_TOKENS: u64 = 4096;
+
+#[derive(Debug, Serialize)]
+pub struct MessagesRequest {
+    pub model: String,
+    pub max_tokens: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    pub messages: Vec<Message>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_sequences: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stream: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Value>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Message {
+    pub role: &'static str,
+    pub content: Vec<Value>,
+}
+
+fn image_block(url: &str) -> Value {
+    match parse_data_url(url) {
+        Some((mime, data)) => json!({"type": "image", "source": {"type": "base64", "media_type": mime, "data": data}}),
+        None => json!({"type": "image", "source": {"type": "url", "url": url}}),
+    }
+}
+
+fn content_blocks(content: &Option<Content>) -> Vec<Value> {
+    match content {
+        Some(Content::Text(t)) if !t.is_empty() => vec![json!({"type": "text", "text": t})],
+        Some(Content::Parts(parts)) => parts
+            .iter()
+            .filter_map(|p| match (p.text.as_deref(), &p.image_url) {
+                (Some(text), _) => Some(json!({"type": "text", "text": text})),
+                (None, Some(img)) => Some(image_block(&img.url)),
+                _ => None,
+            })
+            .collect(),
+        _ => vec![],
+    }
+}
+
+pub fn chat_request(req: ChatRequest, stream: bool, default_max_tokens: Option<u64>) -> Result<MessagesRequest, GatewayError> {
+    let system = system_text(&req.messages);
+    let mut messages: Vec<Message> = Vec::new();
+    for m in &req.messages {
+        let (role, blocks) = match m.role.as_str() {
+            "system" | "developer" => continue,
+            "user" => ("user", content_blocks(&m.content)),
+            "assistant" => {
+                let mut blocks = content_blocks(&m.content);
+                for call in m.tool_calls.iter().flatten() {
+                    blocks.push(json!({
+                        "type": "tool_use",
+                        "id": call.id.clone().unwrap_or_default(),
+                        "name": call.function.name.clone().unwrap_or_default(),
+                        "input": arguments_object(call)?,
+                    }));
+                }
+                ("assistant", blocks)
+            }
+            "tool" => {
+                let text = m.content.as_ref().map(|c| c.joined_text("\n")).unwrap_or_default();
+                let id = m.tool_call_id.clone().unwrap_or_default();
+                ("user", vec![json!({"type": "tool_result", "tool_use_id": id, "content": text})])
+            }
+            other => return Err(GatewayError::bad_request(format!("unknown message role `{other}`"))),
+        };
+        // Consecutive turns of one role become one message (tool results
+        // for parallel calls must share a user turn).
+        match messages.last_mut() {
+            Some(last) if last.role == role => last.content.extend(blocks),
+            _ => messages.push(Message { role, content: blocks }),
+        }
+    }
+    if messages.is_empty() {
+        return Err(GatewayError::bad_request("`messages` needs at least one user or assistant message"));
+    }
+    let tools: Vec<Value> = req
+        .tools
+        .iter()
+        .flatten()
+        .map(|t| {
+            json!({
+                "name": t.function.name,
+                "description": t.function.description.clone().unwrap_or_default(),
+                "input_schema": t.function.parameters.clone().unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+            })
+        })
+        .collect();
+    let tool_choice = match &req.tool_choice {
+        None => None,
+        Some(Value::String(s)) => match s.as_str() {
+            "auto" => Some(json!({"type": "auto"})),
+            "required" => Some(json!({"type": "any"})),
+            "none" => Some(json!({"type": "none"})),
+            other => return Err(GatewayError::bad_request(format!("unknown tool_choice `{other}`"))),
+        },
+        Some(v) => match v.get("function").and_then(|f| f.get("name")).and_then(Value::as_str) {
+            Some(name) => Some(json!({"type": "tool", "name": name})),
+            None => return Err(GatewayError::bad_request("tool_choice must be none, auto, required or a named function")),
+        },
+    };
+    let user = req.rest.get("user").and_then(Value::as_str).map(|u| json!({"user_id": u}));
+    Ok(MessagesRequest {
+        model: req.model.unwrap_or_default(),
+        max_tokens: req.max_completion_tokens.or(req.max_tokens).or(default_max_tokens).unwrap_or(DEFAULT_MAX_TOKENS),
+        system,
+        messages,
+        temperature: req.temperature,
+        top_p: req.top_p,
+        top_k: req.top_k,
+        stop_sequences: req.stop.as_ref().map(|s| s.to_vec()),
+        stream,
+        tool_choice: tool_choice.filter(|_| !tools.is_empty()),
+        tools,
+        metadata: user,
+    })
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+pub struct AnthropicUsage {
+    #[serde(default)]
+    pub input_tokens: u64,
+    #[serde(default)]
+    pub output_tokens: u64,
+    #[serde(default)]
+    pub cache_creation_input_tokens: Option<u64>,
+    #[serde(default)]
+    pub cache_read_input_tokens: Option<u64>,
+}
+
+impl AnthropicUsage {
+    /// OpenAI's prompt tokens count everything read: fresh input plus cache
+    /// reads and cache writes.
+    pub fn to_openai(self) -> Usage {
+        let cache_read = self.cache_read_input_tokens.unwrap_or(0);
+        let prompt = self
+            .input_tokens
+            .saturating_add(cache_read)
+            .saturating_add(self.cache_creation_input_tokens.unwrap_or(0));
+        let mut usage = Usage::new(prompt, self.output_tokens);
+        if self.cache_read_input_tokens.is_some() || self.cache_creation_input_tokens.is_some() {
+            usage.prompt_tokens_details = Some(PromptTokensDetails { cached_tokens: cache_read });
+        }
+        usage
+    }
+}
+
+pub fn finish_reason(stop_reason: Option<&str>) -> &'static str {
+    match stop_reason {
+        Some("max_tokens") | Some("model_context_window_exceeded") => "length",
+        Some("tool_use") => "tool_calls",
+        Some("refusal") => "content_filter",
+        _ => "stop", // end_turn, stop_sequence, pause_turn
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct MessagesResponse {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    content: Vec<Value>,
+    #[serde(default)]
+    stop_reason: Option<String>,
+    #[serde(default)]
+    usage: AnthropicUsage,
+}
+
+pub fn chat_response(body: &[u8], created: u64) -> Result<(ChatResponse, Usage), serde_json::Error> {
+    let r: MessagesResponse = serde_json::from_slice(body)?;
+    let mut text = String::new();
+    let mut calls = Vec::new();
+    for block in &r.content {
+        match block.get("type").and_then(Value::as_str) {
+            Some("text") => text.push_str(block.get("text").and_then(Value::as_str).unwrap_or_default()),
+            Some("tool_use") => calls.push(tool_call(
+                block.get("id").and_then(Value::as_str).unwrap_or_default().to_string(),
+                block.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
+                block.get("input").map(Value::to_string).unwrap_or_else(|| "{}".into()),
+                None,
+            )),
+            _ => {} // thinking blocks are not part of OpenAI's answer
+        }
+    }
+    let usage = r.usage.to_openai();
+    let message = ChatMessage {
+        role: "assistant".into(),
+        content: Some(Content::Text(text)),
+        tool_calls: (!calls.is_empty()).then_some(calls),
+        ..Default::default()
+    };
+    let response = ChatResponse {
+        id: r.id,
+        object: "chat.completion".into(),
+        created,
+        model: r.model,
+        choices: vec![ChatChoice { index: 0, message, finish_reason: Some(finish_reason(r.stop_reason.as_deref()).into()) }],
+        usage: Some(usage),
+    };
+    Ok((response, usage))
+}
+
+/// Anthropic's named SSE events to OpenAI chunks.
+pub struct AnthropicStream {
+    decoder: SseDecoder,
+    events: Vec<SseEvent>,
+    writer: ChunkWriter,
+    input: AnthropicUsage,
+    /// Anthropic block index → OpenAI tool-call index.
+    tool_blocks: Vec<(u64, u32)>,
+    model: Option<String>,
+}
+
+impl AnthropicStream {
+    pub fn new(id: &str, created: u64, model: &str, client_wants_usage: bool) -> Self {
+        AnthropicStream {
+            decoder: SseDecoder::new(4 * 1024 * 1024),
+            events: Vec::new(),
+            writer: ChunkWriter::new(id, created, model, client_wants_usage),
+            input: AnthropicUsage::default(),
+            tool_blocks: Vec::new(),
+            model: None,
+        }
+    }
+
+    fn event(&mut self, name: &str, data: &Value, out: &mut Vec<u8>) {
+        match name {
+            "message_start" => {
+                let message = &data["message"];
+                if let Ok(u) = serde_json::from_value::<AnthropicUsage>(message["usage"].clone()) {
+                    self.input = u;
+                }
+                if let Some(m) = message["model"].as_str() {
+                    self.model = Some(m.to_string());
+                }
+                self.writer.start(out);
+            }
+            "content_block_start" => {
+                let block = &data["content_block"];
+                if block["type"] == "tool_use" {
+                    let index = self.tool_blocks.len() as u32;
+                    self.tool_blocks.push((data["index"].as_u64().unwrap_or(0), index));
+                    let id = block["id"].as_str().unwrap_or_default().to_string();
+                    let name = block["name"].as_str().unwrap_or_default().to_string();
+                    self.writer.tool_call_start(index, id, name, out);
+                } else if let Some(text) = block["text"].as_str() {
+                    self.writer.content(text, out);
+                }
+            }
+            "content_block_delta" => {
+                let delta = &data["delta"];
+                match delta["type"].as_str() {
+                    Some("text_delta") => self.writer.content(delta["text"].as_str().unwrap_or_default(), out),
+                    Some("input_json_delta") => {
+                        let block = data["index"].as_u64().unwrap_or(0);
+                        if let Some(&(_, index)) = self.tool_blocks.iter().find(|(b, _)| *b == block) {
+                            self.writer.tool_call_arguments(index, delta["partial_json"].as_str().unwrap_or_default(), out);
+                        }
+                    }
+                    _ => {} // thinking and signature deltas
+                }
+            }
+            "message_delta" => {
+                if let Ok(u) = serde_json::from_value::<AnthropicUsage>(data["usage"].clone()) {
+                    // output_tokens here is cumulative; input counts come from message_start.
+                    let mut total = self.input;
+                    total.output_tokens = u.output_tokens;
+                    if u.input_tokens > 0 {
+                        total.input_tokens = u.input_tokens;
+                    }
+                    self.writer.usage = Some(total.to_openai());
+                }
+                let reason = finish_reason(data["delta"]["stop_reason"].as_str());
+                self.writer.finish(reason, out);
+            }
+            "message_stop" => {
+                self.writer.finish("stop", out);
+                self.writer.done(out);
+            }
+            "error" => {
+                let message = data["error"]["message"].as_str().unwrap_or("upstream stream error");
+                self.writer.error(message, out);
+            }
+            _ => {} // ping, content_block_stop
+        }
+    }
+}
+
+impl StreamTranslator for AnthropicStream {
+    fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        self.decoder.push(chunk, &mut self.events);
+        let events = std::mem::take(&mut self.events);
+        for e in &events {
+            if self.writer.done {
+                break;
+            }
+            let data: Value = serde_json::from_str(&e.data).unwrap_or(Value::Null);
+            let name = e.event.as_deref().or_else(|| data["type"].as_str()).unwrap_or_default().to_string();
+            self.event(&name, &data, out);
+        }
+        self.events = events;
+        self.events.clear();
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        self.push(b"\n\n", out);
+        if !self.writer.done {
+            self.writer.error("upstream stream ended before it was complete", out);
+        }
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.writer.usage
+    }
+
+    fn model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+}

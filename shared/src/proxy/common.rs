@@ -1,0 +1,182 @@
+//! Pieces every native-provider translator uses: image data URLs, tool
+//! arguments, and an OpenAI stream writer that keeps one id and model.
+
+use crate::error::{error_body, ErrorKind, GatewayError};
+use crate::openai::{ChatChunk, ChatMessage, ChunkChoice, Delta, FunctionCall, ToolCall, Usage};
+use crate::sse::encode_event;
+use serde_json::{Map, Value};
+
+/// `data:image/png;base64,AAAA` → (`image/png`, `AAAA`).
+pub fn parse_data_url(url: &str) -> Option<(&str, &str)> {
+    let rest = url.strip_prefix("data:")?;
+    let (mime, data) = rest.split_once(";base64,")?;
+    Some((mime, data))
+}
+
+pub fn unprocessable(message: impl Into<String>) -> GatewayError {
+    GatewayError::new(ErrorKind::Unprocessable, message)
+}
+
+/// Tool-call arguments (a JSON string in OpenAI's format) as a JSON object.
+pub fn arguments_object(call: &ToolCall) -> Result<Value, GatewayError> {
+    let text = call.function.arguments.as_deref().unwrap_or("{}");
+    let text = if text.trim().is_empty() { "{}" } else { text };
+    match serde_json::from_str::<Value>(text) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        _ => Err(GatewayError::bad_request("tool call `arguments` must be a JSON object")),
+    }
+}
+
+/// The function name of the assistant tool call with this id, searched in
+/// the conversation so far (providers that key results by name need it).
+pub fn tool_name_for<'a>(messages: &'a [ChatMessage], id: &str) -> Option<&'a str> {
+    messages.iter().rev().flat_map(|m| m.tool_calls.iter().flatten()).find(|c| c.id.as_deref() == Some(id))?.function.name.as_deref()
+}
+
+/// A tool result's text as a JSON object (parsed if it is one, else wrapped).
+pub fn result_object(text: &str) -> Value {
+    match serde_json::from_str::<Value>(text) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => {
+            let mut m = Map::new();
+            m.insert("result".into(), Value::String(text.to_string()));
+            Value::Object(m)
+        }
+    }
+}
+
+/// All system and developer messages joined (several are kept, never
+/// dropped: a decorator's prepended system prompt must survive).
+pub fn system_text(messages: &[ChatMessage]) -> Option<String> {
+    let parts: Vec<String> = messages
+        .iter()
+        .filter(|m| m.role == "system" || m.role == "developer")
+        .filter_map(|m| m.content.as_ref().map(|c| c.joined_text("\n")))
+        .filter(|t| !t.is_empty())
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("\n\n"))
+}
+
+pub fn tool_call(id: String, name: String, arguments: String, index: Option<u32>) -> ToolCall {
+    ToolCall {
+        index,
+        id: Some(id),
+        kind: Some("function".into()),
+        function: FunctionCall { name: Some(name), arguments: Some(arguments) },
+    }
+}
+
+/// Writes OpenAI `chat.completion.chunk` events for a translated stream.
+pub struct ChunkWriter {
+    pub id: String,
+    pub created: u64,
+    pub model: String,
+    client_wants_usage: bool,
+    sent_role: bool,
+    pub usage: Option<Usage>,
+    pub finished: bool,
+    pub done: bool,
+}
+
+impl ChunkWriter {
+    pub fn new(id: &str, created: u64, model: &str, client_wants_usage: bool) -> Self {
+        ChunkWriter {
+            id: format!("chatcmpl-{id}"),
+            created,
+            model: model.to_string(),
+            client_wants_usage,
+            sent_role: false,
+            usage: None,
+            finished: false,
+            done: false,
+        }
+    }
+
+    fn emit(&mut self, mut delta: Delta, finish_reason: Option<String>, out: &mut Vec<u8>) {
+        if !self.sent_role {
+            delta.role = Some("assistant".into());
+            self.sent_role = true;
+        }
+        let chunk = ChatChunk {
+            id: self.id.clone(),
+            object: "chat.completion.chunk".into(),
+            created: self.created,
+            model: self.model.clone(),
+            choices: vec![ChunkChoice { index: 0, delta, finish_reason }],
+            usage: None,
+        };
+        if let Ok(json) = serde_json::to_string(&chunk) {
+            encode_event(None, &json, out);
+        }
+    }
+
+    /// The opening chunk (role, empty content), if nothing was sent yet.
+    pub fn start(&mut self, out: &mut Vec<u8>) {
+        if !self.sent_role {
+            self.emit(Delta { content: Some(String::new()), ..Default::default() }, None, out);
+        }
+    }
+
+    pub fn content(&mut self, text: &str, out: &mut Vec<u8>) {
+        if !text.is_empty() {
+            self.emit(Delta { content: Some(text.to_string()), ..Default::default() }, None, out);
+        }
+    }
+
+    pub fn tool_call_start(&mut self, index: u32, id: String, name: String, out: &mut Vec<u8>) {
+        let call = tool_call(id, name, String::new(), Some(index));
+        self.emit(Delta { tool_calls: Some(vec![call]), ..Default::default() }, None, out);
+    }
+
+    pub fn tool_call_arguments(&mut self, index: u32, arguments: &str, out: &mut Vec<u8>) {
+        if arguments.is_empty() {
+            return;
+        }
+        let call = ToolCall {
+            index: Some(index),
+            function: FunctionCall { name: None, arguments: Some(arguments.to_string()) },
+            ..Default::default()
+        };
+        self.emit(Delta { tool_calls: Some(vec![call]), ..Default::default() }, None, out);
+    }
+
+    pub fn finish(&mut self, reason: &str, out: &mut Vec<u8>) {
+        if !self.finished {
+            self.finished = true;
+            self.emit(Delta::default(), Some(reason.to_string()), out);
+        }
+    }
+
+    /// Closes the stream: the usage chunk if the client asked, then `[DONE]`.
+    pub fn done(&mut self, out: &mut Vec<u8>) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        if let (Some(usage), true) = (self.usage, self.client_wants_usage) {
+            let chunk = ChatChunk {
+                id: self.id.clone(),
+                object: "chat.completion.chunk".into(),
+                created: self.created,
+                model: self.model.clone(),
+                choices: vec![],
+                usage: Some(usage),
+            };
+            if let Ok(json) = serde_json::to_string(&chunk) {
+                encode_event(None, &json, out);
+            }
+        }
+        encode_event(None, "[DONE]", out);
+    }
+
+    /// A provider error mid-stream: one OpenAI-shaped error event, then the
+    /// stream is over.
+    pub fn error(&mut self, message: &str, out: &mut Vec<u8>) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let body = error_body(message, "upstream_error", None);
+        encode_event(None, &String::from_utf8_lossy(&body), out);
+    }
+}

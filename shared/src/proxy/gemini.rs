@@ -1,0 +1,380 @@
+//! Google Gemini: `generateContent` / `streamGenerateContent?alt=sse` (AI
+//! Studio and Vertex AI), `batchEmbedContents` and Vertex `predict`.
+// `serde_json::Value` lookups (`v["key"]`, `v[0]`) return Null when absent and
+// never panic; writes only go into objects built in this module.
+#![allow(clippy::indexing_slicing)]
+
+use super::common::{arguments_object, parse_data_url, result_object, system_text, tool_call, tool_name_for, ChunkWriter};
+use super::stream::StreamTranslator;
+use crate::error::GatewayError;
+use crate::openai::{
+    ChatChoice, ChatMessage, ChatRequest, ChatResponse, CompletionTokensDetails, Content, Embedding, EmbeddingRequest,
+    EmbeddingResponse, PromptTokensDetails, ToolCall, Usage,
+};
+use crate::sse::{SseDecoder, SseEvent};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+fn mime_from_url(url: &str) -> &'static str {
+    let lower = url.to_ascii_lowercase();
+    let path = lower.split(['?', '#']).next().unwrap_or_default();
+    if path.ends_with(".png") {
+        "image/png"
+    } else if path.ends_with(".webp") {
+        "image/webp"
+    } else if path.ends_with(".gif") {
+        "image/gif"
+    } else {
+        "image/jpeg"
+    }
+}
+
+fn parts_of(content: &Option<Content>) -> Vec<Value> {
+    match content {
+        Some(Content::Text(t)) if !t.is_empty() => vec![json!({"text": t})],
+        Some(Content::Parts(parts)) => parts
+            .iter()
+            .filter_map(|p| match (p.text.as_deref(), &p.image_url) {
+                (Some(text), _) => Some(json!({"text": text})),
+                (None, Some(img)) => Some(match parse_data_url(&img.url) {
+                    Some((mime, data)) => json!({"inlineData": {"mimeType": mime, "data": data}}),
+                    None => json!({"fileData": {"mimeType": mime_from_url(&img.url), "fileUri": img.url}}),
+                }),
+                _ => None,
+            })
+            .collect(),
+        _ => vec![],
+    }
+}
+
+pub fn chat_request(req: &ChatRequest) -> Result<Value, GatewayError> {
+    let mut contents: Vec<Value> = Vec::new();
+    for m in &req.messages {
+        let (role, parts) = match m.role.as_str() {
+            "system" | "developer" => continue,
+            "user" => ("user", parts_of(&m.content)),
+            "assistant" => {
+                let mut parts = parts_of(&m.content);
+                for call in m.tool_calls.iter().flatten() {
+                    parts.push(json!({"functionCall": {"name": call.function.name, "args": arguments_object(call)?}}));
+                }
+                ("model", parts)
+            }
+            "tool" => {
+                // Gemini keys results by function name, not call id.
+                let id = m.tool_call_id.as_deref().unwrap_or_default();
+                let name = tool_name_for(&req.messages, id).or(m.name.as_deref()).ok_or_else(|| {
+                    GatewayError::bad_request(format!("tool message `{id}` answers no earlier tool call"))
+                })?;
+                let text = m.content.as_ref().map(|c| c.joined_text("\n")).unwrap_or_default();
+                ("user", vec![json!({"functionResponse": {"name": name, "response": result_object(&text)}})])
+            }
+            other => return Err(GatewayError::bad_request(format!("unknown message role `{other}`"))),
+        };
+        match contents.last_mut() {
+            Some(last) if last["role"] == role => {
+                if let Some(existing) = last["parts"].as_array_mut() {
+                    existing.extend(parts);
+                }
+            }
+            _ => contents.push(json!({"role": role, "parts": parts})),
+        }
+    }
+    let mut body = Map::new();
+    body.insert("contents".into(), Value::Array(contents));
+    if let Some(system) = system_text(&req.messages) {
+        body.insert("systemInstruction".into(), json!({"parts": [{"text": system}]}));
+    }
+    let mut generation = Map::new();
+    let mut put = |k: &str, v: Option<Value>| {
+        if let Some(v) = v {
+            generation.insert(k.into(), v);
+        }
+    };
+    put("maxOutputTokens", req.max_completion_tokens.or(req.max_tokens).map(Value::from));
+    put("temperature", req.temperature.map(Value::from));
+    put("topP", req.top_p.map(Value::from));
+    put("topK", req.top_k.map(Value::from));
+    put("stopSequences", req.stop.as_ref().map(|s| json!(s.to_vec())));
+    put("candidateCount", req.rest.get("n").cloned());
+    put("seed", req.rest.get("seed").cloned());
+    if req.rest.get("response_format").and_then(|f| f.get("type")).and_then(Value::as_str) == Some("json_object") {
+        put("responseMimeType", Some(json!("application/json")));
+    }
+    if !generation.is_empty() {
+        body.insert("generationConfig".into(), Value::Object(generation));
+    }
+    let declarations: Vec<Value> = req
+        .tools
+        .iter()
+        .flatten()
+        .map(|t| {
+            let mut d = json!({"name": t.function.name, "description": t.function.description.clone().unwrap_or_default()});
+            if let Some(p) = &t.function.parameters {
+                d["parameters"] = p.clone();
+            }
+            d
+        })
+        .collect();
+    if !declarations.is_empty() {
+        body.insert("tools".into(), json!([{"functionDeclarations": declarations}]));
+        let config = match &req.tool_choice {
+            None => None,
+            Some(Value::String(s)) => match s.as_str() {
+                "auto" => Some(json!({"mode": "AUTO"})),
+                "required" => Some(json!({"mode": "ANY"})),
+                "none" => Some(json!({"mode": "NONE"})),
+                other => return Err(GatewayError::bad_request(format!("unknown tool_choice `{other}`"))),
+            },
+            Some(v) => match v.get("function").and_then(|f| f.get("name")).and_then(Value::as_str) {
+                Some(name) => Some(json!({"mode": "ANY", "allowedFunctionNames": [name]})),
+                None => return Err(GatewayError::bad_request("tool_choice must be none, auto, required or a named function")),
+            },
+        };
+        if let Some(config) = config {
+            body.insert("toolConfig".into(), json!({"functionCallingConfig": config}));
+        }
+    }
+    Ok(Value::Object(body))
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageMetadata {
+    #[serde(default)]
+    prompt_token_count: u64,
+    #[serde(default)]
+    candidates_token_count: u64,
+    #[serde(default)]
+    thoughts_token_count: Option<u64>,
+    #[serde(default)]
+    cached_content_token_count: Option<u64>,
+}
+
+impl UsageMetadata {
+    /// Completion tokens include thinking tokens: both are billed as output.
+    pub fn to_openai(self) -> Usage {
+        let thoughts = self.thoughts_token_count.unwrap_or(0);
+        let mut u = Usage::new(self.prompt_token_count, self.candidates_token_count.saturating_add(thoughts));
+        if let Some(cached) = self.cached_content_token_count {
+            u.prompt_tokens_details = Some(PromptTokensDetails { cached_tokens: cached });
+        }
+        if self.thoughts_token_count.is_some() {
+            u.completion_tokens_details = Some(CompletionTokensDetails { reasoning_tokens: thoughts });
+        }
+        u
+    }
+}
+
+pub fn finish_reason(reason: Option<&str>, has_tool_calls: bool) -> &'static str {
+    if has_tool_calls {
+        return "tool_calls";
+    }
+    match reason {
+        Some("MAX_TOKENS") => "length",
+        Some("SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "IMAGE_SAFETY") => "content_filter",
+        _ => "stop",
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Answer {
+    #[serde(default)]
+    candidates: Vec<Value>,
+    #[serde(default)]
+    usage_metadata: Option<UsageMetadata>,
+    #[serde(default)]
+    model_version: Option<String>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+/// Text and function calls of one candidate. Thought parts are skipped.
+/// Gemini gives calls no ids: they get stable ones from the request id and
+/// their position in the answer.
+fn candidate_parts(candidate: &Value, id: &str, first_call: u32) -> (String, Vec<ToolCall>) {
+    let mut text = String::new();
+    let mut calls = Vec::new();
+    for part in candidate["content"]["parts"].as_array().into_iter().flatten() {
+        if part["thought"] == true {
+            continue;
+        }
+        if let Some(t) = part["text"].as_str() {
+            text.push_str(t);
+        }
+        if let Some(call) = part.get("functionCall") {
+            let n = first_call.saturating_add(calls.len() as u32);
+            calls.push(tool_call(
+                format!("call_{id}_{n}"),
+                call["name"].as_str().unwrap_or_default().to_string(),
+                call.get("args").map(Value::to_string).unwrap_or_else(|| "{}".into()),
+                None,
+            ));
+        }
+    }
+    (text, calls)
+}
+
+pub fn chat_response(body: &[u8], id: &str, created: u64, model: &str) -> Result<(ChatResponse, Usage), serde_json::Error> {
+    let a: Answer = serde_json::from_slice(body)?;
+    let choices = a
+        .candidates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let (text, calls) = candidate_parts(c, id, 0);
+            let reason = finish_reason(c["finishReason"].as_str(), !calls.is_empty());
+            ChatChoice {
+                index: c["index"].as_u64().unwrap_or(i as u64) as u32,
+                message: ChatMessage {
+                    role: "assistant".into(),
+                    content: Some(Content::Text(text)),
+                    tool_calls: (!calls.is_empty()).then_some(calls),
+                    ..Default::default()
+                },
+                finish_reason: Some(reason.into()),
+            }
+        })
+        .collect();
+    let usage = a.usage_metadata.unwrap_or_default().to_openai();
+    Ok((
+        ChatResponse {
+            id: format!("chatcmpl-{id}"),
+            object: "chat.completion".into(),
+            created,
+            model: a.model_version.unwrap_or_else(|| model.to_string()),
+            choices,
+            usage: Some(usage),
+        },
+        usage,
+    ))
+}
+
+pub fn embed_request(req: &EmbeddingRequest, model: &str, vertex: bool) -> Value {
+    let texts: Vec<Value> = match &req.input {
+        Value::Array(items) => items.clone(),
+        other => vec![other.clone()],
+    };
+    if vertex {
+        json!({"instances": texts.iter().map(|t| json!({"content": t})).collect::<Vec<_>>()})
+    } else {
+        let model = format!("models/{}", model.strip_prefix("models/").unwrap_or(model));
+        json!({"requests": texts.iter().map(|t| json!({"model": model, "content": {"parts": [{"text": t}]}})).collect::<Vec<_>>()})
+    }
+}
+
+pub fn embed_response(body: &[u8], model: &str) -> Result<(EmbeddingResponse, Usage), serde_json::Error> {
+    let v: Value = serde_json::from_slice(body)?;
+    let mut tokens = 0u64;
+    let vectors: Vec<Value> = if let Some(list) = v["embeddings"].as_array() {
+        list.iter().map(|e| e["values"].clone()).collect()
+    } else {
+        v["predictions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                tokens = tokens.saturating_add(p["embeddings"]["statistics"]["token_count"].as_f64().unwrap_or(0.0).max(0.0) as u64);
+                p["embeddings"]["values"].clone()
+            })
+            .collect()
+    };
+    if vectors.is_empty() && v.get("error").is_some() {
+        return Err(serde::de::Error::custom("error answer"));
+    }
+    let data = vectors.into_iter().enumerate().map(|(i, e)| Embedding { object: "embedding".into(), embedding: e, index: i as u32 }).collect();
+    let usage = Usage { prompt_tokens: tokens, total_tokens: tokens, ..Default::default() };
+    Ok((EmbeddingResponse { object: "list".into(), data, model: model.to_string(), usage }, usage))
+}
+
+/// Gemini streams whole `GenerateContentResponse`s as SSE data, without a
+/// terminator; the upstream's end of stream closes the OpenAI stream.
+pub struct GeminiStream {
+    decoder: SseDecoder,
+    events: Vec<SseEvent>,
+    writer: ChunkWriter,
+    request_id: String,
+    tool_calls: u32,
+    finish: Option<&'static str>,
+    model: Option<String>,
+}
+
+impl GeminiStream {
+    pub fn new(id: &str, created: u64, model: &str, client_wants_usage: bool) -> Self {
+        GeminiStream {
+            decoder: SseDecoder::new(4 * 1024 * 1024),
+            events: Vec::new(),
+            writer: ChunkWriter::new(id, created, model, client_wants_usage),
+            request_id: id.to_string(),
+            tool_calls: 0,
+            finish: None,
+            model: None,
+        }
+    }
+
+    fn answer(&mut self, a: Answer, out: &mut Vec<u8>) {
+        if let Some(err) = a.error {
+            let message = err["message"].as_str().unwrap_or("upstream stream error").to_string();
+            return self.writer.error(&message, out);
+        }
+        if self.model.is_none() {
+            self.model = a.model_version;
+        }
+        self.writer.start(out);
+        if let Some(c) = a.candidates.first() {
+            let (text, calls) = candidate_parts(c, &self.request_id, self.tool_calls);
+            self.writer.content(&text, out);
+            for call in calls {
+                let index = self.tool_calls;
+                self.tool_calls = self.tool_calls.saturating_add(1);
+                let name = call.function.name.clone().unwrap_or_default();
+                self.writer.tool_call_start(index, call.id.clone().unwrap_or_default(), name, out);
+                self.writer.tool_call_arguments(index, call.function.arguments.as_deref().unwrap_or("{}"), out);
+            }
+            if let Some(reason) = c["finishReason"].as_str() {
+                self.finish = Some(finish_reason(Some(reason), self.tool_calls > 0));
+            }
+        }
+        if let Some(u) = a.usage_metadata {
+            self.writer.usage = Some(u.to_openai());
+        }
+    }
+}
+
+impl StreamTranslator for GeminiStream {
+    fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        self.decoder.push(chunk, &mut self.events);
+        let events = std::mem::take(&mut self.events);
+        for e in &events {
+            if self.writer.done {
+                break;
+            }
+            match serde_json::from_str::<Answer>(&e.data) {
+                Ok(a) => self.answer(a, out),
+                Err(_) => self.writer.error("upstream sent a stream event the gateway could not read", out),
+            }
+        }
+        self.events = events;
+        self.events.clear();
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        self.push(b"\n\n", out);
+        match self.finish {
+            Some(reason) => {
+                self.writer.finish(reason, out);
+                self.writer.done(out);
+            }
+            None => self.writer.error("upstream stream ended before it was complete", out),
+        }
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.writer.usage
+    }
+
+    fn model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+}

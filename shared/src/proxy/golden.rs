@@ -1,0 +1,207 @@
+//! Golden tests: one OpenAI request through each native provider, and each
+//! provider's documented answer and stream back to OpenAI's format. Streams
+//! are replayed split at every byte offset and must give the same events.
+//!
+//! Expected files live in `shared/fixtures/<provider>/`; after a deliberate
+//! change, `UPDATE_GOLDEN=1 cargo test -p ai-gateway-codec golden` rewrites
+//! them (natively), and the diff is reviewed like code.
+
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+use super::config::ProxyConfig;
+use super::eventstream;
+use super::Exchange;
+use serde_json::Value;
+use std::rc::Rc;
+
+const REQUEST: &str = include_str!("../../fixtures/chat_request.json");
+
+struct Case {
+    name: &'static str,
+    config: &'static str,
+    expected_request: &'static str,
+    response: &'static str,
+    expected_response: &'static str,
+    stream_content_type: &'static str,
+    stream: fn() -> Vec<u8>,
+    expected_stream: &'static str,
+}
+
+fn sse(text: &'static str) -> Vec<u8> {
+    text.as_bytes().to_vec()
+}
+
+fn bedrock_frames() -> Vec<u8> {
+    include_str!("../../fixtures/bedrock/stream.jsonl")
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .flat_map(|v| {
+            let event = v["event"].as_str().unwrap_or_default().to_string();
+            let payload = v["payload"].to_string();
+            eventstream::encode(&[(":event-type", &event), (":content-type", "application/json"), (":message-type", "event")], payload.as_bytes())
+        })
+        .collect()
+}
+
+macro_rules! fixture {
+    ($p:literal, $f:literal) => {
+        include_str!(concat!("../../fixtures/", $p, "/", $f))
+    };
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "anthropic",
+            config: r#"{"auth":{"header_name":"x-api-key","header_value":"k"},"model":{"provider":"anthropic","name":"test-model"}}"#,
+            expected_request: fixture!("anthropic", "request.expected.json"),
+            response: fixture!("anthropic", "response.json"),
+            expected_response: fixture!("anthropic", "response.expected.json"),
+            stream_content_type: "text/event-stream; charset=utf-8",
+            stream: || sse(fixture!("anthropic", "stream.sse")),
+            expected_stream: fixture!("anthropic", "stream.expected.jsonl"),
+        },
+        Case {
+            name: "cohere",
+            config: r#"{"auth":{"header_name":"Authorization","header_value":"Bearer k"},"model":{"provider":"cohere","name":"test-model"}}"#,
+            expected_request: fixture!("cohere", "request.expected.json"),
+            response: fixture!("cohere", "response.json"),
+            expected_response: fixture!("cohere", "response.expected.json"),
+            stream_content_type: "text/event-stream",
+            stream: || sse(fixture!("cohere", "stream.sse")),
+            expected_stream: fixture!("cohere", "stream.expected.jsonl"),
+        },
+        Case {
+            name: "gemini",
+            config: r#"{"auth":{"header_name":"x-goog-api-key","header_value":"k"},"model":{"provider":"gemini","name":"test-model"}}"#,
+            expected_request: fixture!("gemini", "request.expected.json"),
+            response: fixture!("gemini", "response.json"),
+            expected_response: fixture!("gemini", "response.expected.json"),
+            stream_content_type: "text/event-stream",
+            stream: || sse(fixture!("gemini", "stream.sse")),
+            expected_stream: fixture!("gemini", "stream.expected.jsonl"),
+        },
+        Case {
+            name: "bedrock",
+            config: r#"{"auth":{"aws_access_key_id":"AKID","aws_secret_access_key":"secret"},"model":{"provider":"bedrock","name":"test-model","options":{"bedrock":{"aws_region":"us-east-1"}}}}"#,
+            expected_request: fixture!("bedrock", "request.expected.json"),
+            response: fixture!("bedrock", "response.json"),
+            expected_response: fixture!("bedrock", "response.expected.json"),
+            stream_content_type: "application/vnd.amazon.eventstream",
+            stream: bedrock_frames,
+            expected_stream: fixture!("bedrock", "stream.expected.jsonl"),
+        },
+    ]
+}
+
+fn exchange(config: &str) -> Exchange {
+    let cfg = ProxyConfig::from_json(config.as_bytes(), &|_| None).unwrap();
+    Exchange::new(Rc::new(cfg), "req42".into(), 1_700_000_000)
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn update(name: &str, file: &str, text: &str) -> bool {
+    if std::env::var_os("UPDATE_GOLDEN").is_none() {
+        return false;
+    }
+    let path = format!("{}/fixtures/{name}/{file}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::write(path, text).unwrap();
+    true
+}
+
+#[cfg(target_arch = "wasm32")]
+fn update(_: &str, _: &str, _: &str) -> bool {
+    false
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap() + "\n"
+}
+
+#[test]
+fn requests_translate_to_each_providers_format() {
+    for case in cases() {
+        let mut x = exchange(case.config);
+        let body = x.request_body(REQUEST.as_bytes()).unwrap().unwrap();
+        let got: Value = serde_json::from_slice(&body).unwrap();
+        if update(case.name, "request.expected.json", &pretty(&got)) {
+            continue;
+        }
+        let want: Value = serde_json::from_str(case.expected_request).unwrap_or(Value::Null);
+        assert_eq!(got, want, "{}", case.name);
+    }
+}
+
+#[test]
+fn responses_translate_to_openai() {
+    for case in cases() {
+        let mut x = exchange(case.config);
+        x.request_body(REQUEST.as_bytes()).unwrap();
+        x.response_headers(200, Some("application/json"));
+        let edit = x.response_body(case.response.as_bytes());
+        assert_eq!(edit.status, None, "{}", case.name);
+        let got: Value = serde_json::from_slice(&edit.body.unwrap()).unwrap();
+        if update(case.name, "response.expected.json", &pretty(&got)) {
+            continue;
+        }
+        let want: Value = serde_json::from_str(case.expected_response).unwrap_or(Value::Null);
+        assert_eq!(got, want, "{}", case.name);
+        assert_eq!(x.usage(), serde_json::from_value(want["usage"].clone()).ok(), "{}", case.name);
+    }
+}
+
+fn run_stream(case: &Case, input: &[u8], split: usize) -> (Vec<String>, Option<crate::openai::Usage>) {
+    let mut x = exchange(case.config);
+    let mut req: Value = serde_json::from_str(REQUEST).unwrap();
+    req["stream"] = Value::Bool(true);
+    req["stream_options"] = serde_json::json!({"include_usage": true});
+    x.request_body(req.to_string().as_bytes()).unwrap();
+    x.response_headers(200, Some(case.stream_content_type));
+    assert!(x.is_stream(), "{}", case.name);
+    let (a, b) = input.split_at(split);
+    let mut out = x.response_chunk(a, false);
+    out.extend(x.response_chunk(b, false));
+    out.extend(x.response_chunk(b"", true));
+    let mut d = crate::sse::SseDecoder::new(0);
+    let mut events = Vec::new();
+    d.push(&out, &mut events);
+    d.finish(&mut events);
+    (events.into_iter().map(|e| e.data).collect(), x.usage())
+}
+
+#[test]
+fn streams_translate_to_openai_chunks_at_every_split() {
+    for case in cases() {
+        let input = (case.stream)();
+        let (whole, usage) = run_stream(&case, &input, 0);
+        let text = whole.join("\n") + "\n";
+        if !update(case.name, "stream.expected.jsonl", &text) {
+            assert_eq!(text, case.expected_stream, "{}", case.name);
+        }
+        assert!(usage.is_some(), "{}: usage known after the stream", case.name);
+        for at in 1..=input.len() {
+            let (split, _) = run_stream(&case, &input, at);
+            assert_eq!(split, whole, "{} split at {at}", case.name);
+        }
+    }
+}
+
+#[test]
+fn provider_error_mid_stream_becomes_an_openai_error_event() {
+    let anthropic = cases().into_iter().next().unwrap();
+    let mut x = exchange(anthropic.config);
+    x.request_body(br#"{"messages":[{"role":"user","content":"hi"}],"stream":true}"#).unwrap();
+    x.response_headers(200, Some("text/event-stream"));
+    let out = x.response_chunk(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":5}}}\n\nevent: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n", true);
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains(r#"{"error":{"message":"Overloaded","type":"upstream_error""#), "{text}");
+    assert!(!text.contains("[DONE]"));
+
+    let mut x = exchange(cases()[3].config);
+    x.request_body(br#"{"messages":[{"role":"user","content":"hi"}],"stream":true}"#).unwrap();
+    x.response_headers(200, Some("application/vnd.amazon.eventstream"));
+    let frame = eventstream::encode(&[(":message-type", "exception"), (":exception-type", "throttlingException")], br#"{"message":"Too many requests"}"#);
+    let text = String::from_utf8(x.response_chunk(&frame, true)).unwrap();
+    assert!(text.contains("throttlingException: Too many requests"), "{text}");
+}
