@@ -378,3 +378,29 @@ impl StreamTranslator for GeminiStream {
         self.model.as_deref()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+    use super::*;
+
+    #[test]
+    fn vertex_embeddings_use_predict_and_report_tokens() {
+        let req: EmbeddingRequest = serde_json::from_str(r#"{"model":"text-embedding-005","input":["a b","c"]}"#).unwrap();
+        assert_eq!(embed_request(&req, "text-embedding-005", true), json!({"instances": [{"content": "a b"}, {"content": "c"}]}));
+        assert_eq!(embed_request(&req, "text-embedding-005", false)["requests"][1]["model"], "models/text-embedding-005");
+        let body = br#"{"predictions":[{"embeddings":{"values":[0.1,0.2],"statistics":{"token_count":2,"truncated":false}}},{"embeddings":{"values":[0.3],"statistics":{"token_count":1,"truncated":false}}}]}"#;
+        let (r, usage) = embed_response(body, "text-embedding-005").unwrap();
+        assert_eq!(r.data.len(), 2);
+        assert_eq!(r.data[1].embedding, json!([0.3]));
+        assert_eq!(usage.prompt_tokens, 3);
+    }
+
+    #[test]
+    fn safety_and_length_reasons_map() {
+        assert_eq!(finish_reason(Some("SAFETY"), false), "content_filter");
+        assert_eq!(finish_reason(Some("MAX_TOKENS"), false), "length");
+        assert_eq!(finish_reason(Some("STOP"), true), "tool_calls");
+    }
+}
