@@ -3,8 +3,10 @@
 # No API key needed: /v1/* goes to the bundled fake provider on
 # 127.0.0.1:8000 (or to whatever OpenAI-compatible server already listens
 # there: vLLM, llama.cpp, ...). Routes for real providers work when their
-# keys are exported (OPENAI_API_KEY, AZURE_OPENAI_API_KEY, MISTRAL_API_KEY).
+# keys are exported (OPENAI_API_KEY, ANTHROPIC_API_KEY, ...).
+# `./run.sh chain.yaml` runs envoy/chain.yaml (template, decorator, guard).
 set -euo pipefail
+config="${1:-envoy.yaml}"
 cd "$(dirname "$0")"
 
 scripts/setup-envoy.sh
@@ -20,7 +22,7 @@ fi
 
 # The compose file mounts the modules at /etc/envoy/wasm; here they are in dist/.
 sed "s#/etc/envoy/wasm/#$PWD/dist/#; s#address: 0.0.0.0, port_value: 10000#address: 127.0.0.1, port_value: 10000#" \
-    envoy/envoy.yaml > target/envoy.local.yaml
+    "envoy/$config" > target/envoy.local.yaml
 cat <<'MSG'
 
 Gateway on http://127.0.0.1:10000 (admin: http://127.0.0.1:9901). Try:

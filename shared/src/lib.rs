@@ -4,9 +4,12 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
 pub mod config;
+pub mod decorator;
 pub mod error;
+pub mod guard;
 pub mod openai;
 pub mod proxy;
 pub mod sse;
+pub mod template;
 
 pub use error::{ErrorKind, GatewayError};

@@ -302,6 +302,7 @@ fn openai_like(req: &Recorded, flavor: Flavor, path: &str, body: &Value, out: &m
     let stream = body["stream"] == true;
     if path.ends_with("/chat/completions") {
         let (text, prompt_tokens, tool_call) = answer_chat(body);
+        let text = req.header("x-fake-reply").map(str::to_string).unwrap_or(text);
         if stream {
             let include_usage = flavor == Flavor::Mistral || body["stream_options"]["include_usage"] == true;
             return stream_openai_chat(req, out, flavor, &model, &text, prompt_tokens, tool_call, include_usage);

@@ -10,6 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use proxy_wasm;
 
+pub mod body_filter;
+
 fn warn_on_err(what: &str, result: Result<(), Status>) -> bool {
     match result {
         Ok(()) => true,
@@ -101,4 +103,16 @@ pub fn unix_nanos() -> u128 {
 
 pub fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok()
+}
+
+/// Reads and parses a filter's plugin configuration; on error the log line
+/// names the field, and Envoy refuses the configuration.
+pub fn configure<T>(filter: &str, parse: impl FnOnce(&[u8]) -> Result<T, codec::config::ConfigError>) -> Option<T> {
+    match parse(&plugin_configuration()) {
+        Ok(config) => Some(config),
+        Err(err) => {
+            log::error!("{filter}: {err}");
+            None
+        }
+    }
 }

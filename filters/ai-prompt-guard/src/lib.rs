@@ -1,0 +1,121 @@
+//! ai-prompt-guard: glue over `codec::guard`.
+
+use codec::guard::{answer_texts, AnswerWindow, Guard};
+use codec::sse::{encode_event, SseDecoder, SseEvent};
+use codec::GatewayError;
+use host::body_filter::{BodyFilter, Policy};
+use host::proxy_wasm::traits::{Context, HttpContext, RootContext};
+use host::proxy_wasm::types::{ContextType, LogLevel};
+use std::rc::Rc;
+
+host::proxy_wasm::main! {{
+    host::proxy_wasm::set_log_level(LogLevel::Info);
+    host::proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { guard: None }) });
+}}
+
+struct Root {
+    guard: Option<Rc<Guard>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _: usize) -> bool {
+        self.guard = host::configure("ai-prompt-guard", Guard::from_json).map(Rc::new);
+        self.guard.is_some()
+    }
+
+    fn create_http_context(&self, _: u32) -> Option<Box<dyn HttpContext>> {
+        let guard = self.guard.clone()?;
+        Some(Box::new(BodyFilter::new(Check { guard, stream: None })))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Check {
+    guard: Rc<Guard>,
+    stream: Option<StreamCheck>,
+}
+
+/// Streamed answers: events are checked as they complete; after a block,
+/// the rest of the stream is replaced by one error event.
+struct StreamCheck {
+    decoder: SseDecoder,
+    events: Vec<SseEvent>,
+    window: AnswerWindow,
+    blocked: bool,
+}
+
+fn blocked(rule: &str, guard: &Guard) -> GatewayError {
+    log::warn!("ai-prompt-guard: blocked: {rule}");
+    host::set_property("ai.guard", rule.as_bytes());
+    guard.rejection()
+}
+
+impl Policy for Check {
+    fn name(&self) -> &'static str {
+        "ai-prompt-guard"
+    }
+
+    fn max_request_body_size(&self) -> u64 {
+        self.guard.max_request_body_size
+    }
+
+    fn request_body(&mut self, body: &[u8]) -> Result<Option<Vec<u8>>, GatewayError> {
+        match self.guard.check_request(body)? {
+            Ok(()) => Ok(None),
+            // The client learns only the configured message; the rule goes to the log.
+            Err(block) => Err(blocked(&block.to_string(), &self.guard)),
+        }
+    }
+
+    fn wants_response(&mut self, status: u16, content_type: &str) -> bool {
+        if !self.guard.guard_response || !(200..300).contains(&status) {
+            return false;
+        }
+        if content_type.to_ascii_lowercase().starts_with("text/event-stream") {
+            self.stream = Some(StreamCheck { decoder: SseDecoder::new(4 * 1024 * 1024), events: Vec::new(), window: AnswerWindow::default(), blocked: false });
+        }
+        true
+    }
+
+    fn response_body(&mut self, body: &[u8]) -> Option<GatewayError> {
+        let texts = answer_texts(body);
+        let block = texts.iter().find_map(|t| self.guard.check_answer(t).err())?;
+        Some(blocked(&format!("answer {block}"), &self.guard))
+    }
+
+    fn response_chunk(&mut self, chunk: &[u8], end_of_stream: bool) -> Vec<u8> {
+        let Some(s) = self.stream.as_mut() else { return chunk.to_vec() };
+        if s.blocked {
+            return Vec::new();
+        }
+        s.decoder.push(chunk, &mut s.events);
+        if end_of_stream {
+            s.decoder.finish(&mut s.events);
+        }
+        let mut out = Vec::with_capacity(chunk.len());
+        for event in s.events.drain(..) {
+            let delta: String = serde_json::from_str::<serde_json::Value>(&event.data)
+                .ok()
+                .and_then(|v| {
+                    let c = v.get("choices")?.get(0)?;
+                    c.get("delta").and_then(|d| d.get("content")).or_else(|| c.get("text")).and_then(|t| t.as_str()).map(str::to_string)
+                })
+                .unwrap_or_default();
+            if !delta.is_empty() {
+                if let Err(block) = self.guard.check_answer(s.window.push(&delta)) {
+                    let err = blocked(&format!("answer {block}"), &self.guard);
+                    encode_event(None, &String::from_utf8_lossy(&err.to_json()), &mut out);
+                    s.blocked = true;
+                    break;
+                }
+            }
+            out.extend_from_slice(&event.raw);
+        }
+        out
+    }
+}

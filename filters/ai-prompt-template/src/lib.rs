@@ -1,0 +1,61 @@
+//! ai-prompt-template: glue over `codec::template`.
+
+use codec::template::Templates;
+use codec::GatewayError;
+use host::body_filter::{BodyFilter, Policy};
+use host::proxy_wasm::traits::{Context, HttpContext, RootContext};
+use host::proxy_wasm::types::{ContextType, LogLevel};
+use std::rc::Rc;
+
+host::proxy_wasm::main! {{
+    host::proxy_wasm::set_log_level(LogLevel::Info);
+    host::proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { templates: None }) });
+}}
+
+struct Root {
+    templates: Option<Rc<Templates>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _: usize) -> bool {
+        self.templates = host::configure("ai-prompt-template", Templates::from_json).map(Rc::new);
+        self.templates.is_some()
+    }
+
+    fn create_http_context(&self, _: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(BodyFilter::new(Render(self.templates.clone()?))))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Render(Rc<Templates>);
+
+impl Policy for Render {
+    fn name(&self) -> &'static str {
+        "ai-prompt-template"
+    }
+
+    fn max_request_body_size(&self) -> u64 {
+        self.0.max_request_body_size
+    }
+
+    fn request_body(&mut self, body: &[u8]) -> Result<Option<Vec<u8>>, GatewayError> {
+        if self.0.log_original_request {
+            let shown = body.get(..8 * 1024).unwrap_or(body);
+            log::info!("ai-prompt-template: original request: {}", String::from_utf8_lossy(shown));
+        }
+        match self.0.render(body)? {
+            Some((name, rendered)) => {
+                // Readable by later filters and access logs: which template rendered.
+                host::set_property("ai.template", name.as_bytes());
+                Ok(Some(rendered))
+            }
+            None => Ok(None),
+        }
+    }
+}

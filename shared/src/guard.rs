@@ -1,0 +1,296 @@
+//! ai-prompt-guard: allow and deny patterns over prompts (and, optionally,
+//! over the model's answers), compiled once at load.
+
+use crate::config::{check_range, check_strings, parse_strict, ConfigError};
+use crate::error::GatewayError;
+use crate::openai::{ChatMessage, Prompt};
+use regex_lite::Regex;
+use serde::Deserialize;
+
+const MAX_PATTERNS: usize = 100;
+const MAX_PATTERN_LEN: usize = 500;
+/// Streamed answers are matched over this many trailing bytes of the text
+/// so far (plus the new piece), so checking stays linear in the stream.
+pub const STREAM_WINDOW: usize = 8 * 1024;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGuardConfig {
+    #[serde(default)]
+    allow_patterns: Vec<String>,
+    #[serde(default)]
+    deny_patterns: Vec<String>,
+    #[serde(default)]
+    allow_all_conversation_history: bool,
+    #[serde(default)]
+    match_all_roles: bool,
+    #[serde(default = "default_max_body")]
+    max_request_body_size: u64,
+    #[serde(default)]
+    guard_response: bool,
+    #[serde(default)]
+    error_message: Option<String>,
+    #[serde(default)]
+    error_code: Option<u16>,
+}
+
+fn default_max_body() -> u64 {
+    crate::proxy::config::DEFAULT_MAX_REQUEST_BODY_SIZE
+}
+
+pub const DEFAULT_MESSAGE: &str = "the request was blocked by the gateway's content policy";
+
+pub struct Guard {
+    allow: Vec<Regex>,
+    deny: Vec<Regex>,
+    pub allow_all_conversation_history: bool,
+    pub match_all_roles: bool,
+    pub max_request_body_size: u64,
+    pub guard_response: bool,
+    pub error_message: String,
+    pub error_code: u16,
+}
+
+/// Why a text was refused: the rule, for the operator's log only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Block {
+    Denied { rule: String },
+    NotAllowed,
+}
+
+impl std::fmt::Display for Block {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Block::Denied { rule } => write!(f, "matched {rule}"),
+            Block::NotAllowed => write!(f, "matched no allow pattern"),
+        }
+    }
+}
+
+fn compile(field: &str, patterns: &[String]) -> Result<Vec<Regex>, ConfigError> {
+    check_strings(field, patterns, MAX_PATTERNS, MAX_PATTERN_LEN)?;
+    patterns
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Regex::new(p).map_err(|e| ConfigError::new(format!("{field}[{i}]"), format!("invalid pattern: {e}"))))
+        .collect()
+}
+
+#[derive(Deserialize)]
+struct Body {
+    #[serde(default)]
+    messages: Option<Vec<ChatMessage>>,
+    #[serde(default)]
+    prompt: Option<Prompt>,
+}
+
+impl Guard {
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
+        let raw: RawGuardConfig = parse_strict(bytes)?;
+        if raw.allow_patterns.is_empty() && raw.deny_patterns.is_empty() {
+            return Err(ConfigError::new("allow_patterns", "at least one of allow_patterns and deny_patterns is required"));
+        }
+        check_range("max_request_body_size", Some(raw.max_request_body_size), 1, 128 * 1024 * 1024)?;
+        let error_code = raw.error_code.unwrap_or(400);
+        check_range("error_code", Some(error_code), 400, 599)?;
+        if raw.error_message.as_ref().is_some_and(|m| m.is_empty() || m.len() > 1024) {
+            return Err(ConfigError::new("error_message", "must be 1 to 1024 characters"));
+        }
+        Ok(Guard {
+            allow: compile("allow_patterns", &raw.allow_patterns)?,
+            deny: compile("deny_patterns", &raw.deny_patterns)?,
+            allow_all_conversation_history: raw.allow_all_conversation_history,
+            match_all_roles: raw.match_all_roles,
+            max_request_body_size: raw.max_request_body_size,
+            guard_response: raw.guard_response,
+            error_message: raw.error_message.unwrap_or_else(|| DEFAULT_MESSAGE.to_string()),
+            error_code,
+        })
+    }
+
+    /// Any deny match refuses, even if an allow pattern also matches; with
+    /// allow patterns, every checked text must match one of them.
+    pub fn check_text(&self, text: &str) -> Result<(), Block> {
+        if let Some(i) = self.deny.iter().position(|r| r.is_match(text)) {
+            return Err(Block::Denied { rule: format!("deny_patterns[{i}]") });
+        }
+        if !self.allow.is_empty() && !self.allow.iter().any(|r| r.is_match(text)) {
+            return Err(Block::NotAllowed);
+        }
+        Ok(())
+    }
+
+    /// Deny patterns only: for model answers.
+    pub fn check_answer(&self, text: &str) -> Result<(), Block> {
+        match self.deny.iter().position(|r| r.is_match(text)) {
+            Some(i) => Err(Block::Denied { rule: format!("deny_patterns[{i}]") }),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks a request body: chat `messages` (text of string content and of
+    /// text parts; images are not a reason to refuse) and completions
+    /// `prompt`. `Ok(Err(block))` is a refusal; `Err` a malformed body.
+    pub fn check_request(&self, body: &[u8]) -> Result<Result<(), Block>, GatewayError> {
+        let parsed: Body = serde_json::from_slice(body)
+            .map_err(|e| GatewayError::bad_request(format!("request body is not a valid chat or completions request: {e}")))?;
+        if let Some(messages) = &parsed.messages {
+            let checked: Vec<&ChatMessage> =
+                messages.iter().filter(|m| self.match_all_roles || m.role == "user").collect();
+            let checked = match (self.allow_all_conversation_history, checked.last()) {
+                (true, Some(last)) => vec![*last],
+                _ => checked,
+            };
+            for m in checked {
+                if let Some(content) = &m.content {
+                    let text = content.joined_text("\n");
+                    if let Err(block) = self.check_text(&text) {
+                        return Ok(Err(block));
+                    }
+                }
+            }
+        }
+        if let Some(prompt) = &parsed.prompt {
+            let mut verdict = Ok(());
+            prompt.for_each_text(|t| {
+                if verdict.is_ok() {
+                    verdict = self.check_text(t);
+                }
+            });
+            return Ok(verdict);
+        }
+        Ok(Ok(()))
+    }
+
+    pub fn rejection(&self) -> GatewayError {
+        GatewayError::with_status(self.error_code, self.error_message.clone()).with_code("content_blocked")
+    }
+}
+
+/// The answer texts of a whole OpenAI response (chat or completions).
+pub fn answer_texts(body: &[u8]) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    v.get("choices")
+        .and_then(|c| c.as_array())
+        .map(|choices| {
+            choices
+                .iter()
+                .filter_map(|c| {
+                    c.get("message")
+                        .and_then(|m| m.get("content"))
+                        .and_then(|t| t.as_str())
+                        .or_else(|| c.get("text").and_then(|t| t.as_str()))
+                        .map(str::to_string)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Keeps the tail of a streamed answer for matching (see `STREAM_WINDOW`).
+#[derive(Debug, Default)]
+pub struct AnswerWindow {
+    text: String,
+}
+
+impl AnswerWindow {
+    pub fn push(&mut self, piece: &str) -> &str {
+        self.text.push_str(piece);
+        if self.text.len() > 2 * STREAM_WINDOW {
+            let mut cut = self.text.len() - STREAM_WINDOW;
+            while !self.text.is_char_boundary(cut) {
+                cut += 1;
+            }
+            self.text.drain(..cut);
+        }
+        &self.text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+    use super::*;
+
+    fn guard(json: &str) -> Guard {
+        Guard::from_json(json.as_bytes()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn verdict(g: &Guard, body: &str) -> Result<(), Block> {
+        g.check_request(body.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn deny_wins_over_allow() {
+        let g = guard(r#"{"allow_patterns":["(?i)weather"],"deny_patterns":["(?i)password"]}"#);
+        assert_eq!(verdict(&g, r#"{"messages":[{"role":"user","content":"weather today?"}]}"#), Ok(()));
+        assert_eq!(
+            verdict(&g, r#"{"messages":[{"role":"user","content":"weather and my PASSWORD"}]}"#),
+            Err(Block::Denied { rule: "deny_patterns[0]".into() })
+        );
+        assert_eq!(verdict(&g, r#"{"messages":[{"role":"user","content":"stock tips"}]}"#), Err(Block::NotAllowed));
+    }
+
+    #[test]
+    fn history_and_roles() {
+        let body = r#"{"messages":[{"role":"system","content":"ignore the password rule"},{"role":"user","content":"my password is x"},{"role":"assistant","content":"ok"},{"role":"user","content":"hello"}]}"#;
+        let g = guard(r#"{"deny_patterns":["password"]}"#);
+        assert!(verdict(&g, body).is_err(), "the whole history is checked by default");
+        let g = guard(r#"{"deny_patterns":["password"],"allow_all_conversation_history":true}"#);
+        assert_eq!(verdict(&g, body), Ok(()), "only the latest user message");
+        let g = guard(r#"{"deny_patterns":["rule"]}"#);
+        assert_eq!(verdict(&g, body), Ok(()), "system content is not checked by default");
+        let g = guard(r#"{"deny_patterns":["rule"],"match_all_roles":true}"#);
+        assert!(verdict(&g, body).is_err());
+    }
+
+    #[test]
+    fn multimodal_text_parts_and_completions_prompts() {
+        let g = guard(r#"{"deny_patterns":["secret"]}"#);
+        let parts = r#"{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/png;base64,AA"}},{"type":"text","text":"a secret"}]}]}"#;
+        assert!(verdict(&g, parts).is_err());
+        let image_only = r#"{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"https://x/secret.png"}}]}]}"#;
+        assert_eq!(verdict(&g, image_only), Ok(()), "images are not refused");
+        assert!(verdict(&g, r#"{"prompt":["fine","secret"]}"#).is_err());
+        assert_eq!(verdict(&g, r#"{"prompt":"fine"}"#), Ok(()));
+    }
+
+    #[test]
+    fn bad_bodies_are_errors_not_passes() {
+        let g = guard(r#"{"deny_patterns":["x"]}"#);
+        assert!(g.check_request(b"{not json").is_err());
+        assert!(g.check_request(br#"{"messages":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn config_errors_name_the_pattern() {
+        let e = Guard::from_json(br#"{"deny_patterns":["ok","(unclosed"]}"#).err().unwrap();
+        assert_eq!(e.path, "deny_patterns[1]");
+        assert!(e.message.contains("invalid pattern"));
+        assert_eq!(Guard::from_json(b"{}").err().map(|e| e.path), Some("allow_patterns".into()));
+        let long = format!(r#"{{"deny_patterns":["{}"]}}"#, "a".repeat(501));
+        assert_eq!(Guard::from_json(long.as_bytes()).err().map(|e| e.path), Some("deny_patterns[0]".into()));
+        assert_eq!(Guard::from_json(br#"{"deny_patterns":["a"],"error_code":200}"#).err().map(|e| e.path), Some("error_code".into()));
+    }
+
+    #[test]
+    fn rejection_is_generic_by_default() {
+        let g = guard(r#"{"deny_patterns":["x"]}"#);
+        let e = g.rejection();
+        assert_eq!(e.status, 400);
+        assert_eq!(e.message, DEFAULT_MESSAGE);
+        let g = guard(r#"{"deny_patterns":["x"],"error_message":"nope","error_code":403}"#);
+        assert_eq!((g.rejection().status, g.rejection().message), (403, "nope".to_string()));
+    }
+
+    #[test]
+    fn answers_and_windows() {
+        assert_eq!(answer_texts(br#"{"choices":[{"message":{"content":"a"}},{"text":"b"}]}"#), vec!["a", "b"]);
+        let mut w = AnswerWindow::default();
+        let big = "é".repeat(STREAM_WINDOW);
+        w.push(&big);
+        let tail = w.push("end").to_string();
+        assert!(tail.ends_with("end") && tail.len() <= 2 * STREAM_WINDOW + 3);
+    }
+}
