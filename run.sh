@@ -4,7 +4,8 @@
 # 127.0.0.1:8000 (or to whatever OpenAI-compatible server already listens
 # there: vLLM, llama.cpp, ...). Routes for real providers work when their
 # keys are exported (OPENAI_API_KEY, ANTHROPIC_API_KEY, ...).
-# `./run.sh chain.yaml` runs envoy/chain.yaml (template, decorator, guard).
+# `./run.sh chain.yaml` runs envoy/chain.yaml (template, decorator, guard);
+# `./run.sh ratelimit.yaml` runs envoy/ratelimit.yaml (token budgets).
 set -euo pipefail
 config="${1:-envoy.yaml}"
 cd "$(dirname "$0")"

@@ -9,6 +9,7 @@ pub mod error;
 pub mod guard;
 pub mod openai;
 pub mod proxy;
+pub mod ratelimit;
 pub mod sse;
 pub mod template;
 

@@ -116,3 +116,38 @@ pub fn configure<T>(filter: &str, parse: impl FnOnce(&[u8]) -> Result<T, codec::
         }
     }
 }
+
+/// Reads a shared-data entry and its CAS token.
+pub fn shared_data(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+    hostcalls::get_shared_data(key).unwrap_or((None, None))
+}
+
+/// Writes a shared-data entry; `Ok(false)` when another worker changed it
+/// since `cas` was read.
+pub fn set_shared_data(key: &str, value: &[u8], cas: Option<u32>) -> Result<bool, Status> {
+    match hostcalls::set_shared_data(key, Some(value), cas) {
+        Ok(()) => Ok(true),
+        Err(Status::CasMismatch) => Ok(false),
+        Err(other) => Err(other),
+    }
+}
+
+pub fn define_counter(name: &str) -> Option<u32> {
+    hostcalls::define_metric(proxy_wasm::types::MetricType::Counter, name)
+        .map_err(|e| log::warn!("define_metric {name}: {e:?}"))
+        .ok()
+}
+
+pub fn increment(metric: Option<u32>, by: u64) {
+    if let Some(id) = metric {
+        let by = i64::try_from(by).unwrap_or(i64::MAX);
+        if let Err(e) = hostcalls::increment_metric(id, by) {
+            log::warn!("increment_metric: {e:?}");
+        }
+    }
+}
+
+/// A property as text (filter state set by another filter, route metadata).
+pub fn property_string(path: &[&str]) -> Option<String> {
+    get_property(path).and_then(|b| String::from_utf8(b).ok())
+}

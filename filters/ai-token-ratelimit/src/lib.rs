@@ -1,0 +1,295 @@
+//! ai-token-ratelimit: glue over `codec::ratelimit`. Counters live in
+//! proxy-wasm shared data, so every Envoy worker shares one budget.
+
+use codec::openai::{Usage, UsageProbe};
+use codec::ratelimit::{client_headers, counter_key, LimitState, RateLimitConfig, RequestFacts, Window};
+use codec::{ErrorKind, GatewayError};
+use host::proxy_wasm::traits::{Context, HttpContext, RootContext};
+use host::proxy_wasm::types::{Action, ContextType, LogLevel};
+use std::rc::Rc;
+use std::time::UNIX_EPOCH;
+
+host::proxy_wasm::main! {{
+    host::proxy_wasm::set_log_level(LogLevel::Info);
+    host::proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { shared: None }) });
+}}
+
+/// Per policy: allowed and rejected requests, units charged.
+struct Metrics {
+    allowed: Option<u32>,
+    rejected: Option<u32>,
+    charged: Option<u32>,
+}
+
+struct Shared {
+    config: RateLimitConfig,
+    metrics: Vec<Metrics>,
+}
+
+struct Root {
+    shared: Option<Rc<Shared>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _: usize) -> bool {
+        let Some(config) = host::configure("ai-token-ratelimit", RateLimitConfig::from_json) else { return false };
+        let metrics = config
+            .policies
+            .iter()
+            .map(|p| Metrics {
+                allowed: host::define_counter(&format!("ai_ratelimit_requests_total.policy.{}.outcome.allowed", p.name)),
+                rejected: host::define_counter(&format!("ai_ratelimit_requests_total.policy.{}.outcome.rejected", p.name)),
+                charged: host::define_counter(&format!("ai_ratelimit_units_charged_total.policy.{}", p.name)),
+            })
+            .collect();
+        self.shared = Some(Rc::new(Shared { config, metrics }));
+        true
+    }
+
+    fn create_http_context(&self, _: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Limiter { shared: self.shared.clone()?, matched: Vec::new(), states: Vec::new(), replied: false, body_usage: None, copy: None, sse: None }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Limiter {
+    shared: Rc<Shared>,
+    /// Matched (policy index, partition) pairs, charged when the request ends.
+    matched: Vec<(usize, String)>,
+    states: Vec<LimitState>,
+    replied: bool,
+    /// Usage read from the response itself, when no ai-proxy published it.
+    body_usage: Option<Usage>,
+    copy: Option<Vec<u8>>,
+    sse: Option<codec::sse::SseDecoder>,
+}
+
+const MAX_COPY: usize = 1024 * 1024;
+const CAS_RETRIES: usize = 64;
+
+fn now_ms() -> u64 {
+    host::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl Limiter {
+    fn config(&self) -> &RateLimitConfig {
+        &self.shared.config
+    }
+
+    /// Checks every limit of every matching policy; a request goes on only
+    /// if none is exhausted.
+    fn admit(&mut self, model: Option<&str>) -> Action {
+        let shared = self.shared.clone();
+        let config = &shared.config;
+        let path = host::request_header(":path").unwrap_or_default();
+        // Provider: from the route's metadata (this filter runs before
+        // ai-proxy), or from ai-proxy's filter state if it ran first.
+        let provider = host::property_string(&["xds", "route_metadata", "filter_metadata", "ai_gateway", "provider"])
+            .or_else(|| host::property_string(&["ai.provider"]));
+        let ip = host::property_string(&["source", "address"]).map(|a| match a.rsplit_once(':') {
+            Some((host, _)) => host.trim_matches(['[', ']']).to_string(),
+            None => a,
+        });
+        let facts = RequestFacts { header: &host::request_header, path: &path, model, provider: provider.as_deref(), ip: ip.as_deref() };
+        self.matched = config.matching(&facts);
+        let now = now_ms();
+        let mut retry_after_ms: Option<u64> = None;
+        let mut rejected_by: Vec<usize> = Vec::new();
+        for (policy_idx, partition) in &self.matched {
+            let Some(policy) = config.policies.get(*policy_idx) else { continue };
+            for &(limit, window_ms) in &policy.limits {
+                let key = counter_key(&policy.name, window_ms, partition);
+                let (data, _) = host::shared_data(&key);
+                if data.is_none() {
+                    // Create the counter at admission, before any charge on it
+                    // can exist: two workers racing here both write zero.
+                    let _ = host::set_shared_data(&key, &Window::default().encode(), None);
+                }
+                let w = Window::decode(data.as_deref());
+                let used = w.used(now, window_ms, config.window_type);
+                let reset = w.retry_after_ms(now, window_ms, limit, config.window_type).max(Window::reset_ms(now, window_ms));
+                self.states.push(LimitState {
+                    window_s: window_ms / 1000,
+                    limit,
+                    remaining: limit.saturating_sub(used),
+                    reset_s: Window::reset_ms(now, window_ms).div_ceil(1000),
+                });
+                if used >= limit {
+                    let wait = w.retry_after_ms(now, window_ms, limit, config.window_type);
+                    retry_after_ms = Some(retry_after_ms.unwrap_or(0).max(wait).max(1).min(reset.max(1)));
+                    if !rejected_by.contains(policy_idx) {
+                        rejected_by.push(*policy_idx);
+                    }
+                }
+            }
+        }
+        if let Some(wait) = retry_after_ms {
+            for i in &rejected_by {
+                if let (Some(m), Some(p)) = (self.shared.metrics.get(*i), config.policies.get(*i)) {
+                    host::increment(m.rejected, 1);
+                    log::info!("ai-token-ratelimit: rejected by policy {}", p.name);
+                }
+            }
+            self.matched.clear(); // nothing is charged for a refused request
+            self.replied = true;
+            let headers = if config.hide_client_headers {
+                vec![("retry-after".to_string(), wait.div_ceil(1000).to_string())]
+            } else {
+                client_headers(&self.states, Some(wait.div_ceil(1000)))
+            };
+            let refs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            host::send_error(&config.rejection(), &refs);
+            return Action::Pause;
+        }
+        for (i, _) in &self.matched {
+            if let Some(m) = self.shared.metrics.get(*i) {
+                host::increment(m.allowed, 1);
+            }
+        }
+        Action::Continue
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        let read = |k: &str| host::property_string(&[k]).and_then(|v| v.parse::<u64>().ok());
+        match (read("ai.prompt_tokens"), read("ai.completion_tokens"), read("ai.total_tokens")) {
+            (None, None, None) => self.body_usage,
+            (p, c, t) => {
+                let mut u = Usage::new(p.unwrap_or(0), c.unwrap_or(0));
+                if let Some(t) = t {
+                    u.total_tokens = t;
+                }
+                Some(u)
+            }
+        }
+    }
+
+    /// Adds the request's real usage to every matched counter, with
+    /// compare-and-swap so concurrent workers never lose an update.
+    fn charge(&mut self) {
+        let shared = self.shared.clone();
+        let config = &shared.config;
+        let matched = std::mem::take(&mut self.matched);
+        let Some(usage) = self.usage() else { return };
+        let now = now_ms();
+        for (policy_idx, partition) in matched {
+            let Some(policy) = config.policies.get(policy_idx) else { continue };
+            let amount = config.charge_for(policy, &usage);
+            if amount == 0 {
+                continue;
+            }
+            for &(_, window_ms) in &policy.limits {
+                let key = counter_key(&policy.name, window_ms, &partition);
+                let mut done = false;
+                for _ in 0..CAS_RETRIES {
+                    let (data, cas) = host::shared_data(&key);
+                    let next = Window::decode(data.as_deref()).charged(now, window_ms, amount);
+                    match host::set_shared_data(&key, &next.encode(), cas) {
+                        Ok(true) => {
+                            done = true;
+                            break;
+                        }
+                        Ok(false) => continue,
+                        Err(e) => {
+                            log::warn!("ai-token-ratelimit: shared data write failed: {e:?}");
+                            break;
+                        }
+                    }
+                }
+                if !done {
+                    log::warn!("ai-token-ratelimit: could not charge {amount} to policy {} after {CAS_RETRIES} tries", policy.name);
+                }
+            }
+            if let Some(m) = self.shared.metrics.get(policy_idx) {
+                host::increment(m.charged, amount);
+            }
+        }
+    }
+}
+
+impl Context for Limiter {}
+
+impl HttpContext for Limiter {
+    fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
+        if self.config().needs_model && !end_of_stream {
+            return Action::Pause; // the model is in the body
+        }
+        self.admit(None)
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if !self.config().needs_model || self.replied {
+            return Action::Continue;
+        }
+        let max = self.config().max_request_body_size;
+        if body_size as u64 > max {
+            self.replied = true;
+            let err = GatewayError::new(ErrorKind::PayloadTooLarge, format!("request body is larger than {max} bytes"));
+            host::send_error(&err, &[]);
+            return Action::Pause;
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let body = host::request_body(body_size);
+        let model = serde_json::from_slice::<UsageProbe>(&body).ok().and_then(|p| p.model);
+        self.admit(model.as_deref())
+    }
+
+    fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
+        if self.replied {
+            return Action::Continue;
+        }
+        if !self.config().hide_client_headers {
+            for (name, value) in client_headers(&self.states, None) {
+                host::set_response_header(&name, &value);
+            }
+        }
+        // Without ai-proxy in the chain, usage is read from the answer itself.
+        if !self.matched.is_empty() && host::property_string(&["ai.provider"]).is_none() {
+            let ct = host::response_header("content-type").unwrap_or_default().to_ascii_lowercase();
+            if ct.starts_with("text/event-stream") {
+                self.sse = Some(codec::sse::SseDecoder::new(MAX_COPY));
+            } else if ct.contains("json") {
+                self.copy = Some(Vec::new());
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.copy.is_none() && self.sse.is_none() {
+            return Action::Continue;
+        }
+        let chunk = host::response_body(body_size);
+        if let Some(copy) = self.copy.as_mut() {
+            if copy.len() + chunk.len() <= MAX_COPY {
+                copy.extend_from_slice(&chunk);
+            }
+            if end_of_stream {
+                self.body_usage = serde_json::from_slice::<UsageProbe>(copy).ok().and_then(|p| p.usage);
+            }
+        }
+        if let Some(decoder) = self.sse.as_mut() {
+            let mut events = Vec::new();
+            decoder.push(&chunk, &mut events);
+            if end_of_stream {
+                decoder.finish(&mut events);
+            }
+            for e in events {
+                if let Some(u) = serde_json::from_str::<UsageProbe>(&e.data).ok().and_then(|p| p.usage) {
+                    self.body_usage = Some(u);
+                }
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        self.charge();
+    }
+}

@@ -1,0 +1,531 @@
+//! ai-token-ratelimit: token (or cost) budgets per policy and partition,
+//! with fixed or sliding windows. Pure logic: the filter keeps the counters
+//! in proxy-wasm shared data and updates them with compare-and-swap.
+
+use crate::config::{check_range, parse_strict, ConfigError};
+use crate::error::GatewayError;
+use crate::openai::Usage;
+use serde::Deserialize;
+
+const MAX_POLICIES: usize = 32;
+const MAX_LIMITS: usize = 8;
+/// Cost budgets are counted in millionths of the currency unit.
+const COST_SCALE: f64 = 1_000_000.0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    #[default]
+    TotalTokens,
+    PromptTokens,
+    CompletionTokens,
+    Cost,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum WindowType {
+    Fixed,
+    #[default]
+    Sliding,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PartitionBy {
+    /// One budget shared by everything the policy matches.
+    #[default]
+    None,
+    /// One budget per consumer (from the trusted `consumer_header`).
+    Consumer,
+    /// One budget per value of `partition_header` (e.g. an API key).
+    Header,
+    /// One budget per client IP as Envoy sees it.
+    Ip,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderMatch {
+    pub name: String,
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Match {
+    #[serde(default)]
+    pub header: Option<HeaderMatch>,
+    #[serde(default)]
+    pub consumer: Option<Vec<String>>,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub model: Option<Vec<String>>,
+    #[serde(default)]
+    pub provider: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limit {
+    /// Tokens per window, or currency units for the cost strategy.
+    pub limit: f64,
+    /// Seconds.
+    pub window_size: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    name: String,
+    #[serde(default, rename = "match")]
+    matches: Match,
+    #[serde(default)]
+    partition_by: PartitionBy,
+    #[serde(default)]
+    partition_header: Option<String>,
+    limits: Vec<Limit>,
+    #[serde(default)]
+    tokens_count_strategy: Option<Strategy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    policies: Vec<RawPolicy>,
+    #[serde(default)]
+    consumer_header: Option<String>,
+    #[serde(default)]
+    window_type: WindowType,
+    #[serde(default)]
+    tokens_count_strategy: Strategy,
+    #[serde(default)]
+    input_cost: Option<f64>,
+    #[serde(default)]
+    output_cost: Option<f64>,
+    #[serde(default)]
+    error_code: Option<u16>,
+    #[serde(default)]
+    error_message: Option<String>,
+    #[serde(default)]
+    hide_client_headers: bool,
+    #[serde(default = "default_max_body")]
+    max_request_body_size: u64,
+}
+
+fn default_max_body() -> u64 {
+    crate::proxy::config::DEFAULT_MAX_REQUEST_BODY_SIZE
+}
+
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub name: String,
+    pub matches: Match,
+    pub partition_by: PartitionBy,
+    pub partition_header: Option<String>,
+    /// (limit in counter units, window in ms)
+    pub limits: Vec<(u64, u64)>,
+    pub strategy: Strategy,
+}
+
+#[derive(Debug, Clone)]
+pub struct RateLimitConfig {
+    pub policies: Vec<Policy>,
+    pub consumer_header: Option<String>,
+    pub window_type: WindowType,
+    pub input_cost: f64,
+    pub output_cost: f64,
+    pub error_code: u16,
+    pub error_message: String,
+    pub hide_client_headers: bool,
+    pub max_request_body_size: u64,
+    /// Some policy matches on `model`: the body must be read first.
+    pub needs_model: bool,
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b))
+}
+
+impl RateLimitConfig {
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
+        let raw: RawConfig = parse_strict(bytes)?;
+        if raw.policies.is_empty() || raw.policies.len() > MAX_POLICIES {
+            return Err(ConfigError::new("policies", format!("needs 1 to {MAX_POLICIES} policies")));
+        }
+        let error_code = raw.error_code.unwrap_or(429);
+        check_range("error_code", Some(error_code), 400, 599)?;
+        check_range("max_request_body_size", Some(raw.max_request_body_size), 1, 128 * 1024 * 1024)?;
+        check_range("input_cost", raw.input_cost, 0.0, 1e9)?;
+        check_range("output_cost", raw.output_cost, 0.0, 1e9)?;
+        if let Some(h) = &raw.consumer_header {
+            if !crate::proxy::config::is_header_name(h) {
+                return Err(ConfigError::new("consumer_header", "is not a valid header name"));
+            }
+        }
+        let mut policies: Vec<Policy> = Vec::new();
+        for (i, p) in raw.policies.into_iter().enumerate() {
+            let at = |f: &str| format!("policies[{i}].{f}");
+            if !valid_name(&p.name) || policies.iter().any(|x| x.name == p.name) {
+                return Err(ConfigError::new(at("name"), "must be a unique name of letters, digits, - and _"));
+            }
+            if p.limits.is_empty() || p.limits.len() > MAX_LIMITS {
+                return Err(ConfigError::new(at("limits"), format!("needs 1 to {MAX_LIMITS} limits")));
+            }
+            let strategy = p.tokens_count_strategy.unwrap_or(raw.tokens_count_strategy);
+            if strategy == Strategy::Cost && raw.input_cost.is_none() && raw.output_cost.is_none() {
+                return Err(ConfigError::new(at("tokens_count_strategy"), "cost needs input_cost and/or output_cost"));
+            }
+            let mut limits = Vec::new();
+            for (j, l) in p.limits.iter().enumerate() {
+                let lat = |f: &str| format!("policies[{i}].limits[{j}].{f}");
+                check_range(&lat("window_size"), Some(l.window_size), 1, 366 * 86_400)?;
+                check_range(&lat("limit"), Some(l.limit), 0.0, 1e15)?;
+                let units = if strategy == Strategy::Cost { l.limit * COST_SCALE } else { l.limit };
+                limits.push((units as u64, l.window_size * 1000));
+            }
+            if p.partition_by == PartitionBy::Header && !p.partition_header.as_deref().is_some_and(crate::proxy::config::is_header_name) {
+                return Err(ConfigError::new(at("partition_header"), "is required (a header name) with partition_by: header"));
+            }
+            if p.partition_by == PartitionBy::Consumer && raw.consumer_header.is_none() {
+                return Err(ConfigError::new("consumer_header", "is required when a policy partitions by consumer"));
+            }
+            if p.matches.consumer.is_some() && raw.consumer_header.is_none() {
+                return Err(ConfigError::new("consumer_header", "is required when a policy matches on consumer"));
+            }
+            if let Some(h) = &p.matches.header {
+                if !crate::proxy::config::is_header_name(&h.name) {
+                    return Err(ConfigError::new(at("match.header.name"), "is not a valid header name"));
+                }
+            }
+            policies.push(Policy {
+                name: p.name,
+                matches: p.matches,
+                partition_by: p.partition_by,
+                partition_header: p.partition_header.map(|h| h.to_ascii_lowercase()),
+                limits,
+                strategy,
+            });
+        }
+        let needs_model = policies.iter().any(|p| p.matches.model.is_some());
+        Ok(RateLimitConfig {
+            policies,
+            consumer_header: raw.consumer_header.map(|h| h.to_ascii_lowercase()),
+            window_type: raw.window_type,
+            input_cost: raw.input_cost.unwrap_or(0.0),
+            output_cost: raw.output_cost.unwrap_or(0.0),
+            error_code,
+            error_message: raw.error_message.unwrap_or_else(|| "AI token rate limit exceeded for this client".to_string()),
+            hide_client_headers: raw.hide_client_headers,
+            max_request_body_size: raw.max_request_body_size,
+            needs_model,
+        })
+    }
+
+    /// Policies that apply to a request, with their partition key. All
+    /// matching policies apply, so budgets compose (org-wide and per key).
+    pub fn matching(&self, req: &RequestFacts) -> Vec<(usize, String)> {
+        let consumer = self.consumer_header.as_deref().and_then(|h| (req.header)(h));
+        self.policies
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| {
+                let m = &p.matches;
+                m.header.as_ref().is_none_or(|h| (req.header)(&h.name.to_ascii_lowercase()).is_some_and(|v| h.values.contains(&v)))
+                    && m.consumer.as_ref().is_none_or(|c| consumer.as_ref().is_some_and(|v| c.contains(v)))
+                    && m.path.as_ref().is_none_or(|prefix| req.path.starts_with(prefix.as_str()))
+                    && m.model.as_ref().is_none_or(|ms| req.model.is_some_and(|x| ms.iter().any(|m| m == x)))
+                    && m.provider.as_ref().is_none_or(|ps| req.provider.is_some_and(|x| ps.iter().any(|p| p == x)))
+            })
+            .map(|(i, p)| {
+                let partition = match p.partition_by {
+                    PartitionBy::None => String::new(),
+                    PartitionBy::Consumer => consumer.clone().unwrap_or_default(),
+                    PartitionBy::Header => p.partition_header.as_deref().and_then(|h| (req.header)(h)).unwrap_or_default(),
+                    PartitionBy::Ip => req.ip.unwrap_or_default().to_string(),
+                };
+                (i, partition)
+            })
+            .collect()
+    }
+
+    /// What a response costs a policy, in its counter units.
+    pub fn charge_for(&self, policy: &Policy, usage: &Usage) -> u64 {
+        match policy.strategy {
+            Strategy::TotalTokens => usage.total_tokens.max(usage.prompt_tokens.saturating_add(usage.completion_tokens)),
+            Strategy::PromptTokens => usage.prompt_tokens,
+            Strategy::CompletionTokens => usage.completion_tokens,
+            Strategy::Cost => {
+                // Prices are per million tokens and budgets in millionths:
+                // the scales cancel out.
+                let cost = usage.prompt_tokens as f64 * self.input_cost + usage.completion_tokens as f64 * self.output_cost;
+                cost.ceil().clamp(0.0, u64::MAX as f64) as u64
+            }
+        }
+    }
+
+    pub fn rejection(&self) -> GatewayError {
+        GatewayError::with_status(self.error_code, self.error_message.clone()).with_code("rate_limit_exceeded")
+    }
+}
+
+/// What the matcher needs to know of a request.
+pub struct RequestFacts<'a> {
+    pub header: &'a dyn Fn(&str) -> Option<String>,
+    pub path: &'a str,
+    pub model: Option<&'a str>,
+    pub provider: Option<&'a str>,
+    pub ip: Option<&'a str>,
+}
+
+/// The shared-data key of one (policy, limit, partition) counter. The
+/// partition value (often an API key) is hashed: keys never hold secrets.
+pub fn counter_key(policy: &str, window_ms: u64, partition: &str) -> String {
+    let digest = crate::proxy::sigv4::sha256_hex(partition.as_bytes());
+    format!("ai-ratelimit|{policy}|{window_ms}|{}", digest.get(..32).unwrap_or_default())
+}
+
+/// One counter: its current window's start and the counts of the current
+/// and the previous window. 24 bytes in shared data; the entry is rolled
+/// over in place, so old windows never pile up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Window {
+    pub start_ms: u64,
+    pub current: u64,
+    pub previous: u64,
+}
+
+impl Window {
+    pub fn decode(bytes: Option<&[u8]>) -> Window {
+        let word = |i: usize| -> u64 {
+            bytes.and_then(|b| b.get(i * 8..i * 8 + 8)).and_then(|s| s.try_into().ok()).map(u64::from_le_bytes).unwrap_or(0)
+        };
+        Window { start_ms: word(0), current: word(1), previous: word(2) }
+    }
+
+    pub fn encode(&self) -> [u8; 24] {
+        let mut out = [0u8; 24];
+        for (i, v) in [self.start_ms, self.current, self.previous].iter().enumerate() {
+            if let Some(slot) = out.get_mut(i * 8..i * 8 + 8) {
+                slot.copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    /// The counter as of `now`, its windows rolled forward.
+    pub fn at(self, now_ms: u64, window_ms: u64) -> Window {
+        let window_ms = window_ms.max(1);
+        let start = now_ms - now_ms % window_ms;
+        if start == self.start_ms {
+            self
+        } else if self.start_ms.checked_add(window_ms) == Some(start) {
+            Window { start_ms: start, current: 0, previous: self.current }
+        } else if start > self.start_ms {
+            Window { start_ms: start, current: 0, previous: 0 }
+        } else {
+            self // a clock step back: keep counting in the newer window
+        }
+    }
+
+    /// Units used as of `now`: the current window, plus for sliding windows
+    /// the previous one weighted by how much of it still overlaps.
+    pub fn used(self, now_ms: u64, window_ms: u64, kind: WindowType) -> u64 {
+        let w = self.at(now_ms, window_ms);
+        match kind {
+            WindowType::Fixed => w.current,
+            WindowType::Sliding => {
+                let elapsed = now_ms.saturating_sub(w.start_ms).min(window_ms);
+                let weight = (window_ms - elapsed) as f64 / window_ms.max(1) as f64;
+                w.current.saturating_add((w.previous as f64 * weight) as u64)
+            }
+        }
+    }
+
+    pub fn charged(self, now_ms: u64, window_ms: u64, amount: u64) -> Window {
+        let mut w = self.at(now_ms, window_ms);
+        w.current = w.current.saturating_add(amount);
+        w
+    }
+
+    /// Milliseconds until usage drops below `limit` (0 if it already is).
+    pub fn retry_after_ms(self, now_ms: u64, window_ms: u64, limit: u64, kind: WindowType) -> u64 {
+        if self.used(now_ms, window_ms, kind) < limit {
+            return 0;
+        }
+        let w = self.at(now_ms, window_ms);
+        let next = w.start_ms.saturating_add(window_ms);
+        match kind {
+            WindowType::Fixed => next.saturating_sub(now_ms),
+            WindowType::Sliding => {
+                if w.current < limit && w.previous > 0 {
+                    // previous * (1 - f) + current < limit  =>  f > 1 - (limit - current) / previous
+                    let f = 1.0 - (limit - w.current) as f64 / w.previous as f64;
+                    (w.start_ms + (f * window_ms as f64).ceil() as u64 + 1).saturating_sub(now_ms)
+                } else {
+                    // Next window: current * (1 - f) < limit.
+                    let f = if w.current == 0 { 0.0 } else { 1.0 - limit as f64 / w.current as f64 };
+                    (next + (f.max(0.0) * window_ms as f64).ceil() as u64 + 1).saturating_sub(now_ms)
+                }
+            }
+        }
+    }
+
+    /// Milliseconds until the current window ends.
+    pub fn reset_ms(now_ms: u64, window_ms: u64) -> u64 {
+        let window_ms = window_ms.max(1);
+        window_ms - now_ms % window_ms
+    }
+}
+
+/// One limit's state for client headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitState {
+    pub window_s: u64,
+    pub limit: u64,
+    pub remaining: u64,
+    pub reset_s: u64,
+}
+
+/// Response headers for the limits of the matched policies: per window size
+/// the most restrictive one, and the IETF draft headers for the single most
+/// restrictive limit.
+pub fn client_headers(states: &[LimitState], retry_after_s: Option<u64>) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut windows: Vec<u64> = states.iter().map(|s| s.window_s).collect();
+    windows.sort_unstable();
+    windows.dedup();
+    for w in windows {
+        if let Some(s) = states.iter().filter(|s| s.window_s == w).min_by_key(|s| s.remaining) {
+            out.push((format!("x-ai-ratelimit-limit-{w}"), s.limit.to_string()));
+            out.push((format!("x-ai-ratelimit-remaining-{w}"), s.remaining.to_string()));
+        }
+    }
+    if let Some(tightest) = states.iter().min_by_key(|s| (s.remaining, s.reset_s)) {
+        out.push(("x-ai-ratelimit-reset".into(), tightest.reset_s.to_string()));
+        out.push(("ratelimit-limit".into(), tightest.limit.to_string()));
+        out.push(("ratelimit-remaining".into(), tightest.remaining.to_string()));
+        out.push(("ratelimit-reset".into(), tightest.reset_s.to_string()));
+    }
+    if let Some(r) = retry_after_s {
+        out.push(("retry-after".into(), r.to_string()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+    use super::*;
+
+    const MIN: u64 = 60_000;
+
+    #[test]
+    fn fixed_windows_roll_over() {
+        let w = Window::default().charged(10 * MIN + 5, MIN, 40);
+        assert_eq!(w.used(10 * MIN + 59_999, MIN, WindowType::Fixed), 40);
+        assert_eq!(w.used(11 * MIN, MIN, WindowType::Fixed), 0, "a new window starts empty");
+        assert_eq!(w.retry_after_ms(10 * MIN + 20_000, MIN, 40, WindowType::Fixed), 40_000);
+        assert_eq!(w.retry_after_ms(10 * MIN + 20_000, MIN, 41, WindowType::Fixed), 0);
+    }
+
+    #[test]
+    fn sliding_windows_weight_the_previous_one() {
+        let w = Window::default().charged(10 * MIN, MIN, 100);
+        // A quarter into the next window, 75% of the previous still counts.
+        assert_eq!(w.used(11 * MIN + 15_000, MIN, WindowType::Sliding), 75);
+        assert_eq!(w.used(12 * MIN + 1, MIN, WindowType::Sliding), 0, "two windows later nothing counts");
+        let later = w.charged(11 * MIN + 15_000, MIN, 10);
+        assert_eq!(later, Window { start_ms: 11 * MIN, current: 10, previous: 100 });
+        assert_eq!(later.used(11 * MIN + 15_000, MIN, WindowType::Sliding), 85);
+        // 85 >= 50: usable again once 100*(1-f) + 10 < 50, f > 0.6.
+        let wait = later.retry_after_ms(11 * MIN + 15_000, MIN, 50, WindowType::Sliding);
+        assert_eq!(wait, 21_001); // f = 0.6 is 36 s into the window, 21 s from now
+        assert!(later.used(11 * MIN + 15_000 + wait, MIN, WindowType::Sliding) < 50);
+    }
+
+    #[test]
+    fn encoding_round_trips_and_tolerates_garbage() {
+        let w = Window { start_ms: 7, current: u64::MAX, previous: 3 };
+        assert_eq!(Window::decode(Some(&w.encode())), w);
+        assert_eq!(Window::decode(Some(b"short")), Window::default());
+        assert_eq!(Window::decode(None), Window::default());
+    }
+
+    fn config(json: &str) -> RateLimitConfig {
+        RateLimitConfig::from_json(json.as_bytes()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn matching_and_partitions_come_from_trusted_sources_only() {
+        let c = config(r#"{"consumer_header":"x-consumer","policies":[
+            {"name":"all","limits":[{"limit":1000,"window_size":60}]},
+            {"name":"per-consumer","partition_by":"consumer","limits":[{"limit":100,"window_size":60}]},
+            {"name":"gpt4","match":{"model":["gpt-4o"],"path":"/openai/"},"partition_by":"header","partition_header":"x-api-key","limits":[{"limit":10,"window_size":60}]},
+            {"name":"red-team","match":{"header":{"name":"X-Team","values":["red"]},"provider":["anthropic"]},"limits":[{"limit":5,"window_size":60}]}]}"#);
+        let headers = |pairs: &'static [(&'static str, &'static str)]| move |n: &str| pairs.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string());
+        let h = headers(&[("x-consumer", "alice"), ("x-api-key", "k1"), ("x-team", "red"), ("x-partition", "evil")]);
+        let facts = RequestFacts { header: &h, path: "/openai/v1/chat/completions", model: Some("gpt-4o"), provider: Some("openai"), ip: None };
+        let m = c.matching(&facts);
+        assert_eq!(m, vec![(0, "".into()), (1, "alice".into()), (2, "k1".into())]);
+        let facts = RequestFacts { header: &h, path: "/anthropic/x", model: Some("claude"), provider: Some("anthropic"), ip: None };
+        assert_eq!(c.matching(&facts).iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![0, 1, 3]);
+        // No consumer header: the anonymous partition, never a client-chosen one.
+        let h = headers(&[("x-partition", "alice")]);
+        let facts = RequestFacts { header: &h, path: "/", model: None, provider: None, ip: None };
+        assert_eq!(c.matching(&facts), vec![(0, "".into()), (1, "".into())]);
+        assert!(c.needs_model);
+    }
+
+    #[test]
+    fn strategies_and_cost() {
+        let c = config(r#"{"input_cost":2.5,"output_cost":10,"policies":[
+            {"name":"t","limits":[{"limit":1,"window_size":1}]},
+            {"name":"c","tokens_count_strategy":"cost","limits":[{"limit":0.5,"window_size":60}]},
+            {"name":"p","tokens_count_strategy":"prompt_tokens","limits":[{"limit":1,"window_size":1}]}]}"#);
+        let u = Usage::new(1000, 200);
+        assert_eq!(c.charge_for(&c.policies[0], &u), 1200);
+        assert_eq!(c.charge_for(&c.policies[2], &u), 1000);
+        // 1000 * 2.5/1M + 200 * 10/1M = 0.0045 currency = 4500 millionths.
+        assert_eq!(c.charge_for(&c.policies[1], &u), 4500);
+        assert_eq!(c.policies[1].limits, vec![(500_000, 60_000)]);
+    }
+
+    #[test]
+    fn config_errors_name_fields() {
+        let err = |j: &str| RateLimitConfig::from_json(j.as_bytes()).err().map(|e| e.path).unwrap_or_default();
+        assert_eq!(err(r#"{"policies":[]}"#), "policies");
+        assert_eq!(err(r#"{"policies":[{"name":"a","limits":[{"limit":1,"window_size":0}]}]}"#), "policies[0].limits[0].window_size");
+        assert_eq!(err(r#"{"policies":[{"name":"a","partition_by":"consumer","limits":[{"limit":1,"window_size":1}]}]}"#), "consumer_header");
+        assert_eq!(err(r#"{"policies":[{"name":"a","partition_by":"header","limits":[{"limit":1,"window_size":1}]}]}"#), "policies[0].partition_header");
+        assert_eq!(err(r#"{"policies":[{"name":"a","tokens_count_strategy":"cost","limits":[{"limit":1,"window_size":1}]}]}"#), "policies[0].tokens_count_strategy");
+        assert_eq!(err(r#"{"policies":[{"name":"a","limits":[{"limit":1,"window_size":1}]},{"name":"a","limits":[{"limit":1,"window_size":1}]}]}"#), "policies[1].name");
+        assert_eq!(err(r#"{"policies":[{"name":"a","limits":[{"limit":1,"window_size":1}],"extra":1}]}"#), "policies[0].extra");
+    }
+
+    #[test]
+    fn headers_report_the_tightest_limits() {
+        let states = [
+            LimitState { window_s: 60, limit: 100, remaining: 40, reset_s: 20 },
+            LimitState { window_s: 60, limit: 1000, remaining: 900, reset_s: 20 },
+            LimitState { window_s: 86400, limit: 5000, remaining: 10, reset_s: 3600 },
+        ];
+        let h = client_headers(&states, Some(20));
+        let get = |k: &str| h.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("x-ai-ratelimit-remaining-60"), Some("40"));
+        assert_eq!(get("x-ai-ratelimit-limit-86400"), Some("5000"));
+        assert_eq!(get("ratelimit-remaining"), Some("10"));
+        assert_eq!(get("ratelimit-reset"), Some("3600"));
+        assert_eq!(get("retry-after"), Some("20"));
+    }
+
+    #[test]
+    fn keys_hash_the_partition() {
+        let k = counter_key("p", 60_000, "sk-secret-api-key");
+        assert!(!k.contains("secret"));
+        assert_ne!(k, counter_key("p", 60_000, "sk-other"));
+        assert_ne!(k, counter_key("p", 1000, "sk-secret-api-key"));
+    }
+}

@@ -1,0 +1,186 @@
+//! ai-token-ratelimit end to end: envoy/ratelimit.yaml in the real Envoy
+//! with two workers, budgets shared through proxy-wasm shared data.
+
+use ai_gateway_tests::envoy::Envoy;
+use ai_gateway_tests::fake::{FakeProvider, Recorded};
+use ai_gateway_tests::http::{send, Request, Response};
+use ai_gateway_tests::test_id;
+use serde_json::{json, Value};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+struct Gateway {
+    fake: FakeProvider,
+    envoy: Envoy,
+}
+
+/// The shipped per-key minute budget (10k tokens / 60 s) scaled down to
+/// 300 tokens / 2 s, so the test can exhaust it and see the window roll.
+const MINUTE: &str = r#"{"limit": 10000, "window_size": 60}"#;
+const SHORT: &str = r#"{"limit": 300, "window_size": 2}"#;
+
+fn gateway() -> &'static Gateway {
+    static GATEWAY: OnceLock<Gateway> = OnceLock::new();
+    GATEWAY.get_or_init(|| {
+        let fake = FakeProvider::start();
+        let envoy = Envoy::start_with("ratelimit.yaml", fake.port, 2, &[("ANTHROPIC_API_KEY", "sk-ant-rl")], &|yaml| {
+            assert!(yaml.contains(MINUTE), "the shipped per-key minute budget changed");
+            yaml.replace(MINUTE, SHORT)
+        });
+        Gateway { fake, envoy }
+    })
+}
+
+fn chat(path: &str, key: &str, body: Value) -> (Response, Vec<Recorded>) {
+    let g = gateway();
+    let id = test_id("rl");
+    let req = Request::post_json(path, &body).header("authorization", format!("Bearer {key}")).header("x-test-id", id.clone());
+    let resp = send(g.envoy.ports.listener, &req);
+    (resp, g.fake.requests(&id))
+}
+
+fn hello(key: &str, words: usize) -> (Response, Vec<Recorded>) {
+    let text = vec!["word"; words].join(" ");
+    chat("/v1/chat/completions", key, json!({"model": "m", "messages": [{"role": "user", "content": text}]}))
+}
+
+fn header_u64(r: &Response, name: &str) -> u64 {
+    r.header(name).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no {name} in {:?}", r.headers))
+}
+
+/// Waits until the previous requests' charges (made when each request
+/// ends, after the client has its answer) have landed.
+fn settle() {
+    std::thread::sleep(Duration::from_millis(150));
+}
+
+#[test]
+fn parallel_clients_are_charged_exactly_what_the_provider_reported() {
+    let keys: Vec<String> = (0..4).map(|i| test_id(&format!("parallel{i}"))).collect();
+    let threads: Vec<_> = keys
+        .iter()
+        .cloned()
+        .map(|key| {
+            std::thread::spawn(move || {
+                let mut reported = 0u64;
+                for n in 0..12 {
+                    let (resp, _) = hello(&key, 1 + n % 3);
+                    assert_eq!(resp.status, 200, "{}", resp.text());
+                    reported += resp.json()["usage"]["total_tokens"].as_u64().unwrap_or(0);
+                }
+                (key, reported)
+            })
+        })
+        .collect();
+    let results: Vec<(String, u64)> = threads.into_iter().map(|t| t.join().unwrap_or_default()).collect();
+    settle();
+    for (key, reported) in results {
+        // The next request is admitted against the daily counter, which
+        // holds every charge of the 12 before it, from either worker.
+        let (resp, _) = hello(&key, 1);
+        assert_eq!(resp.status, 200);
+        assert_eq!(header_u64(&resp, "x-ai-ratelimit-remaining-86400"), 1_000_000 - reported, "{key}: no lost update");
+        assert_eq!(header_u64(&resp, "x-ai-ratelimit-limit-86400"), 1_000_000);
+    }
+}
+
+#[test]
+fn an_exhausted_key_is_refused_before_the_provider_and_others_are_not() {
+    let heavy = test_id("heavy");
+    let light = test_id("light");
+    // The answer repeats the prompt: about 2 x 300 tokens, twice the 300
+    // budget, so even a charge made late in a 2 s sliding window still
+    // counts fully a second into the next one.
+    let (resp, _) = hello(&heavy, 300);
+    assert_eq!(resp.status, 200);
+    assert_eq!(header_u64(&resp, "x-ai-ratelimit-limit-2"), 300);
+    settle();
+    let (resp, got) = hello(&heavy, 1);
+    assert_eq!(resp.status, 429, "{}", resp.text());
+    let v = resp.json();
+    assert_eq!(v["error"]["code"], "rate_limit_exceeded");
+    assert_eq!(v["error"]["type"], "rate_limit_error");
+    assert!(got.is_empty(), "a refused request never reaches the provider");
+    let retry = header_u64(&resp, "retry-after");
+    assert!((1..=4).contains(&retry), "retry-after {retry}");
+    assert_eq!(header_u64(&resp, "x-ai-ratelimit-remaining-2"), 0);
+    assert_eq!(header_u64(&resp, "ratelimit-remaining"), 0);
+
+    let (resp, got) = hello(&light, 1);
+    assert_eq!(resp.status, 200, "another key keeps its own budget");
+    assert_eq!(got.len(), 1);
+}
+
+#[test]
+fn the_window_rolls_over_and_traffic_flows_again() {
+    let key = test_id("roll");
+    let (resp, _) = hello(&key, 300);
+    assert_eq!(resp.status, 200);
+    settle();
+    let (resp, _) = hello(&key, 1);
+    assert_eq!(resp.status, 429);
+    let retry = header_u64(&resp, "retry-after");
+    std::thread::sleep(Duration::from_secs(retry) + Duration::from_millis(200));
+    let (resp, got) = hello(&key, 1);
+    assert_eq!(resp.status, 200, "after Retry-After the budget is back: {}", resp.text());
+    assert_eq!(got.len(), 1);
+}
+
+#[test]
+fn streamed_responses_are_charged() {
+    let key = test_id("stream");
+    let (resp, _) = chat("/v1/chat/completions", &key, json!({"model": "m", "messages": [{"role": "user", "content": "a b c d e"}], "stream": true}));
+    assert_eq!(resp.status, 200);
+    assert!(resp.sse_data().iter().all(|e| !e.contains("\"usage\":{")), "no usage chunk was asked for");
+    settle();
+    let (resp, _) = hello(&key, 1);
+    // 5 prompt words, "You said: a b c d e" is 7: 12 tokens, charged from
+    // the usage ai-proxy read in the stream (and dropped for the client).
+    assert_eq!(header_u64(&resp, "x-ai-ratelimit-remaining-86400"), 1_000_000 - 12);
+}
+
+#[test]
+fn model_policy_applies_only_to_its_model() {
+    let key = test_id("model");
+    let (resp, _) = chat("/v1/chat/completions", &key, json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}));
+    assert_eq!(resp.status, 200);
+    // Both the per-key minute (300, scaled) and gpt-4o's (2000) show.
+    assert_eq!(header_u64(&resp, "x-ai-ratelimit-limit-60"), 2000);
+    let (resp, _) = chat("/v1/chat/completions", &key, json!({"model": "small", "messages": [{"role": "user", "content": "x"}]}));
+    assert!(resp.header("x-ai-ratelimit-limit-60").is_none(), "{:?}", resp.headers);
+}
+
+#[test]
+fn provider_policy_charges_cost_from_route_metadata() {
+    let g = gateway();
+    let key = test_id("cost");
+    let (resp, got) = chat("/anthropic/v1/chat/completions", &key, json!({"messages": [{"role": "user", "content": "one two three"}]}));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(got.len(), 1);
+    let usage = resp.json()["usage"].clone();
+    let (p, c) = (usage["prompt_tokens"].as_u64().unwrap_or(0), usage["completion_tokens"].as_u64().unwrap_or(0));
+    settle();
+    // input 3 / output 15 per million tokens, counted in millionths.
+    let expected = p * 3 + c * 15;
+    let charged = g.envoy.stat("wasmcustom.ai_ratelimit_units_charged_total.policy.anthropic-spend");
+    assert_eq!(charged, expected);
+    assert!(g.envoy.stat("wasmcustom.ai_ratelimit_requests_total.policy.anthropic-spend.outcome.allowed") >= 1);
+    // Traffic to another provider is not charged to the Anthropic budget.
+    let (resp, _) = hello(&key, 3);
+    assert_eq!(resp.status, 200);
+    settle();
+    assert_eq!(g.envoy.stat("wasmcustom.ai_ratelimit_units_charged_total.policy.anthropic-spend"), charged);
+}
+
+#[test]
+fn rejections_are_counted() {
+    let g = gateway();
+    let key = test_id("count");
+    let before = g.envoy.stat("wasmcustom.ai_ratelimit_requests_total.policy.per-api-key.outcome.rejected");
+    let (resp, _) = hello(&key, 300);
+    assert_eq!(resp.status, 200);
+    settle();
+    assert_eq!(hello(&key, 1).0.status, 429);
+    let after = g.envoy.stat("wasmcustom.ai_ratelimit_requests_total.policy.per-api-key.outcome.rejected");
+    assert!(after > before, "{before} -> {after}");
+}
