@@ -54,14 +54,24 @@ pub struct Guard {
 /// Why a text was refused: the rule, for the operator's log only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Block {
-    Denied { rule: String },
+    Denied { index: usize },
     NotAllowed,
+}
+
+impl Block {
+    /// A short id for metrics and filter state: `deny_1`, `no_allow_match`.
+    pub fn rule_id(&self) -> String {
+        match self {
+            Block::Denied { index } => format!("deny_{index}"),
+            Block::NotAllowed => "no_allow_match".to_string(),
+        }
+    }
 }
 
 impl std::fmt::Display for Block {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Block::Denied { rule } => write!(f, "matched {rule}"),
+            Block::Denied { index } => write!(f, "matched deny_patterns[{index}]"),
             Block::NotAllowed => write!(f, "matched no allow pattern"),
         }
     }
@@ -111,8 +121,8 @@ impl Guard {
     /// Any deny match refuses, even if an allow pattern also matches; with
     /// allow patterns, every checked text must match one of them.
     pub fn check_text(&self, text: &str) -> Result<(), Block> {
-        if let Some(i) = self.deny.iter().position(|r| r.is_match(text)) {
-            return Err(Block::Denied { rule: format!("deny_patterns[{i}]") });
+        if let Some(index) = self.deny.iter().position(|r| r.is_match(text)) {
+            return Err(Block::Denied { index });
         }
         if !self.allow.is_empty() && !self.allow.iter().any(|r| r.is_match(text)) {
             return Err(Block::NotAllowed);
@@ -123,7 +133,7 @@ impl Guard {
     /// Deny patterns only: for model answers.
     pub fn check_answer(&self, text: &str) -> Result<(), Block> {
         match self.deny.iter().position(|r| r.is_match(text)) {
-            Some(i) => Err(Block::Denied { rule: format!("deny_patterns[{i}]") }),
+            Some(index) => Err(Block::Denied { index }),
             None => Ok(()),
         }
     }
@@ -227,7 +237,7 @@ mod tests {
         assert_eq!(verdict(&g, r#"{"messages":[{"role":"user","content":"weather today?"}]}"#), Ok(()));
         assert_eq!(
             verdict(&g, r#"{"messages":[{"role":"user","content":"weather and my PASSWORD"}]}"#),
-            Err(Block::Denied { rule: "deny_patterns[0]".into() })
+            Err(Block::Denied { index: 0 })
         );
         assert_eq!(verdict(&g, r#"{"messages":[{"role":"user","content":"stock tips"}]}"#), Err(Block::NotAllowed));
     }

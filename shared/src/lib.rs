@@ -7,6 +7,7 @@ pub mod config;
 pub mod decorator;
 pub mod error;
 pub mod guard;
+pub mod metrics;
 pub mod openai;
 pub mod proxy;
 pub mod ratelimit;

@@ -373,6 +373,33 @@ fn usage_is_published_to_the_access_log() {
 }
 
 #[test]
+fn logged_paths_never_carry_the_query() {
+    let g = gateway();
+    let rid = test_id("azq");
+    let (resp, got) = call(Request::post_json("/azure/v1/chat/completions", &json!({"messages": user("x")})).header("x-request-id", rid.clone()));
+    assert_eq!(resp.status, 200);
+    assert!(only(&got).path.contains("?api-version="));
+    let line = g.envoy.access_log(&rid);
+    assert_eq!(line["upstream_path"], "/openai/deployments/gpt-4o/chat/completions");
+    assert_eq!(line["client_path"], "/azure/v1/chat/completions");
+}
+
+#[test]
+fn configured_secrets_never_reach_logs_or_clients() {
+    let g = gateway();
+    for path in ["/openai/v1/chat/completions", "/azure/v1/chat/completions", "/mistral/v1/chat/completions"] {
+        let (resp, _) = chat(path, json!({"messages": user("secret check"), "stream": true}));
+        assert_eq!(resp.status, 200);
+        assert!(!resp.text().contains("test-") && resp.headers.iter().all(|(_, v)| !v.contains("test-key") && !v.contains("sk-test")));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let log = g.envoy.log();
+    for secret in ["sk-test-openai", "az-test-key", "mi-test-key"] {
+        assert!(!log.contains(secret), "{secret} appears in Envoy's log");
+    }
+}
+
+#[test]
 fn no_vm_crashed_during_the_run() {
     // Runs alongside the others; checked again at the end by run order luck
     // only, so it asserts the counters for whatever ran before it too.

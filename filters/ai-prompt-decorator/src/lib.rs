@@ -45,6 +45,12 @@ impl Policy for Decorate {
     }
 
     fn request_body(&mut self, body: &[u8]) -> Result<Option<Vec<u8>>, GatewayError> {
-        self.0.decorate(body).map(Some)
+        let result = self.0.decorate(body);
+        let outcome = if result.is_ok() { "decorated" } else { "rejected" };
+        host::count(&codec::metrics::name("ai_prompt_decorator_requests_total", &[("outcome", outcome)]), 1);
+        if result.is_ok() {
+            host::set_property("ai.decorator", b"decorated");
+        }
+        result.map(Some)
     }
 }

@@ -1,6 +1,7 @@
 //! ai-prompt-guard: glue over `codec::guard`.
 
-use codec::guard::{answer_texts, AnswerWindow, Guard};
+use codec::guard::{answer_texts, AnswerWindow, Block, Guard};
+use codec::metrics::name;
 use codec::sse::{encode_event, SseDecoder, SseEvent};
 use codec::GatewayError;
 use host::body_filter::{BodyFilter, Policy};
@@ -49,9 +50,12 @@ struct StreamCheck {
     blocked: bool,
 }
 
-fn blocked(rule: &str, guard: &Guard) -> GatewayError {
-    log::warn!("ai-prompt-guard: blocked: {rule}");
-    host::set_property("ai.guard", rule.as_bytes());
+/// Logs the rule for the operator, counts it, and builds the refusal.
+fn blocked(block: &Block, answer: bool, guard: &Guard) -> GatewayError {
+    let rule = if answer { format!("answer_{}", block.rule_id()) } else { block.rule_id() };
+    log::warn!("ai-prompt-guard: blocked: {}{block}", if answer { "answer " } else { "" });
+    host::set_property("ai.guard", format!("blocked:{rule}").as_bytes());
+    host::count(&name("ai_prompt_guard_blocked_total", &[("rule", &rule)]), 1);
     guard.rejection()
 }
 
@@ -65,10 +69,16 @@ impl Policy for Check {
     }
 
     fn request_body(&mut self, body: &[u8]) -> Result<Option<Vec<u8>>, GatewayError> {
-        match self.guard.check_request(body)? {
-            Ok(()) => Ok(None),
+        let verdict = self.guard.check_request(body)?;
+        let outcome = if verdict.is_ok() { "allowed" } else { "blocked" };
+        host::count(&name("ai_prompt_guard_requests_total", &[("outcome", outcome)]), 1);
+        match verdict {
+            Ok(()) => {
+                host::set_property("ai.guard", b"allowed");
+                Ok(None)
+            }
             // The client learns only the configured message; the rule goes to the log.
-            Err(block) => Err(blocked(&block.to_string(), &self.guard)),
+            Err(block) => Err(blocked(&block, false, &self.guard)),
         }
     }
 
@@ -85,7 +95,7 @@ impl Policy for Check {
     fn response_body(&mut self, body: &[u8]) -> Option<GatewayError> {
         let texts = answer_texts(body);
         let block = texts.iter().find_map(|t| self.guard.check_answer(t).err())?;
-        Some(blocked(&format!("answer {block}"), &self.guard))
+        Some(blocked(&block, true, &self.guard))
     }
 
     fn response_chunk(&mut self, chunk: &[u8], end_of_stream: bool) -> Vec<u8> {
@@ -108,7 +118,7 @@ impl Policy for Check {
                 .unwrap_or_default();
             if !delta.is_empty() {
                 if let Err(block) = self.guard.check_answer(s.window.push(&delta)) {
-                    let err = blocked(&format!("answer {block}"), &self.guard);
+                    let err = blocked(&block, true, &self.guard);
                     encode_event(None, &String::from_utf8_lossy(&err.to_json()), &mut out);
                     s.blocked = true;
                     break;

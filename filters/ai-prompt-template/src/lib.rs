@@ -49,13 +49,25 @@ impl Policy for Render {
             let shown = body.get(..8 * 1024).unwrap_or(body);
             log::info!("ai-prompt-template: original request: {}", String::from_utf8_lossy(shown));
         }
-        match self.0.render(body)? {
-            Some((name, rendered)) => {
+        let count = |template: &str, outcome: &str| {
+            host::count(&codec::metrics::name("ai_prompt_template_requests_total", &[("template", template), ("outcome", outcome)]), 1);
+        };
+        match self.0.render(body) {
+            Ok(Some((name, rendered))) => {
                 // Readable by later filters and access logs: which template rendered.
                 host::set_property("ai.template", name.as_bytes());
+                count(&name, "rendered");
                 Ok(Some(rendered))
             }
-            None => Ok(None),
+            Ok(None) => {
+                count("none", "untemplated");
+                Ok(None)
+            }
+            Err(err) => {
+                // The name a client asked for is not a label: it is unbounded.
+                count("any", "error");
+                Err(err)
+            }
         }
     }
 }

@@ -1,54 +1,69 @@
 //! ai-proxy: thin proxy-wasm glue over `codec::proxy::Exchange`, which
 //! holds all the logic and runs under `cargo test` natively.
 
+use codec::metrics::{name, LabelCap};
 use codec::proxy::config::ProxyConfig;
 use codec::proxy::{Exchange, ResponseMode};
 use codec::GatewayError;
 use host::proxy_wasm::traits::{Context, HttpContext, RootContext};
 use host::proxy_wasm::types::{Action, ContextType, LogLevel};
+use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::SystemTime;
 
 /// Request header naming the ai-proxy instance that rewrote the request.
 const ROUTE_HEADER: &str = "x-ai-proxy";
+/// Payload logging keeps at most this many bytes of each body.
+const PAYLOAD_LOG_CAP: usize = 8 * 1024;
+/// Distinct values per label and VM; later ones are counted as `other`.
+const MAX_MODELS: usize = 32;
+const MAX_CONSUMERS: usize = 100;
 
 host::proxy_wasm::main! {{
     host::proxy_wasm::set_log_level(LogLevel::Info);
-    host::proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { config: None, name: Rc::from("") }) });
+    host::proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+        Box::new(Root { config: None, name: Rc::from(""), labels: Rc::new(RefCell::new(Labels::default())) })
+    });
 }}
+
+/// Label caps shared by every request of one plugin instance.
+struct Labels {
+    models: LabelCap,
+    consumers: LabelCap,
+}
+
+impl Default for Labels {
+    fn default() -> Self {
+        Labels { models: LabelCap::new(MAX_MODELS), consumers: LabelCap::new(MAX_CONSUMERS) }
+    }
+}
 
 struct Root {
     config: Option<Rc<ProxyConfig>>,
     /// This instance's name in Envoy (`config.name`), stamped on rewritten
     /// requests so envoy.yaml can route them after Envoy re-matches routes.
     name: Rc<str>,
+    labels: Rc<RefCell<Labels>>,
 }
 
 impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let raw = host::plugin_configuration();
         let name = host::get_property(&["plugin_name"]).unwrap_or_default();
         self.name = Rc::from(String::from_utf8_lossy(&name).as_ref());
-        match ProxyConfig::from_json(&raw, &host::env_var) {
-            Ok(config) => {
-                if let Some(missing) = &config.missing_secret {
-                    log::warn!("no credential at {missing}; requests on this route will be answered 500");
-                }
-                log::info!(
-                    "configured provider={} route_type={} model={}",
-                    config.provider.as_str(),
-                    config.route_type.as_str(),
-                    config.model_name.as_deref().unwrap_or("(from request)")
-                );
-                self.config = Some(Rc::new(config));
-                true
-            }
-            Err(err) => {
-                log::error!("{err}");
-                false
-            }
+        let Some(config) = host::configure("ai-proxy", |raw| ProxyConfig::from_json(raw, &host::env_var)) else { return false };
+        if let Some(missing) = &config.missing_secret {
+            log::warn!("no credential at {missing}; requests on this route will be answered 500");
         }
+        log::info!(
+            "configured provider={} route_type={} model={}",
+            config.provider.as_str(),
+            config.route_type.as_str(),
+            config.model_name.as_deref().unwrap_or("(from request)")
+        );
+        self.config = Some(Rc::new(config));
+        true
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -56,10 +71,12 @@ impl RootContext for Root {
         Some(Box::new(Request {
             exchange: Exchange::new(config, String::new(), 0),
             instance: self.name.clone(),
+            labels: self.labels.clone(),
+            context_id,
+            consumer: None,
+            timing: Timing::default(),
             streamed_logged: 0,
             replied: false,
-            context_id,
-            started: None,
             published: false,
         }))
     }
@@ -69,8 +86,18 @@ impl RootContext for Root {
     }
 }
 
-/// Payload logging keeps at most this many bytes of each body.
-const PAYLOAD_LOG_CAP: usize = 8 * 1024;
+/// Points in a request's life, for latency metrics.
+#[derive(Default)]
+struct Timing {
+    started: Option<SystemTime>,
+    sent: Option<SystemTime>,
+    answered: Option<SystemTime>,
+    first_chunk: Option<SystemTime>,
+}
+
+fn millis(from: Option<SystemTime>, to: Option<SystemTime>) -> Option<u64> {
+    Some(to?.duration_since(from?).ok()?.as_millis() as u64)
+}
 
 fn capped(body: &[u8]) -> String {
     let shown = body.get(..PAYLOAD_LOG_CAP).unwrap_or(body);
@@ -83,12 +110,14 @@ fn capped(body: &[u8]) -> String {
 
 struct Request {
     exchange: Exchange,
+    instance: Rc<str>,
+    labels: Rc<RefCell<Labels>>,
+    context_id: u32,
+    consumer: Option<String>,
+    timing: Timing,
     streamed_logged: usize,
     /// The filter answered the client itself; its reply passes untouched.
     replied: bool,
-    instance: Rc<str>,
-    context_id: u32,
-    started: Option<std::time::SystemTime>,
     published: bool,
 }
 
@@ -108,56 +137,18 @@ impl Request {
         Action::Pause
     }
 
-    /// Makes usage, model and cost readable by later filters and access logs.
-    fn publish(&mut self) {
-        if self.published {
-            return;
-        }
-        self.published = true;
-        let x = &self.exchange;
-        if let Some(model) = x.response_model() {
-            host::set_property("ai.response_model", model.as_bytes());
-        }
-        if let Some(u) = x.usage() {
-            host::set_property("ai.prompt_tokens", u.prompt_tokens.to_string().as_bytes());
-            host::set_property("ai.completion_tokens", u.completion_tokens.to_string().as_bytes());
-            host::set_property("ai.total_tokens", u.total_tokens.to_string().as_bytes());
-            if let Some(d) = u.prompt_tokens_details {
-                host::set_property("ai.cached_tokens", d.cached_tokens.to_string().as_bytes());
-            }
-            if let Some(d) = u.completion_tokens_details {
-                host::set_property("ai.reasoning_tokens", d.reasoning_tokens.to_string().as_bytes());
-            }
-        }
-        if let Some(cost) = x.cost() {
-            host::set_property("ai.cost", format!("{cost:.8}").as_bytes());
-        }
-        if let Some(problem) = x.problem() {
-            log::warn!("{problem}");
-        }
-        if x.config().logging.log_statistics {
-            let latency = self.started.and_then(|s| host::now().duration_since(s).ok()).map(|d| d.as_millis()).unwrap_or(0);
-            let u = x.usage().unwrap_or_default();
-            log::info!(
-                "provider={} model={} response_model={} status={} stream={} prompt_tokens={} completion_tokens={} total_tokens={} latency_ms={latency}",
-                x.config().provider.as_str(),
-                x.requested_model().unwrap_or("-"),
-                x.response_model().unwrap_or("-"),
-                x.status(),
-                x.is_stream(),
-                u.prompt_tokens,
-                u.completion_tokens,
-                u.total_tokens,
-            );
+    fn log_payload(&self, key: &str, body: &[u8]) {
+        if self.exchange.config().logging.log_payloads {
+            let text = capped(body);
+            log::info!("{key}: {text}");
+            host::set_property(key, text.as_bytes());
         }
     }
-}
 
-impl Context for Request {}
-
-impl Request {
-    fn apply_request_edits(&self) {
+    fn apply_request_edits(&mut self) {
         let path = host::request_header(":path").unwrap_or_default();
+        // The client's path without its query (which may hold a key).
+        host::set_property("ai.client_path", path.split('?').next().unwrap_or_default().as_bytes());
         let edits = self.exchange.header_edits(&path, &host::request_header);
         for name in &edits.remove {
             host::remove_request_header(name);
@@ -175,26 +166,134 @@ impl Request {
         // (always ours, never the client's) lets the route table send the
         // rewritten request where this instance meant it to go.
         host::set_request_header(ROUTE_HEADER, &self.instance);
+        self.timing.sent = Some(host::now());
+    }
+
+    /// Makes usage, model, cost and timings readable by later filters and
+    /// access logs, and counts the request in the metrics.
+    fn publish(&mut self) {
+        // on_log comes to every filter of the chain, also when an earlier
+        // filter refused the request before it reached this one.
+        if self.published || self.timing.started.is_none() {
+            return;
+        }
+        self.published = true;
+        let end = Some(host::now());
+        let x = &self.exchange;
+        let usage = x.usage();
+        if let Some(model) = x.response_model() {
+            host::set_property("ai.response_model", model.as_bytes());
+        }
+        if let Some(u) = usage {
+            host::set_property("ai.prompt_tokens", u.prompt_tokens.to_string().as_bytes());
+            host::set_property("ai.completion_tokens", u.completion_tokens.to_string().as_bytes());
+            host::set_property("ai.total_tokens", u.total_tokens.to_string().as_bytes());
+            if let Some(d) = u.prompt_tokens_details {
+                host::set_property("ai.cached_tokens", d.cached_tokens.to_string().as_bytes());
+            }
+            if let Some(d) = u.completion_tokens_details {
+                host::set_property("ai.reasoning_tokens", d.reasoning_tokens.to_string().as_bytes());
+            }
+        }
+        if let Some(cost) = x.cost() {
+            host::set_property("ai.cost", format!("{cost:.8}").as_bytes());
+        }
+        let latency = millis(self.timing.sent, self.timing.answered);
+        let ttft = millis(self.timing.sent, self.timing.first_chunk).filter(|_| x.is_stream());
+        if let Some(ms) = latency {
+            host::set_property("ai.upstream_latency_ms", ms.to_string().as_bytes());
+        }
+        if let Some(ms) = ttft {
+            host::set_property("ai.ttft_ms", ms.to_string().as_bytes());
+        }
+        if let Some(problem) = x.problem() {
+            log::warn!("{problem}");
+        }
+
+        // Metrics, labelled by provider, model and consumer (capped).
+        let provider = x.config().provider.as_str();
+        let (model, consumer) = {
+            let mut labels = self.labels.borrow_mut();
+            let model = labels.models.admit(x.response_model().or(x.requested_model()).unwrap_or("unknown"));
+            let consumer = labels.consumers.admit(self.consumer.as_deref().unwrap_or("anonymous"));
+            (model, consumer)
+        };
+        let outcome = match (self.replied, x.status()) {
+            (true, _) | (false, 0) => "gateway_reject",
+            (false, s) if (200..300).contains(&s) && x.problem().is_none() => "success",
+            _ => "upstream_error",
+        };
+        let who = [("provider", provider), ("model", model.as_str()), ("consumer", consumer.as_str())];
+        host::count(&name("ai_llm_requests_total", &[who[0], who[1], who[2], ("outcome", outcome)]), 1);
+        if let Some(u) = usage {
+            let mut kinds = vec![("prompt", u.prompt_tokens), ("completion", u.completion_tokens), ("total", u.total_tokens)];
+            if let Some(d) = u.prompt_tokens_details {
+                kinds.push(("cached", d.cached_tokens));
+            }
+            if let Some(d) = u.completion_tokens_details {
+                kinds.push(("reasoning", d.reasoning_tokens));
+            }
+            for (kind, n) in kinds {
+                host::count(&name("ai_llm_tokens_total", &[who[0], who[1], who[2], ("token_type", kind)]), n);
+            }
+            if let Some(cost) = x.cost() {
+                host::count(&name("ai_llm_cost_microunits_total", &who), (cost * 1_000_000.0).round() as u64);
+            }
+            if let (Some(first), true) = (self.timing.first_chunk, u.completion_tokens > 1) {
+                if let Some(ms) = millis(Some(first), end) {
+                    host::record(&name("ai_llm_time_per_output_token_ms", &who[..2]), ms / (u.completion_tokens - 1));
+                }
+            }
+        }
+        if let Some(ms) = latency {
+            host::record(&name("ai_llm_provider_latency_ms", &who[..2]), ms);
+        }
+        if let Some(ms) = ttft {
+            host::record(&name("ai_llm_time_to_first_token_ms", &who[..2]), ms);
+        }
+        if x.config().logging.log_statistics {
+            let u = usage.unwrap_or_default();
+            log::info!(
+                "provider={provider} model={} response_model={} consumer={consumer} status={} outcome={outcome} stream={} prompt_tokens={} completion_tokens={} total_tokens={} latency_ms={} ttft_ms={}",
+                x.requested_model().unwrap_or("-"),
+                x.response_model().unwrap_or("-"),
+                x.status(),
+                x.is_stream(),
+                u.prompt_tokens,
+                u.completion_tokens,
+                u.total_tokens,
+                latency.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+                ttft.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+            );
+        }
     }
 }
+
+impl Context for Request {}
 
 // Envoy runs with `allow_on_headers_stop_iteration`, so returning Pause from
 // a headers callback holds the headers while the body is read: nothing goes
 // upstream before the body is checked, and headers may still be changed.
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        self.started = Some(host::now());
+        self.timing.started = Some(host::now());
         let request_id = host::request_header("x-request-id").unwrap_or_default();
         let id: String = request_id.chars().filter(char::is_ascii_alphanumeric).take(32).collect();
         let id = if id.is_empty() { format!("{:x}{:x}", host::unix_nanos(), self.context_id) } else { id };
         self.exchange.begin(id, host::unix_seconds());
+        host::set_property("ai.provider", self.exchange.config().provider.as_str().as_bytes());
+        host::set_property("ai.route_type", self.exchange.config().route_type.as_str().as_bytes());
+        if let Some(header) = &self.exchange.config().consumer_header {
+            self.consumer = host::request_header(header);
+            if let Some(c) = &self.consumer {
+                host::set_property("ai.consumer", c.as_bytes());
+            }
+        }
 
         let method = host::request_header(":method").unwrap_or_default();
         if let Err(err) = self.exchange.check_request_headers(&method, !end_of_stream, &host::request_header) {
             return self.reject(&err);
         }
-        host::set_property("ai.provider", self.exchange.config().provider.as_str().as_bytes());
-        host::set_property("ai.route_type", self.exchange.config().route_type.as_str().as_bytes());
         if end_of_stream {
             self.apply_request_edits();
             return Action::Continue;
@@ -214,10 +313,8 @@ impl HttpContext for Request {
             return Action::Pause; // buffer until the whole body is here
         }
         let body = host::request_body(body_size);
-        if self.exchange.config().logging.log_payloads {
-            // The client's body, before any credential is added to it.
-            log::info!("request payload: {}", capped(&body));
-        }
+        // The client's body, before any credential is added to it.
+        self.log_payload("ai.request_payload", &body);
         match self.exchange.request_body(&body) {
             Ok(Some(new_body)) => {
                 host::set_request_body(body_size, &new_body);
@@ -236,6 +333,7 @@ impl HttpContext for Request {
         if self.replied {
             return Action::Continue; // our own error reply: already in shape
         }
+        self.timing.answered = Some(host::now());
         let status = host::response_header(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
         let content_type = host::response_header("content-type");
         let edits = self.exchange.response_headers(status, content_type.as_deref());
@@ -273,9 +371,7 @@ impl HttpContext for Request {
                 }
                 let body = host::response_body(body_size);
                 let edit = self.exchange.response_body(&body);
-                if self.exchange.config().logging.log_payloads {
-                    log::info!("response payload: {}", capped(edit.body.as_deref().unwrap_or(&body)));
-                }
+                self.log_payload("ai.response_payload", edit.body.as_deref().unwrap_or(&body));
                 if let Some(status) = edit.status {
                     host::set_response_header(":status", &status.to_string());
                 }
@@ -286,6 +382,9 @@ impl HttpContext for Request {
             ResponseMode::Stream => {
                 let chunk = host::response_body(body_size);
                 let out = self.exchange.response_chunk(&chunk, end_of_stream);
+                if self.timing.first_chunk.is_none() && !out.is_empty() {
+                    self.timing.first_chunk = Some(host::now());
+                }
                 if self.exchange.config().logging.log_payloads && self.streamed_logged < PAYLOAD_LOG_CAP {
                     self.streamed_logged = self.streamed_logged.saturating_add(out.len());
                     log::info!("response stream payload: {}", capped(&out));

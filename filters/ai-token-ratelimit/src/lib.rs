@@ -135,6 +135,8 @@ impl Limiter {
                     log::info!("ai-token-ratelimit: rejected by policy {}", p.name);
                 }
             }
+            let names: Vec<&str> = rejected_by.iter().filter_map(|i| config.policies.get(*i)).map(|p| p.name.as_str()).collect();
+            host::set_property("ai.ratelimit", format!("rejected:{}", names.join(",")).as_bytes());
             self.matched.clear(); // nothing is charged for a refused request
             self.replied = true;
             let headers = if config.hide_client_headers {
@@ -150,6 +152,10 @@ impl Limiter {
             if let Some(m) = self.shared.metrics.get(*i) {
                 host::increment(m.allowed, 1);
             }
+        }
+        if !self.matched.is_empty() {
+            let names: Vec<&str> = self.matched.iter().filter_map(|(i, _)| config.policies.get(*i)).map(|p| p.name.as_str()).collect();
+            host::set_property("ai.ratelimit", names.join(",").as_bytes());
         }
         Action::Continue
     }

@@ -151,3 +151,37 @@ pub fn increment(metric: Option<u32>, by: u64) {
 pub fn property_string(path: &[&str]) -> Option<String> {
     get_property(path).and_then(|b| String::from_utf8(b).ok())
 }
+
+thread_local! {
+    /// Metric ids by full name: Envoy hands out a new id on every
+    /// `define_metric`, so each name is defined once per VM.
+    static METRICS: std::cell::RefCell<std::collections::HashMap<String, u32>> = std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+fn metric(kind: proxy_wasm::types::MetricType, name: &str) -> Option<u32> {
+    METRICS.with(|m| {
+        let mut m = m.borrow_mut();
+        if let Some(id) = m.get(name) {
+            return Some(*id);
+        }
+        let id = hostcalls::define_metric(kind, name).map_err(|e| log::warn!("define_metric {name}: {e:?}")).ok()?;
+        m.insert(name.to_string(), id);
+        Some(id)
+    })
+}
+
+/// Adds to the counter `name` (defined on first use).
+pub fn count(name: &str, by: u64) {
+    if by > 0 {
+        increment(metric(proxy_wasm::types::MetricType::Counter, name), by);
+    }
+}
+
+/// Records a value in the histogram `name` (defined on first use).
+pub fn record(name: &str, value: u64) {
+    if let Some(id) = metric(proxy_wasm::types::MetricType::Histogram, name) {
+        if let Err(e) = hostcalls::record_metric(id, value) {
+            log::warn!("record_metric {name}: {e:?}");
+        }
+    }
+}

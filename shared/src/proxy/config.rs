@@ -182,6 +182,10 @@ pub struct RawConfig {
     pub model_name_header: bool,
     #[serde(default)]
     pub logging: LoggingConfig,
+    /// Header naming the consumer, set by a trusted auth filter: a metrics
+    /// label and an access-log field.
+    #[serde(default)]
+    pub consumer_header: Option<String>,
 }
 
 fn default_route_type() -> RouteType {
@@ -260,6 +264,7 @@ pub struct ProxyConfig {
     /// Gemini: Vertex project and location, for model paths.
     pub vertex: Option<(String, String)>,
     pub anthropic_version: String,
+    pub consumer_header: Option<String>,
 }
 
 /// A parsed `upstream_url`.
@@ -536,6 +541,11 @@ impl ProxyConfig {
                 None
             }
         };
+        if let Some(h) = &raw.consumer_header {
+            if !is_header_name(h) {
+                return Err(ConfigError::new("consumer_header", "is not a valid header name"));
+            }
+        }
         let anthropic_version = o.anthropic_version.clone().unwrap_or_else(|| DEFAULT_ANTHROPIC_VERSION.to_string());
         if !is_path_segment(&anthropic_version) {
             return Err(ConfigError::new("model.options.anthropic_version", "is not a valid version"));
@@ -558,6 +568,7 @@ impl ProxyConfig {
             aws,
             vertex,
             anthropic_version,
+            consumer_header: raw.consumer_header.map(|h| h.to_ascii_lowercase()),
         })
     }
 
