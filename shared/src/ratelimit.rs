@@ -362,11 +362,13 @@ impl Window {
                 if w.current < limit && w.previous > 0 {
                     // previous * (1 - f) + current < limit  =>  f > 1 - (limit - current) / previous
                     let f = 1.0 - (limit - w.current) as f64 / w.previous as f64;
-                    (w.start_ms + (f * window_ms as f64).ceil() as u64 + 1).saturating_sub(now_ms)
+                    let offset = (f * window_ms as f64).ceil() as u64;
+                    w.start_ms.saturating_add(offset).saturating_add(1).saturating_sub(now_ms)
                 } else {
                     // Next window: current * (1 - f) < limit.
                     let f = if w.current == 0 { 0.0 } else { 1.0 - limit as f64 / w.current as f64 };
-                    (next + (f.max(0.0) * window_ms as f64).ceil() as u64 + 1).saturating_sub(now_ms)
+                    let offset = (f.max(0.0) * window_ms as f64).ceil() as u64;
+                    next.saturating_add(offset).saturating_add(1).saturating_sub(now_ms)
                 }
             }
         }
@@ -444,6 +446,15 @@ mod tests {
         let wait = later.retry_after_ms(11 * MIN + 15_000, MIN, 50, WindowType::Sliding);
         assert_eq!(wait, 21_001); // f = 0.6 is 36 s into the window, 21 s from now
         assert!(later.used(11 * MIN + 15_000 + wait, MIN, WindowType::Sliding) < 50);
+    }
+
+    #[test]
+    fn garbage_counters_never_overflow() {
+        // Found by fuzzing: a counter from shared data near u64::MAX.
+        let w = Window { start_ms: u64::MAX - 5, current: 3, previous: u64::MAX };
+        for kind in [WindowType::Fixed, WindowType::Sliding] {
+            let _ = (w.used(u64::MAX, 7, kind), w.retry_after_ms(u64::MAX - 1, 1000, 10, kind), w.charged(u64::MAX, 1, u64::MAX));
+        }
     }
 
     #[test]

@@ -89,6 +89,7 @@ pub struct Envoy {
     pub ports: Ports,
     pub log_path: PathBuf,
     pub config_path: PathBuf,
+    pid_path: PathBuf,
     /// Dropping (or exiting) closes it, and the wrapper then kills Envoy.
     _lifeline: ChildStdin,
     _wrapper: Child,
@@ -116,9 +117,10 @@ impl Envoy {
         let log = std::fs::File::create(&log_path).unwrap_or_else(|e| panic!("log file: {e}"));
         // The wrapper shell kills Envoy by PID when our end of its stdin
         // closes, which happens however the test process ends.
-        let script = r#"envoy="$1"; shift; "$envoy" "$@" </dev/null & pid=$!; read -r _; kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null"#;
+        let script = r#"envoy="$1"; pidfile="$2"; shift 2; "$envoy" "$@" </dev/null & pid=$!; echo "$pid" > "$pidfile"; read -r _; kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null"#;
         let mut cmd = Command::new("bash");
-        cmd.arg("-c").arg(script).arg("envoy-wrapper").arg(envoy_binary());
+        let pid_path = dir.join(format!("{stem}.pid"));
+        cmd.arg("-c").arg(script).arg("envoy-wrapper").arg(envoy_binary()).arg(&pid_path);
         cmd.args(["-c", &config_path.to_string_lossy(), "--concurrency", &concurrency.to_string()]);
         // Flush access logs often (a command-line flag, not config): tests read them.
         cmd.args(["--base-id", &ports.listener.to_string(), "--log-level", "info", "--drain-time-s", "1", "--file-flush-interval-msec", "100"]);
@@ -132,7 +134,7 @@ impl Envoy {
             .spawn()
             .unwrap_or_else(|e| panic!("start envoy: {e}"));
         let lifeline = child.stdin.take().unwrap_or_else(|| panic!("no stdin"));
-        let envoy = Envoy { ports, log_path, config_path, _lifeline: lifeline, _wrapper: child };
+        let envoy = Envoy { ports, log_path, config_path, pid_path, _lifeline: lifeline, _wrapper: child };
         envoy.wait_ready();
         envoy
     }
@@ -149,6 +151,34 @@ impl Envoy {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("Envoy did not become ready; log:\n{}", self.log());
+    }
+
+    /// Envoy's resident memory in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let pid = std::fs::read_to_string(&self.pid_path).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap_or_default();
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0)
+    }
+
+    /// Panics if any wasm VM crashed or was reloaded since `baseline`
+    /// (the value of `vm_baseline()` taken after start).
+    pub fn assert_no_vm_crash(&self, baseline: u64) {
+        let stats = self.admin("/stats?filter=wasm");
+        for line in stats.lines() {
+            if line.contains("vm_reload") || line.contains("vm_failed") {
+                assert!(line.trim_end().ends_with(": 0"), "a wasm VM failed: {line}");
+            }
+        }
+        assert_eq!(self.vm_baseline(), baseline, "wasm VMs were created after start (a crash and reload)");
+        let log = self.log();
+        for sign in ["panicked", "RuntimeError", "unreachable"] {
+            assert!(!log.contains(sign), "Envoy's log shows a wasm failure ({sign}):\n{}", log.lines().filter(|l| l.contains(sign)).take(5).collect::<Vec<_>>().join("\n"));
+        }
+    }
+
+    /// Number of wasm VMs created so far.
+    pub fn vm_baseline(&self) -> u64 {
+        self.stat("wasm.envoy.wasm.runtime.v8.created")
     }
 
     pub fn log(&self) -> String {

@@ -209,6 +209,26 @@ pub fn answer_text(user: &str) -> String {
 }
 
 fn respond(req: &Recorded, out: &mut TcpStream) -> std::io::Result<()> {
+    if req.header("x-fake-reset-mid-body").is_some() {
+        // Promise a body, send half of it, and drop the connection.
+        let body = br#"{"id":"chatcmpl-1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"cut"}}]}"#;
+        write!(out, "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", body.len())?;
+        out.write_all(&body[..body.len() / 2])?;
+        out.flush()?;
+        let _ = out.shutdown(std::net::Shutdown::Both);
+        return Err(std::io::Error::other("reset on request"));
+    }
+    if req.header("x-fake-reset-mid-stream").is_some() {
+        write!(out, "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")?;
+        let event = b"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"par\"},\"finish_reason\":null}]}\n\nda";
+        write!(out, "{:x}\r\n", event.len())?;
+        out.write_all(event)?;
+        out.write_all(b"\r\n")?;
+        out.flush()?;
+        thread::sleep(Duration::from_millis(20));
+        let _ = out.shutdown(std::net::Shutdown::Both);
+        return Err(std::io::Error::other("reset on request"));
+    }
     if req.header("x-fake-close").is_some() {
         // Drop the connection without answering (Envoy answers 503 itself).
         let _ = out.shutdown(std::net::Shutdown::Both);
@@ -303,6 +323,11 @@ fn openai_like(req: &Recorded, flavor: Flavor, path: &str, body: &Value, out: &m
     if path.ends_with("/chat/completions") {
         let (text, prompt_tokens, tool_call) = answer_chat(body);
         let text = req.header("x-fake-reply").map(str::to_string).unwrap_or(text);
+        // An answer far larger than usual (x-fake-big: kilobytes).
+        let text = match req.header("x-fake-big").and_then(|k| k.parse::<usize>().ok()) {
+            Some(kb) => "lorem ipsum ".repeat(kb * 1024 / 12),
+            None => text,
+        };
         if stream {
             let include_usage = flavor == Flavor::Mistral || body["stream_options"]["include_usage"] == true;
             return stream_openai_chat(req, out, flavor, &model, &text, prompt_tokens, tool_call, include_usage);

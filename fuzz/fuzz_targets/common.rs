@@ -1,0 +1,22 @@
+// Shared by the proxy fuzz targets: one configuration per dialect.
+use codec::proxy::config::ProxyConfig;
+use codec::proxy::Exchange;
+use std::rc::Rc;
+
+pub const CONFIGS: [&str; 9] = [
+    r#"{"model":{"provider":"openai","name":"m"}}"#,
+    r#"{"model":{"provider":"mistral","name":"m"}}"#,
+    r#"{"model":{"provider":"ollama","name":"m","options":{"upstream_url":"http://o"}}}"#,
+    r#"{"route_type":"llm/v1/completions","model":{"provider":"ollama","name":"m","options":{"upstream_url":"http://o"}}}"#,
+    r#"{"model":{"provider":"anthropic","name":"m"}}"#,
+    r#"{"model":{"provider":"cohere","name":"m"}}"#,
+    r#"{"model":{"provider":"gemini","name":"m"}}"#,
+    r#"{"auth":{"aws_access_key_id":"a","aws_secret_access_key":"s"},"model":{"provider":"bedrock","options":{"bedrock":{"aws_region":"us-east-1"}}}}"#,
+    r#"{"route_type":"llm/v1/embeddings","model":{"provider":"cohere","name":"m"}}"#,
+];
+
+pub fn exchange(selector: u8) -> Exchange {
+    let json = CONFIGS[usize::from(selector) % CONFIGS.len()];
+    let cfg = ProxyConfig::from_json(json.as_bytes(), &|_| None).expect("fuzz configs are valid");
+    Exchange::new(Rc::new(cfg), "fuzz".into(), 1_700_000_000)
+}

@@ -1,0 +1,27 @@
+//! ai-proxy response translation for every dialect, whole and streamed
+//! (cut at a fuzzed point): never panics, whatever the upstream sends.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+#[path = "common.rs"]
+mod common;
+
+const TYPES: [&str; 5] = ["application/json", "text/event-stream", "application/x-ndjson", "application/vnd.amazon.eventstream", "text/html"];
+
+fuzz_target!(|data: &[u8]| {
+    let [selector, kind, status, cut, rest @ ..] = data else { return };
+    let mut x = common::exchange(*selector);
+    let stream = kind % 2 == 1;
+    let request = if stream { &br#"{"messages":[{"role":"user","content":"hi"}],"stream":true}"#[..] } else { br#"{"messages":[{"role":"user","content":"hi"}]}"# };
+    let _ = x.request_body(request);
+    let status = [200u16, 400, 429, 500, 529][usize::from(*status) % 5];
+    x.response_headers(status, Some(TYPES[usize::from(*kind / 2) % TYPES.len()]));
+    if x.is_stream() {
+        let at = usize::from(*cut) % (rest.len() + 1);
+        let (a, b) = rest.split_at(at);
+        let _ = x.response_chunk(a, false);
+        let _ = x.response_chunk(b, true);
+    } else {
+        let _ = x.response_body(rest);
+    }
+    let _ = (x.usage(), x.cost());
+});

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Fuzzes the codec's parsers and translators with cargo-fuzz (libFuzzer,
+# nightly). Usage: scripts/fuzz.sh [SECONDS_PER_TARGET] (default 60).
+# Seeds come from shared/fixtures; inputs that once crashed live in
+# fuzz/regressions/<target>/ and are replayed first. A new crash is saved
+# under fuzz/artifacts/<target>/: move it to fuzz/regressions/ with the fix.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+seconds="${1:-60}"
+
+rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --version 0.13.2
+
+cd fuzz
+targets=$(sed -n 's/^name = "\(.*\)"/\1/p' Cargo.toml | grep -v '^ai-gateway-fuzz$')
+cargo +nightly fuzz build >/dev/null
+
+seed() {
+    local target=$1 dir=corpus/$1
+    mkdir -p "$dir"
+    case $target in
+        sse) for p in anthropic cohere gemini; do cp "../shared/fixtures/$p/stream.sse" "$dir/$p"; done ;;
+        proxy_request) for f in ../shared/fixtures/chat_request.json; do printf '\x00' | cat - "$f" > "$dir/openai"; printf '\x04' | cat - "$f" > "$dir/anthropic"; printf '\x07' | cat - "$f" > "$dir/bedrock"; done ;;
+        proxy_response) for p in anthropic cohere gemini bedrock; do
+                printf '\x04\x00\x00\x00' | cat - ../shared/fixtures/$p/response.json > "$dir/$p-json"; done
+            printf '\x04\x03\x00\x11' | cat - ../shared/fixtures/anthropic/stream.sse > "$dir/anthropic-sse" ;;
+        configs) grep -ho "value: '.*'" ../envoy/*.yaml | sed "s/^value: '//; s/'$//" | split -l 1 - "$dir/cfg-" ;;
+        governance) cp ../shared/fixtures/chat_request.json "$dir/" ;;
+        *) ;;
+    esac
+}
+
+for target in $targets; do
+    seed "$target"
+    if [ -d "regressions/$target" ] && [ -n "$(ls -A "regressions/$target")" ]; then
+        echo "== $target: replaying regressions"
+        cargo +nightly fuzz run "$target" "regressions/$target" -- -runs=0 >/dev/null 2>&1 \
+            || { echo "$target: a regression input fails again"; exit 1; }
+    fi
+    echo "== $target: ${seconds}s"
+    cargo +nightly fuzz run "$target" "corpus/$target" -- -max_total_time="$seconds" -max_len=65536 -print_final_stats=1 2>&1 \
+        | grep -E "stat::number_of_executed_units|ERROR|panicked|SUMMARY" || true
+    if [ -n "$(ls -A "artifacts/$target" 2>/dev/null)" ]; then
+        echo "$target: crash found, see fuzz/artifacts/$target"
+        exit 1
+    fi
+done
