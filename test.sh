@@ -17,3 +17,12 @@ cargo test -p ai-gateway-codec --target wasm32-unknown-unknown
 
 echo "== native tests: codec units and end-to-end in Envoy"
 cargo test --workspace
+
+# A few seconds per fuzz target (the long run: scripts/fuzz.sh 600). It
+# needs the nightly toolchain; without it the smoke is skipped, loudly.
+if rustup toolchain list | grep -q '^nightly'; then
+    echo "== fuzz smoke"
+    scripts/fuzz.sh 5
+else
+    echo "== fuzz smoke SKIPPED: no nightly toolchain (rustup toolchain install nightly)"
+fi

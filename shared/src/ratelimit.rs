@@ -1,6 +1,9 @@
 //! ai-token-ratelimit: token (or cost) budgets per policy and partition,
 //! with fixed or sliding windows. Pure logic: the filter keeps the counters
 //! in proxy-wasm shared data and updates them with compare-and-swap.
+//! Counts and times come from shared data and the host clock, so every
+//! operation on them is checked or saturating.
+#![deny(clippy::arithmetic_side_effects)]
 
 use crate::config::{check_range, parse_strict, ConfigError};
 use crate::error::GatewayError;
@@ -183,7 +186,7 @@ impl RateLimitConfig {
                 check_range(&lat("window_size"), Some(l.window_size), 1, 366 * 86_400)?;
                 check_range(&lat("limit"), Some(l.limit), 0.0, 1e15)?;
                 let units = if strategy == Strategy::Cost { l.limit * COST_SCALE } else { l.limit };
-                limits.push((units as u64, l.window_size * 1000));
+                limits.push((units as u64, l.window_size.saturating_mul(1000)));
             }
             if p.partition_by == PartitionBy::Header && !p.partition_header.as_deref().is_some_and(crate::proxy::config::is_header_name) {
                 return Err(ConfigError::new(at("partition_header"), "is required (a header name) with partition_by: header"));
@@ -299,7 +302,7 @@ pub struct Window {
 impl Window {
     pub fn decode(bytes: Option<&[u8]>) -> Window {
         let word = |i: usize| -> u64 {
-            bytes.and_then(|b| b.get(i * 8..i * 8 + 8)).and_then(|s| s.try_into().ok()).map(u64::from_le_bytes).unwrap_or(0)
+            bytes.and_then(|b| b.chunks_exact(8).nth(i)).and_then(|s| s.try_into().ok()).map(u64::from_le_bytes).unwrap_or(0)
         };
         Window { start_ms: word(0), current: word(1), previous: word(2) }
     }
@@ -307,7 +310,7 @@ impl Window {
     pub fn encode(&self) -> [u8; 24] {
         let mut out = [0u8; 24];
         for (i, v) in [self.start_ms, self.current, self.previous].iter().enumerate() {
-            if let Some(slot) = out.get_mut(i * 8..i * 8 + 8) {
+            if let Some(slot) = out.chunks_exact_mut(8).nth(i) {
                 slot.copy_from_slice(&v.to_le_bytes());
             }
         }
@@ -317,7 +320,7 @@ impl Window {
     /// The counter as of `now`, its windows rolled forward.
     pub fn at(self, now_ms: u64, window_ms: u64) -> Window {
         let window_ms = window_ms.max(1);
-        let start = now_ms - now_ms % window_ms;
+        let start = now_ms.saturating_sub(now_ms.checked_rem(window_ms).unwrap_or(0));
         if start == self.start_ms {
             self
         } else if self.start_ms.checked_add(window_ms) == Some(start) {
@@ -337,7 +340,7 @@ impl Window {
             WindowType::Fixed => w.current,
             WindowType::Sliding => {
                 let elapsed = now_ms.saturating_sub(w.start_ms).min(window_ms);
-                let weight = (window_ms - elapsed) as f64 / window_ms.max(1) as f64;
+                let weight = window_ms.saturating_sub(elapsed) as f64 / window_ms.max(1) as f64;
                 w.current.saturating_add((w.previous as f64 * weight) as u64)
             }
         }
@@ -361,7 +364,7 @@ impl Window {
             WindowType::Sliding => {
                 if w.current < limit && w.previous > 0 {
                     // previous * (1 - f) + current < limit  =>  f > 1 - (limit - current) / previous
-                    let f = 1.0 - (limit - w.current) as f64 / w.previous as f64;
+                    let f = 1.0 - limit.saturating_sub(w.current) as f64 / w.previous as f64;
                     let offset = (f * window_ms as f64).ceil() as u64;
                     w.start_ms.saturating_add(offset).saturating_add(1).saturating_sub(now_ms)
                 } else {
@@ -377,7 +380,7 @@ impl Window {
     /// Milliseconds until the current window ends.
     pub fn reset_ms(now_ms: u64, window_ms: u64) -> u64 {
         let window_ms = window_ms.max(1);
-        window_ms - now_ms % window_ms
+        window_ms.saturating_sub(now_ms.checked_rem(window_ms).unwrap_or(0))
     }
 }
 
