@@ -18,6 +18,11 @@ cargo test -p ai-gateway-codec --target wasm32-unknown-unknown
 echo "== native tests: codec units and end-to-end in Envoy"
 cargo test --workspace
 
+# The benchmark is not a test (nothing is timed here), but one quick round
+# keeps the script working: it fails if any request through any target fails.
+echo "== benchmark smoke (bench/run.sh --quick)"
+bench/run.sh --quick --out target/bench >/dev/null
+
 # A few seconds per fuzz target (the long run: scripts/fuzz.sh 600). It
 # needs the nightly toolchain; without it the smoke is skipped, loudly.
 if rustup toolchain list | grep -q '^nightly'; then

@@ -43,6 +43,11 @@ pub const DEFAULT_MESSAGE: &str = "the request was blocked by the gateway's cont
 pub struct Guard {
     allow: Vec<Regex>,
     deny: Vec<Regex>,
+    /// All patterns of a list as one alternation: one scan of the text
+    /// instead of one per pattern (regex-lite has no prefilters, so each
+    /// scan costs about the same). The single patterns only name the rule.
+    allow_any: Option<Regex>,
+    deny_any: Option<Regex>,
     pub allow_all_conversation_history: bool,
     pub match_all_roles: bool,
     pub max_request_body_size: u64,
@@ -77,6 +82,14 @@ impl std::fmt::Display for Block {
     }
 }
 
+fn alternation(patterns: &[String]) -> Option<Regex> {
+    if patterns.is_empty() {
+        return None;
+    }
+    let joined: Vec<String> = patterns.iter().map(|p| format!("(?:{p})")).collect();
+    Regex::new(&joined.join("|")).ok()
+}
+
 fn compile(field: &str, patterns: &[String]) -> Result<Vec<Regex>, ConfigError> {
     check_strings(field, patterns, MAX_PATTERNS, MAX_PATTERN_LEN)?;
     patterns
@@ -106,9 +119,13 @@ impl Guard {
         if raw.error_message.as_ref().is_some_and(|m| m.is_empty() || m.len() > 1024) {
             return Err(ConfigError::new("error_message", "must be 1 to 1024 characters"));
         }
+        let allow = compile("allow_patterns", &raw.allow_patterns)?;
+        let deny = compile("deny_patterns", &raw.deny_patterns)?;
         Ok(Guard {
-            allow: compile("allow_patterns", &raw.allow_patterns)?,
-            deny: compile("deny_patterns", &raw.deny_patterns)?,
+            allow_any: alternation(&raw.allow_patterns),
+            deny_any: alternation(&raw.deny_patterns),
+            allow,
+            deny,
             allow_all_conversation_history: raw.allow_all_conversation_history,
             match_all_roles: raw.match_all_roles,
             max_request_body_size: raw.max_request_body_size,
@@ -121,10 +138,12 @@ impl Guard {
     /// Any deny match refuses, even if an allow pattern also matches; with
     /// allow patterns, every checked text must match one of them.
     pub fn check_text(&self, text: &str) -> Result<(), Block> {
-        if let Some(index) = self.deny.iter().position(|r| r.is_match(text)) {
-            return Err(Block::Denied { index });
-        }
-        if !self.allow.is_empty() && !self.allow.iter().any(|r| r.is_match(text)) {
+        self.check_answer(text)?;
+        let allowed = match &self.allow_any {
+            Some(any) => any.is_match(text),
+            None => self.allow.is_empty() || self.allow.iter().any(|r| r.is_match(text)),
+        };
+        if !allowed {
             return Err(Block::NotAllowed);
         }
         Ok(())
@@ -132,6 +151,9 @@ impl Guard {
 
     /// Deny patterns only: for model answers.
     pub fn check_answer(&self, text: &str) -> Result<(), Block> {
+        if self.deny_any.as_ref().is_some_and(|any| !any.is_match(text)) {
+            return Ok(());
+        }
         match self.deny.iter().position(|r| r.is_match(text)) {
             Some(index) => Err(Block::Denied { index }),
             None => Ok(()),
@@ -240,6 +262,16 @@ mod tests {
             Err(Block::Denied { index: 0 })
         );
         assert_eq!(verdict(&g, r#"{"messages":[{"role":"user","content":"stock tips"}]}"#), Err(Block::NotAllowed));
+    }
+
+    #[test]
+    fn the_combined_scan_names_the_same_rule() {
+        let g = guard(r#"{"deny_patterns":["^start","(?i)b","c$"],"allow_patterns":["x","(?i)Y"]}"#);
+        assert_eq!(g.check_text("start x"), Err(Block::Denied { index: 0 }));
+        assert_eq!(g.check_text("a B y"), Err(Block::Denied { index: 1 }));
+        assert_eq!(g.check_text("y c"), Err(Block::Denied { index: 2 }));
+        assert_eq!(g.check_text("not start, y"), Ok(()), "anchors keep their meaning in the alternation");
+        assert_eq!(g.check_text("zzz"), Err(Block::NotAllowed));
     }
 
     #[test]

@@ -81,7 +81,8 @@ fn serve_connection(stream: TcpStream, records: Arc<Mutex<Vec<Recorded>>>) {
     }
 }
 
-fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Recorded> {
+/// Reads one HTTP/1.1 request (content-length or chunked body).
+pub fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Recorded> {
     let mut line = String::new();
     if reader.read_line(&mut line).ok()? == 0 {
         return None;

@@ -1,0 +1,314 @@
+#!/usr/bin/env python3
+"""What each filter and the whole chain cost, against bare Envoy in the same run.
+
+Every target is an Envoy (pinned to core 0, --concurrency 1) in front of the
+same fast upstream; wrk and the upstream share core 1. Targets run one after
+another and rounds interleave them (A B C ... A B C ...), so drift hits all
+alike; ratios compare each target with bare Envoy of the same round.
+Writes bench/results.md and bench/results.json; exits 1 if any request failed.
+"""
+import argparse, json, os, pathlib, re, socket, statistics, subprocess, sys, time, urllib.request
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+ENVOY = os.environ.get("ENVOY_BIN", str(ROOT / ".venv/bin/envoy"))
+WORK = ROOT / "target/bench"
+TICKS = os.sysconf("SC_CLK_TCK")
+OUT = ROOT / "bench"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wasm_filter(name, module, config):
+    body = json.dumps(config).replace("'", "''")
+    return f"""
+          - name: {name}
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: {name}
+                root_id: {name}
+                allow_on_headers_stop_iteration: true
+                vm_config:
+                  vm_id: {module}
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{ local: {{ filename: {ROOT / "dist" / (module + ".wasm")} }} }}
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: '{body}'"""
+
+
+def filters(upstream):
+    url = f"http://127.0.0.1:{upstream}"
+    return {
+        "proxy": ("ai-proxy", "ai_proxy", {"route_type": "llm/v1/chat", "model": {"provider": "openai", "options": {"upstream_url": url + "/v1/chat/completions"}}}),
+        "anthropic": ("ai-proxy-anthropic", "ai_proxy", {"auth": {"header_name": "x-api-key", "header_value": "bench"}, "model": {"provider": "anthropic", "options": {"upstream_url": url}}}),
+        "guard": ("ai-prompt-guard", "ai_prompt_guard", {"deny_patterns": [
+            "(?i)\\b(password|passwd)\\b", "\\b\\d{16}\\b", "(?i)ignore (all )?previous instructions", "(?i)api[_ -]?key",
+            "(?i)ssn:?\\s*\\d{3}-\\d{2}-\\d{4}", "(?i)drop\\s+table", "(?i)<script", "(?i)sudo\\s+rm", "(?i)jailbreak", "(?i)secret\\s+token"]}),
+        "decorator": ("ai-prompt-decorator", "ai_prompt_decorator", {"prompts": {"prepend": [{"role": "system", "content": "You are the ACME assistant."}], "append": [{"role": "user", "content": "Answer briefly."}]}}),
+        "template": ("ai-prompt-template", "ai_prompt_template", {"templates": [{"name": "t", "template": "{\"messages\":[{\"role\":\"user\",\"content\":\"{{q}}\"}]}"}]}),
+        "ratelimit": ("ai-token-ratelimit", "ai_token_ratelimit", {"policies": [
+            {"name": "total", "limits": [{"limit": 1e12, "window_size": 86400}]},
+            {"name": "per-key", "partition_by": "header", "partition_header": "authorization", "limits": [{"limit": 1e12, "window_size": 60}]}]}),
+    }
+
+
+TARGETS = [
+    ("bare envoy", []),
+    ("ai-proxy openai passthrough", ["proxy"]),
+    ("ai-proxy to anthropic", ["anthropic"]),
+    ("guard, 10 patterns", ["guard"]),
+    ("decorator", ["decorator"]),
+    ("template", ["template"]),
+    ("token rate limit", ["ratelimit"]),
+    ("full chain", ["template", "decorator", "guard", "ratelimit", "proxy"]),
+]
+
+
+def config(target_filters, upstream, port, admin):
+    fs = filters(upstream)
+    chain = "".join(wasm_filter(*fs[f]) for f in target_filters)
+    return f"""static_resources:
+  listeners:
+  - address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    per_connection_buffer_limit_bytes: 16777216
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: bench
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/" }}
+                route: {{ cluster: upstream, timeout: 60s }}
+          http_filters:{chain}
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: upstream
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: upstream
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream} }} }} }}
+admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}
+"""
+
+
+def workloads():
+    filler = "The history of this conversation goes on for a while. " * 14
+    small = {"model": "bench-model", "messages": [
+        {"role": "system", "content": "You are a helpful assistant for a logistics company."},
+        {"role": "user", "content": "Summarize the following shipment notes: " + filler}]}
+    long_history = {"model": "bench-model", "messages": [{"role": "system", "content": "You are a helpful assistant."}] + [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": f"Turn {i}: " + filler} for i in range(40)]}
+    stream = dict(small, stream=True)
+    out = {}
+    for name, body in [("1kb", small), ("32kb", long_history), ("stream", stream)]:
+        path = WORK / f"body-{name}.json"
+        path.write_text(json.dumps(body, separators=(",", ":")))
+        out[name] = path
+    return out
+
+
+class Envoy:
+    def __init__(self, name, make_config):
+        self.port, self.admin = free_port(), free_port()
+        text = make_config(self.port, self.admin)
+        cfg = WORK / (re.sub(r"[^a-z0-9]+", "-", name.lower()) + ".yaml")
+        cfg.write_text(text)
+        self.log = open(WORK / (cfg.stem + ".log"), "w")
+        started = time.perf_counter()
+        self.proc = subprocess.Popen(["taskset", "-c", "0", ENVOY, "-c", str(cfg), "--concurrency", "1", "--base-id", str(self.port), "-l", "error"],
+                                     stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/ready", timeout=1).status == 200:
+                    break
+            except OSError:
+                time.sleep(0.02)
+        else:
+            self.stop()
+            sys.exit(f"envoy for {name} did not start; see {self.log.name}")
+        self.ready_s = time.perf_counter() - started
+
+    def cpu_ticks(self):
+        fields = pathlib.Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+
+    def rss_kib(self):
+        for line in pathlib.Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def wrk(port, body, connections, seconds):
+    env = dict(os.environ, BENCH_BODY=str(body))
+    out = subprocess.run(["taskset", "-c", "1", "wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--latency",
+                          "-s", str(ROOT / "bench/post.lua"), f"http://127.0.0.1:{port}/v1/chat/completions"],
+                         capture_output=True, text=True, env=env, timeout=seconds + 60)
+    line = next((l for l in out.stdout.splitlines() if l.startswith("BENCH ")), None)
+    if line is None:
+        sys.exit(f"wrk failed: {out.stdout}{out.stderr}")
+    v = dict(kv.split("=") for kv in line.split()[1:])
+    return {"rps": int(v["requests"]) / (int(v["duration_us"]) / 1e6), "requests": int(v["requests"]),
+            "errors": int(v["socket_errors"]) + int(v["status_errors"]), "p50_us": float(v["p50"]), "p90_us": float(v["p90"]), "p99_us": float(v["p99"])}
+
+
+def stream_times(port, body, n):
+    """Time to first byte and to the end of a ~50-event stream, one at a time."""
+    data = body.read_bytes()
+    request = (f"POST /v1/chat/completions HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
+               f"authorization: Bearer bench-key\r\ncontent-length: {len(data)}\r\n\r\n").encode() + data
+    ttfb, total, failed = [], [], 0
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(n):
+            start = time.perf_counter()
+            s.sendall(request)
+            buf = s.recv(65536)
+            first = time.perf_counter()
+            s.settimeout(10)
+            while not buf.endswith(b"0\r\n\r\n"):
+                more = s.recv(65536)
+                if not more:
+                    break
+                buf += more
+            end = time.perf_counter()
+            if not buf.startswith(b"HTTP/1.1 200") or b"[DONE]" not in buf:
+                failed += 1
+            ttfb.append((first - start) * 1e6)
+            total.append((end - start) * 1e6)
+    return {"ttfb_p50_us": statistics.median(ttfb), "total_p50_us": statistics.median(total), "errors": failed}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="one round, 1 s runs, concurrency 1 and 8 (under 2 minutes)")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--seconds", type=int, default=3)
+    ap.add_argument("--out", default=str(ROOT / "bench"), help="where results.md and results.json go")
+    args = ap.parse_args()
+    global OUT
+    OUT = pathlib.Path(args.out)
+    OUT.mkdir(parents=True, exist_ok=True)
+    rounds, seconds, concurrencies, stream_n = (1, 1, [1, 8], 30) if args.quick else (args.rounds, args.seconds, [1, 8, 32], 100)
+    WORK.mkdir(parents=True, exist_ok=True)
+    bodies = workloads()
+    upstream_port = free_port()
+    upstream = subprocess.Popen(["taskset", "-c", "1", str(ROOT / "target/release/bench-upstream"), str(upstream_port)])
+    time.sleep(0.3)
+    results = []  # one record per round, target, workload, concurrency
+    failed = 0
+    cold_start = None
+    try:
+        for rnd in range(rounds):
+            for name, fs in TARGETS:
+                envoy = Envoy(name, lambda port, admin: config(fs, upstream_port, port, admin))
+                if name == "full chain" and rnd == 0:
+                    cold_start = envoy.ready_s
+                wrk(envoy.port, bodies["1kb"], 8, 1)  # warm up the VMs and pools
+                for workload in ["1kb", "32kb"]:
+                    for c in concurrencies:
+                        ticks = envoy.cpu_ticks()
+                        r = wrk(envoy.port, bodies[workload], c, seconds)
+                        cpu_us = (envoy.cpu_ticks() - ticks) / TICKS * 1e6 / max(r["requests"], 1)
+                        failed += r["errors"]
+                        results.append(dict(r, round=rnd, target=name, workload=workload, concurrency=c, cpu_us_per_req=cpu_us, rss_kib=envoy.rss_kib()))
+                s = stream_times(envoy.port, bodies["stream"], stream_n)
+                failed += s["errors"]
+                results.append(dict(s, round=rnd, target=name, workload="stream", concurrency=1))
+                envoy.stop()
+                print(f"round {rnd + 1}/{rounds}: {name} done", file=sys.stderr)
+    finally:
+        upstream.terminate()
+    report(results, rounds, seconds, cold_start, failed)
+    return 1 if failed else 0
+
+
+def report(results, rounds, seconds, cold_start, failed):
+    def rows(target, workload, c):
+        return [r for r in results if r["target"] == target and r["workload"] == workload and r["concurrency"] == c]
+
+    def ratio(target, workload, c, key):
+        pairs = []
+        for rnd in range(rounds):
+            a = [r for r in rows(target, workload, c) if r["round"] == rnd]
+            b = [r for r in rows("bare envoy", workload, c) if r["round"] == rnd]
+            if a and b:
+                pairs.append((a[0][key], b[0][key]))
+        return pairs
+
+    sizes = {p.name: p.stat().st_size for p in sorted((ROOT / "dist").glob("*.wasm"))}
+    machine = f"{os.cpu_count()} cores, {platform()}"
+    lines = [f"Machine: {machine}. Envoy 1.40 pinned to core 0 (--concurrency 1); wrk and the upstream on core 1.",
+             f"{rounds} round(s), {seconds} s per run; medians over rounds; ratios against bare Envoy of the same round.", "",
+             "| target | body | conc | req/s | vs bare | p50 µs | p90 µs | p99 µs | p50 added µs | CPU µs/req | RSS MiB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    summary = []
+    for name, _ in TARGETS:
+        for workload in ["1kb", "32kb"]:
+            for c in sorted({r["concurrency"] for r in results if r["workload"] == workload}):
+                rs = rows(name, workload, c)
+                if not rs:
+                    continue
+                med = lambda k: statistics.median(r[k] for r in rs)
+                tp = ratio(name, workload, c, "rps")
+                lat = ratio(name, workload, c, "p50_us")
+                vs = statistics.median(a / b for a, b in tp) if tp else 0
+                added = statistics.median(a - b for a, b in lat) if lat else 0
+                rec = {"target": name, "workload": workload, "concurrency": c, "rps": med("rps"), "throughput_vs_bare": vs,
+                       "p50_us": med("p50_us"), "p90_us": med("p90_us"), "p99_us": med("p99_us"), "p50_added_us": added,
+                       "cpu_us_per_req": med("cpu_us_per_req"), "rss_mib": med("rss_kib") / 1024}
+                summary.append(rec)
+                lines.append(f"| {name} | {workload} | {c} | {rec['rps']:.0f} | {vs:.0%} | {rec['p50_us']:.0f} | {rec['p90_us']:.0f} | {rec['p99_us']:.0f} | {added:+.0f} | {rec['cpu_us_per_req']:.0f} | {rec['rss_mib']:.0f} |")
+    lines += ["", "Streams (~50 SSE events, one request at a time):", "", "| target | TTFB p50 µs | vs bare | total p50 µs |", "|---|---|---|---|"]
+    for name, _ in TARGETS:
+        rs = rows(name, "stream", 1)
+        if rs:
+            ttfb = statistics.median(r["ttfb_p50_us"] for r in rs)
+            delta = statistics.median(a - b for a, b in ratio(name, "stream", 1, "ttfb_p50_us"))
+            total = statistics.median(r["total_p50_us"] for r in rs)
+            summary.append({"target": name, "workload": "stream", "ttfb_p50_us": ttfb, "ttfb_added_us": delta, "total_p50_us": total})
+            lines.append(f"| {name} | {ttfb:.0f} | {delta:+.0f} | {total:.0f} |")
+    lines += ["", "Module sizes: " + ", ".join(f"{k} {v / 1024:.0f} KiB" for k, v in sizes.items()) + ".",
+              f"Cold start to ready with the full chain loaded: {cold_start:.2f} s." if cold_start else "",
+              f"Failed requests: {failed}."]
+    text = "\n".join(lines) + "\n"
+    (OUT / "results.md").write_text(text)
+    (OUT / "results.json").write_text(json.dumps({"machine": machine, "rounds": rounds, "seconds": seconds, "cold_start_s": cold_start,
+                                                         "wasm_bytes": sizes, "failed_requests": failed, "summary": summary, "runs": results}, indent=1))
+    print(text)
+
+
+def platform():
+    try:
+        model = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration):
+        model = "unknown CPU"
+    return model
+
+
+if __name__ == "__main__":
+    sys.exit(main())

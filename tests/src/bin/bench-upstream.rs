@@ -1,0 +1,78 @@
+//! The benchmark's upstream: answers OpenAI chat (whole or as a 50-event
+//! stream) and Anthropic Messages from precomputed bytes, so it costs far
+//! less per request than the gateway it measures. `bench-upstream PORT`.
+
+use ai_gateway_tests::fake::read_request;
+use std::io::{BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::thread;
+
+const CHAT: &str = r#"{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"The quick brown fox jumps over the lazy dog."},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":250,"completion_tokens":10,"total_tokens":260}}"#;
+const ANTHROPIC: &str = r#"{"id":"msg_bench","type":"message","role":"assistant","model":"claude-sonnet-4-20250514","content":[{"type":"text","text":"The quick brown fox jumps over the lazy dog."}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":250,"output_tokens":10}}"#;
+
+fn stream_body() -> Vec<u8> {
+    let mut out = String::new();
+    for i in 0..50 {
+        out.push_str(&format!("data: {{\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"gpt-4o-mini\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"tok{i} \"}},\"finish_reason\":null}}],\"usage\":null}}\n\n"));
+    }
+    out.push_str("data: {\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"gpt-4o-mini\",\"choices\":[],\"usage\":{\"prompt_tokens\":250,\"completion_tokens\":50,\"total_tokens\":300}}\n\ndata: [DONE]\n\n");
+    out.into_bytes()
+}
+
+fn anthropic_stream_body() -> Vec<u8> {
+    let mut out = String::from("event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_bench\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-sonnet-4-20250514\",\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":250,\"output_tokens\":1}}}\n\nevent: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n");
+    for i in 0..50 {
+        out.push_str(&format!("event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"tok{i} \"}}}}\n\n"));
+    }
+    out.push_str("event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":50}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
+    out.into_bytes()
+}
+
+fn whole(body: &str) -> Vec<u8> {
+    format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len()).into_bytes()
+}
+
+fn serve(stream: TcpStream, chat: &[u8], anthropic: &[u8], openai_events: &[u8], anthropic_events: &[u8]) {
+    let _ = stream.set_nodelay(true);
+    let Ok(mut out) = stream.try_clone() else { return };
+    let mut reader = BufReader::new(stream);
+    while let Some(req) = read_request(&mut reader) {
+        let compact: Vec<u8> = req.body.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+        let streamed = compact.windows(13).any(|w| w == br#""stream":true"#);
+        let events = if req.path.starts_with("/v1/messages") { anthropic_events } else { openai_events };
+        let result = if streamed {
+            // Headers and the first event at once, the rest right after: a
+            // stream's first byte is as fast as a whole answer's.
+            let (first, rest) = events.split_at(events.windows(2).position(|w| w == b"\n\n").map_or(0, |i| i + 2));
+            (|| -> std::io::Result<()> {
+                out.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")?;
+                for part in [first, rest] {
+                    write!(out, "{:x}\r\n", part.len())?;
+                    out.write_all(part)?;
+                    out.write_all(b"\r\n")?;
+                    out.flush()?;
+                }
+                out.write_all(b"0\r\n\r\n")
+            })()
+        } else if req.path.starts_with("/v1/messages") {
+            out.write_all(anthropic)
+        } else {
+            out.write_all(chat)
+        };
+        if result.is_err() {
+            return;
+        }
+    }
+}
+
+fn main() {
+    let port: u16 = std::env::args().nth(1).and_then(|p| p.parse().ok()).unwrap_or(18100);
+    let listener = TcpListener::bind(("127.0.0.1", port)).unwrap_or_else(|e| panic!("bind {port}: {e}"));
+    let chat: &'static [u8] = whole(CHAT).leak();
+    let anthropic: &'static [u8] = whole(ANTHROPIC).leak();
+    let openai_events: &'static [u8] = stream_body().leak();
+    let anthropic_events: &'static [u8] = anthropic_stream_body().leak();
+    for stream in listener.incoming().flatten() {
+        thread::spawn(move || serve(stream, chat, anthropic, openai_events, anthropic_events));
+    }
+}
