@@ -12,11 +12,12 @@ scripts/setup-test-deps.sh
 cargo clippy --quiet --release --target wasm32-wasip1 -p ai-gateway-codec -p ai-gateway-host \
     $(for m in filters/*/Cargo.toml; do grep -q cdylib "$m" && echo "-p $(basename "$(dirname "$m")")"; done) -- -D warnings
 
+mkdir -p target
 echo "== codec tests compiled to wasm32 (wasm-bindgen-test, node)"
-cargo test -p ai-gateway-codec --target wasm32-unknown-unknown
+cargo test -p ai-gateway-codec --target wasm32-unknown-unknown 2>&1 | tee target/test-wasm32.log
 
 echo "== native tests: codec units and end-to-end in Envoy"
-cargo test --workspace
+cargo test --workspace 2>&1 | tee target/test-native.log
 
 # The benchmark is not a test (nothing is timed here), but one quick round
 # keeps the script working: it fails if any request through any target fails.
@@ -31,3 +32,7 @@ if rustup toolchain list | grep -q '^nightly'; then
 else
     echo "== fuzz smoke SKIPPED: no nightly toolchain (rustup toolchain install nightly)"
 fi
+
+# One closing line for all the test runs above.
+grep -ho 'test result: [a-zA-Z]*\. [0-9]* passed; [0-9]* failed' target/test-wasm32.log target/test-native.log \
+    | awk '{passed += $4; failed += $6} END {print passed " passed, " failed " failed"}'

@@ -14,3 +14,20 @@ pub fn test_id(name: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     format!("{name}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
+
+/// The fake provider and a real Envoy running one of the shipped configs,
+/// started once per test binary.
+pub struct Gateway {
+    pub fake: fake::FakeProvider,
+    pub envoy: envoy::Envoy,
+}
+
+impl Gateway {
+    /// `envoy/<file>` with two workers; `rewrite` changes the config text
+    /// where a test needs to (shorter windows, say), identity otherwise.
+    pub fn start(file: &str, env: &[(&str, &str)], rewrite: &dyn Fn(String) -> String) -> Gateway {
+        let fake = fake::FakeProvider::start();
+        let envoy = envoy::Envoy::start_with(file, fake.port, 2, env, rewrite);
+        Gateway { fake, envoy }
+    }
+}

@@ -1,30 +1,16 @@
 //! ai-proxy end to end: the real Envoy running envoy/envoy.yaml, every
 //! cluster pointed at the fake provider, which records what it received.
 
-use ai_gateway_tests::envoy::{validate, Envoy};
-use ai_gateway_tests::fake::{FakeProvider, Recorded};
+use ai_gateway_tests::envoy::validate;
+use ai_gateway_tests::fake::Recorded;
 use ai_gateway_tests::http::{send, send_raw, Request, Response};
-use ai_gateway_tests::test_id;
+use ai_gateway_tests::{test_id, Gateway};
 use serde_json::{json, Value};
 use std::sync::OnceLock;
 
-struct Gateway {
-    fake: FakeProvider,
-    envoy: Envoy,
-}
-
 fn gateway() -> &'static Gateway {
     static GATEWAY: OnceLock<Gateway> = OnceLock::new();
-    GATEWAY.get_or_init(|| {
-        let fake = FakeProvider::start();
-        let envoy = Envoy::start(
-            "envoy.yaml",
-            fake.port,
-            2,
-            &[("OPENAI_API_KEY", "sk-test-openai"), ("AZURE_OPENAI_API_KEY", "az-test-key"), ("MISTRAL_API_KEY", "mi-test-key")],
-        );
-        Gateway { fake, envoy }
-    })
+    GATEWAY.get_or_init(|| Gateway::start("envoy.yaml", &[("OPENAI_API_KEY", "sk-test-openai"), ("AZURE_OPENAI_API_KEY", "az-test-key"), ("MISTRAL_API_KEY", "mi-test-key")], &|y| y))
 }
 
 /// Sends a request tagged with a fresh test id; returns the response and

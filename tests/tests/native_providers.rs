@@ -2,37 +2,25 @@
 //! the real Envoy with envoy/envoy.yaml, the fake provider checking each
 //! translated request as the real API would.
 
-use ai_gateway_tests::envoy::Envoy;
-use ai_gateway_tests::fake::{FakeProvider, Recorded};
+use ai_gateway_tests::fake::Recorded;
 use ai_gateway_tests::fake_native::{AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY};
 use ai_gateway_tests::http::{send, Request, Response};
-use ai_gateway_tests::test_id;
+use ai_gateway_tests::{test_id, Gateway};
 use serde_json::{json, Value};
 use std::sync::OnceLock;
-
-struct Gateway {
-    fake: FakeProvider,
-    envoy: Envoy,
-}
 
 fn gateway() -> &'static Gateway {
     static GATEWAY: OnceLock<Gateway> = OnceLock::new();
     GATEWAY.get_or_init(|| {
-        let fake = FakeProvider::start();
-        let envoy = Envoy::start(
-            "envoy.yaml",
-            fake.port,
-            2,
-            &[
-                ("ANTHROPIC_API_KEY", "sk-ant-test"),
-                ("COHERE_API_KEY", "co-test"),
-                ("GEMINI_API_KEY", "gm-test"),
-                ("VERTEX_ACCESS_TOKEN", "ya29.test"),
-                ("AWS_ACCESS_KEY_ID", AWS_ACCESS_KEY_ID),
-                ("AWS_SECRET_ACCESS_KEY", AWS_SECRET_ACCESS_KEY),
-            ],
-        );
-        Gateway { fake, envoy }
+        let env = [
+            ("ANTHROPIC_API_KEY", "sk-ant-test"),
+            ("COHERE_API_KEY", "co-test"),
+            ("GEMINI_API_KEY", "gm-test"),
+            ("VERTEX_ACCESS_TOKEN", "ya29.test"),
+            ("AWS_ACCESS_KEY_ID", AWS_ACCESS_KEY_ID),
+            ("AWS_SECRET_ACCESS_KEY", AWS_SECRET_ACCESS_KEY),
+        ];
+        Gateway::start("envoy.yaml", &env, &|y| y)
     })
 }
 

@@ -3,27 +3,17 @@
 //! Envoy's /stats/prometheus must show exactly the expected series with
 //! real labels, and the access log the expected AI facts.
 
-use ai_gateway_tests::envoy::{repo_root, Envoy};
-use ai_gateway_tests::fake::FakeProvider;
+use ai_gateway_tests::envoy::repo_root;
 use ai_gateway_tests::http::{send, Request, Response};
-use ai_gateway_tests::test_id;
+use ai_gateway_tests::{test_id, Gateway};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-struct Gateway {
-    _fake: FakeProvider,
-    envoy: Envoy,
-}
-
 fn gateway() -> &'static Gateway {
     static GATEWAY: OnceLock<Gateway> = OnceLock::new();
-    GATEWAY.get_or_init(|| {
-        let fake = FakeProvider::start();
-        let envoy = Envoy::start("chain.yaml", fake.port, 2, &[]);
-        Gateway { _fake: fake, envoy }
-    })
+    GATEWAY.get_or_init(|| Gateway::start("chain.yaml", &[], &|y| y))
 }
 
 fn chat(consumer: &str, text: &str, extra: &[(&'static str, &'static str)], stream: bool) -> (Response, String) {

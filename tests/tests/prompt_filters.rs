@@ -2,25 +2,16 @@
 //! template -> decorator -> guard -> ai-proxy -> fake provider, and each
 //! filter alone.
 
-use ai_gateway_tests::envoy::{repo_root, validate, Envoy};
-use ai_gateway_tests::fake::{FakeProvider, Recorded};
+use ai_gateway_tests::envoy::{repo_root, validate};
+use ai_gateway_tests::fake::Recorded;
 use ai_gateway_tests::http::{send, Request, Response};
-use ai_gateway_tests::test_id;
+use ai_gateway_tests::{test_id, Gateway};
 use serde_json::{json, Value};
 use std::sync::OnceLock;
 
-struct Gateway {
-    fake: FakeProvider,
-    envoy: Envoy,
-}
-
 fn gateway() -> &'static Gateway {
     static GATEWAY: OnceLock<Gateway> = OnceLock::new();
-    GATEWAY.get_or_init(|| {
-        let fake = FakeProvider::start();
-        let envoy = Envoy::start("chain.yaml", fake.port, 2, &[("ANTHROPIC_API_KEY", "sk-ant-chain")]);
-        Gateway { fake, envoy }
-    })
+    GATEWAY.get_or_init(|| Gateway::start("chain.yaml", &[("ANTHROPIC_API_KEY", "sk-ant-chain")], &|y| y))
 }
 
 fn call(path: &str, body: Value, headers: &[(&'static str, &'static str)]) -> (Response, Vec<Recorded>) {

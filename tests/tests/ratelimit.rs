@@ -1,18 +1,12 @@
 //! ai-token-ratelimit end to end: envoy/ratelimit.yaml in the real Envoy
 //! with two workers, budgets shared through proxy-wasm shared data.
 
-use ai_gateway_tests::envoy::Envoy;
-use ai_gateway_tests::fake::{FakeProvider, Recorded};
+use ai_gateway_tests::fake::Recorded;
 use ai_gateway_tests::http::{send, Request, Response};
-use ai_gateway_tests::test_id;
+use ai_gateway_tests::{test_id, Gateway};
 use serde_json::{json, Value};
 use std::sync::OnceLock;
 use std::time::Duration;
-
-struct Gateway {
-    fake: FakeProvider,
-    envoy: Envoy,
-}
 
 /// The shipped per-key minute budget (10k tokens / 60 s) scaled down to
 /// 300 tokens / 2 s, so the test can exhaust it and see the window roll.
@@ -22,12 +16,10 @@ const SHORT: &str = r#"{"limit": 300, "window_size": 2}"#;
 fn gateway() -> &'static Gateway {
     static GATEWAY: OnceLock<Gateway> = OnceLock::new();
     GATEWAY.get_or_init(|| {
-        let fake = FakeProvider::start();
-        let envoy = Envoy::start_with("ratelimit.yaml", fake.port, 2, &[("ANTHROPIC_API_KEY", "sk-ant-rl")], &|yaml| {
+        Gateway::start("ratelimit.yaml", &[("ANTHROPIC_API_KEY", "sk-ant-rl")], &|yaml| {
             assert!(yaml.contains(MINUTE), "the shipped per-key minute budget changed");
             yaml.replace(MINUTE, SHORT)
-        });
-        Gateway { fake, envoy }
+        })
     })
 }
 

@@ -3,36 +3,33 @@
 //! ai-proxy). Each must get a clear, OpenAI-shaped answer, no wasm VM may
 //! crash, and normal traffic must keep working on every worker.
 
-use ai_gateway_tests::envoy::Envoy;
-use ai_gateway_tests::fake::FakeProvider;
 use ai_gateway_tests::http::{send, Request, Response};
-use ai_gateway_tests::test_id;
+use ai_gateway_tests::{test_id, Gateway};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-struct Gateway {
-    _fake: FakeProvider,
-    envoy: Envoy,
+/// The gateway, and how many wasm VMs it had once started.
+struct Chain {
+    gateway: Gateway,
     vms: u64,
 }
 
-fn gateway() -> &'static Gateway {
-    static GATEWAY: OnceLock<Gateway> = OnceLock::new();
-    GATEWAY.get_or_init(|| {
-        let fake = FakeProvider::start();
+fn chain() -> &'static Chain {
+    static CHAIN: OnceLock<Chain> = OnceLock::new();
+    CHAIN.get_or_init(|| {
         // The shipped 300 s route timeout, scaled down so a slow upstream
         // can pass it within the test.
-        let envoy = Envoy::start_with("chain.yaml", fake.port, 2, &[], &|yaml| yaml.replace("timeout: 300s", "timeout: 2s"));
-        let vms = envoy.vm_baseline();
-        Gateway { _fake: fake, envoy, vms }
+        let gateway = Gateway::start("chain.yaml", &[], &|yaml| yaml.replace("timeout: 300s", "timeout: 2s"));
+        let vms = gateway.envoy.vm_baseline();
+        Chain { gateway, vms }
     })
 }
 
 fn port() -> u16 {
-    gateway().envoy.ports.listener
+    chain().gateway.envoy.ports.listener
 }
 
 fn key() -> String {
@@ -52,7 +49,7 @@ fn healthy() {
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(r.json()["choices"][0]["message"]["content"], "You said: (Answer in English.)");
     }
-    gateway().envoy.assert_no_vm_crash(gateway().vms);
+    chain().gateway.envoy.assert_no_vm_crash(chain().vms);
 }
 
 fn assert_openai_error(r: &Response, what: &str) {
@@ -171,7 +168,7 @@ fn soak_mixed_traffic_keeps_answers_right_and_memory_flat() {
     for _ in 0..50 {
         normal(); // warm up every VM and connection pool
     }
-    let rss_before = gateway().envoy.rss_kib();
+    let rss_before = chain().gateway.envoy.rss_kib();
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let done = Arc::new(AtomicU64::new(0));
     let threads: Vec<_> = (0..6)
@@ -214,7 +211,7 @@ fn soak_mixed_traffic_keeps_answers_right_and_memory_flat() {
     for t in threads {
         t.join().unwrap_or_else(|_| panic!("a soak thread saw a wrong answer"));
     }
-    let rss_after = gateway().envoy.rss_kib();
+    let rss_after = chain().gateway.envoy.rss_kib();
     let requests = done.load(Ordering::Relaxed);
     eprintln!("soak: {requests} requests in {seconds} s, Envoy RSS {rss_before} -> {rss_after} KiB");
     assert!(requests > 100, "the soak ran");

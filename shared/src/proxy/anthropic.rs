@@ -4,13 +4,12 @@
 // never panic; writes only go into objects built in this module.
 #![allow(clippy::indexing_slicing)]
 
-use super::common::{arguments_object, parse_data_url, system_text, tool_call, ChunkWriter};
+use super::common::{arguments_object, parse_data_url, system_text, tool_call, ChunkWriter, SseInput};
 use super::stream::StreamTranslator;
 use crate::error::GatewayError;
 use crate::openai::{
     ChatChoice, ChatMessage, ChatRequest, ChatResponse, Content, PromptTokensDetails, Usage,
 };
-use crate::sse::{SseDecoder, SseEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -237,8 +236,7 @@ pub fn chat_response(body: &[u8], created: u64) -> Result<(ChatResponse, Usage),
 
 /// Anthropic's named SSE events to OpenAI chunks.
 pub struct AnthropicStream {
-    decoder: SseDecoder,
-    events: Vec<SseEvent>,
+    sse: SseInput,
     writer: ChunkWriter,
     input: AnthropicUsage,
     /// Anthropic block index → OpenAI tool-call index.
@@ -249,8 +247,7 @@ pub struct AnthropicStream {
 impl AnthropicStream {
     pub fn new(id: &str, created: u64, model: &str, client_wants_usage: bool) -> Self {
         AnthropicStream {
-            decoder: SseDecoder::new(4 * 1024 * 1024),
-            events: Vec::new(),
+            sse: SseInput::default(),
             writer: ChunkWriter::new(id, created, model, client_wants_usage),
             input: AnthropicUsage::default(),
             tool_blocks: Vec::new(),
@@ -323,25 +320,19 @@ impl AnthropicStream {
 
 impl StreamTranslator for AnthropicStream {
     fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
-        self.decoder.push(chunk, &mut self.events);
-        let events = std::mem::take(&mut self.events);
-        for e in &events {
-            if self.writer.done {
-                break;
-            }
+        let mut sse = std::mem::take(&mut self.sse);
+        sse.feed(chunk, |e| {
             let data: Value = serde_json::from_str(&e.data).unwrap_or(Value::Null);
             let name = e.event.as_deref().or_else(|| data["type"].as_str()).unwrap_or_default().to_string();
             self.event(&name, &data, out);
-        }
-        self.events = events;
-        self.events.clear();
+            !self.writer.done
+        });
+        self.sse = sse;
     }
 
     fn finish(&mut self, out: &mut Vec<u8>) {
         self.push(b"\n\n", out);
-        if !self.writer.done {
-            self.writer.error("upstream stream ended before it was complete", out);
-        }
+        self.writer.end_unfinished(out);
     }
 
     fn usage(&self) -> Option<Usage> {

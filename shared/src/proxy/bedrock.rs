@@ -4,13 +4,13 @@
 // never panic; writes only go into objects built in this module.
 #![allow(clippy::indexing_slicing)]
 
-use super::common::{arguments_object, parse_data_url, system_text, tool_call, unprocessable, ChunkWriter};
+use super::common::{arguments_object, embeddings, parse_data_url, system_text, tool_call, unprocessable, ChunkWriter};
 use super::eventstream::{Decoder, Frame};
 use super::stream::StreamTranslator;
 use crate::error::GatewayError;
 use crate::openai::{
-    ChatChoice, ChatMessage, ChatRequest, ChatResponse, Content, Embedding, EmbeddingRequest, EmbeddingResponse,
-    PromptTokensDetails, Usage,
+    ChatChoice, ChatMessage, ChatRequest, ChatResponse, Content, EmbeddingRequest, EmbeddingResponse, PromptTokensDetails,
+    Usage,
 };
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -248,9 +248,7 @@ pub fn embed_response(body: &[u8], model: &str) -> Result<(EmbeddingResponse, Us
     } else {
         return Err(serde::de::Error::custom("no embeddings in answer"));
     };
-    let data = vectors.into_iter().enumerate().map(|(i, e)| Embedding { object: "embedding".into(), embedding: e, index: i as u32 }).collect();
-    let usage = Usage { prompt_tokens: tokens, total_tokens: tokens, ..Default::default() };
-    Ok((EmbeddingResponse { object: "list".into(), data, model: model.to_string(), usage }, usage))
+    Ok(embeddings(vectors, model, tokens))
 }
 
 /// ConverseStream's binary frames to OpenAI chunks.

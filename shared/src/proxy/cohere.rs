@@ -3,13 +3,12 @@
 // never panic; writes only go into objects built in this module.
 #![allow(clippy::indexing_slicing)]
 
-use super::common::{tool_call, ChunkWriter};
+use super::common::{embeddings, tool_call, ChunkWriter, SseInput};
 use super::stream::StreamTranslator;
 use crate::error::GatewayError;
 use crate::openai::{
-    ChatChoice, ChatMessage, ChatRequest, ChatResponse, Content, Embedding, EmbeddingRequest, EmbeddingResponse, Usage,
+    ChatChoice, ChatMessage, ChatRequest, ChatResponse, Content, EmbeddingRequest, EmbeddingResponse, Usage,
 };
-use crate::sse::{SseDecoder, SseEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -228,24 +227,14 @@ pub fn embed_response(body: &[u8], model: &str) -> Result<(EmbeddingResponse, Us
     let a: Answer = serde_json::from_slice(body)?;
     // v2 answers {"float": [[..]]}; v1 a bare list.
     let vectors = a.embeddings.get("float").cloned().unwrap_or(a.embeddings);
-    let data = vectors
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| Embedding { object: "embedding".into(), embedding: v, index: i as u32 })
-        .collect();
     let tokens = a.meta["billed_units"]["input_tokens"].as_f64().unwrap_or(0.0).max(0.0) as u64;
-    let usage = Usage { prompt_tokens: tokens, total_tokens: tokens, ..Default::default() };
-    Ok((EmbeddingResponse { object: "list".into(), data, model: model.to_string(), usage }, usage))
+    Ok(embeddings(vectors.as_array().cloned().unwrap_or_default(), model, tokens))
 }
 
 /// Cohere v2 stream events (`message-start`, `content-delta`,
 /// `tool-call-start`, `message-end`, ...) to OpenAI chunks.
 pub struct CohereStream {
-    decoder: SseDecoder,
-    events: Vec<SseEvent>,
+    sse: SseInput,
     writer: ChunkWriter,
     tool_calls: u32,
 }
@@ -253,8 +242,7 @@ pub struct CohereStream {
 impl CohereStream {
     pub fn new(id: &str, created: u64, model: &str, client_wants_usage: bool) -> Self {
         CohereStream {
-            decoder: SseDecoder::new(4 * 1024 * 1024),
-            events: Vec::new(),
+            sse: SseInput::default(),
             writer: ChunkWriter::new(id, created, model, client_wants_usage),
             tool_calls: 0,
         }
@@ -296,26 +284,20 @@ impl CohereStream {
 
 impl StreamTranslator for CohereStream {
     fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
-        self.decoder.push(chunk, &mut self.events);
-        let events = std::mem::take(&mut self.events);
-        for e in &events {
-            if self.writer.done {
-                break;
-            }
+        let mut sse = std::mem::take(&mut self.sse);
+        sse.feed(chunk, |e| {
             match serde_json::from_str::<Value>(&e.data) {
                 Ok(data) => self.event(&data, out),
                 Err(_) => self.writer.error("upstream sent a stream event the gateway could not read", out),
             }
-        }
-        self.events = events;
-        self.events.clear();
+            !self.writer.done
+        });
+        self.sse = sse;
     }
 
     fn finish(&mut self, out: &mut Vec<u8>) {
         self.push(b"\n\n", out);
-        if !self.writer.done {
-            self.writer.error("upstream stream ended before it was complete", out);
-        }
+        self.writer.end_unfinished(out);
     }
 
     fn usage(&self) -> Option<Usage> {

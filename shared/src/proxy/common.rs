@@ -2,8 +2,8 @@
 //! arguments, and an OpenAI stream writer that keeps one id and model.
 
 use crate::error::{error_body, ErrorKind, GatewayError};
-use crate::openai::{ChatChunk, ChatMessage, ChunkChoice, Delta, FunctionCall, ToolCall, Usage};
-use crate::sse::encode_event;
+use crate::openai::{ChatChunk, ChatMessage, ChunkChoice, Delta, Embedding, EmbeddingResponse, FunctionCall, ToolCall, Usage};
+use crate::sse::{encode_event, SseDecoder, SseEvent};
 use serde_json::{Map, Value};
 
 /// `data:image/png;base64,AAAA` → (`image/png`, `AAAA`).
@@ -63,6 +63,38 @@ pub fn tool_call(id: String, name: String, arguments: String, index: Option<u32>
         id: Some(id),
         kind: Some("function".into()),
         function: FunctionCall { name: Some(name), arguments: Some(arguments) },
+    }
+}
+
+/// An OpenAI embeddings answer from vectors in input order.
+pub fn embeddings(vectors: Vec<Value>, model: &str, prompt_tokens: u64) -> (EmbeddingResponse, Usage) {
+    let data = vectors.into_iter().enumerate().map(|(i, e)| Embedding { object: "embedding".into(), embedding: e, index: i as u32 }).collect();
+    let usage = Usage { prompt_tokens, total_tokens: prompt_tokens, ..Default::default() };
+    (EmbeddingResponse { object: "list".into(), data, model: model.to_string(), usage }, usage)
+}
+
+/// A provider's SSE stream as complete events, for the translators.
+pub struct SseInput {
+    decoder: SseDecoder,
+    events: Vec<SseEvent>,
+}
+
+impl Default for SseInput {
+    fn default() -> Self {
+        SseInput { decoder: SseDecoder::new(4 * 1024 * 1024), events: Vec::new() }
+    }
+}
+
+impl SseInput {
+    /// Decodes a chunk and hands each event it completes to `each`, until
+    /// `each` returns false (the translated stream is over).
+    pub fn feed(&mut self, chunk: &[u8], mut each: impl FnMut(&SseEvent) -> bool) {
+        self.decoder.push(chunk, &mut self.events);
+        for e in self.events.drain(..) {
+            if !each(&e) {
+                break;
+            }
+        }
     }
 }
 
@@ -167,6 +199,14 @@ impl ChunkWriter {
             }
         }
         encode_event(None, "[DONE]", out);
+    }
+
+    /// The upstream ended: if the stream was not closed properly, the client
+    /// gets an error event rather than a stream that just stops.
+    pub fn end_unfinished(&mut self, out: &mut Vec<u8>) {
+        if !self.done {
+            self.error("upstream stream ended before it was complete", out);
+        }
     }
 
     /// A provider error mid-stream: one OpenAI-shaped error event, then the

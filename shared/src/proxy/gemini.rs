@@ -4,14 +4,13 @@
 // never panic; writes only go into objects built in this module.
 #![allow(clippy::indexing_slicing)]
 
-use super::common::{arguments_object, parse_data_url, result_object, system_text, tool_call, tool_name_for, ChunkWriter};
+use super::common::{arguments_object, embeddings, parse_data_url, result_object, system_text, tool_call, tool_name_for, ChunkWriter, SseInput};
 use super::stream::StreamTranslator;
 use crate::error::GatewayError;
 use crate::openai::{
-    ChatChoice, ChatMessage, ChatRequest, ChatResponse, CompletionTokensDetails, Content, Embedding, EmbeddingRequest,
-    EmbeddingResponse, PromptTokensDetails, ToolCall, Usage,
+    ChatChoice, ChatMessage, ChatRequest, ChatResponse, CompletionTokensDetails, Content, EmbeddingRequest, EmbeddingResponse,
+    PromptTokensDetails, ToolCall, Usage,
 };
-use crate::sse::{SseDecoder, SseEvent};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -283,16 +282,13 @@ pub fn embed_response(body: &[u8], model: &str) -> Result<(EmbeddingResponse, Us
     if vectors.is_empty() && v.get("error").is_some() {
         return Err(serde::de::Error::custom("error answer"));
     }
-    let data = vectors.into_iter().enumerate().map(|(i, e)| Embedding { object: "embedding".into(), embedding: e, index: i as u32 }).collect();
-    let usage = Usage { prompt_tokens: tokens, total_tokens: tokens, ..Default::default() };
-    Ok((EmbeddingResponse { object: "list".into(), data, model: model.to_string(), usage }, usage))
+    Ok(embeddings(vectors, model, tokens))
 }
 
 /// Gemini streams whole `GenerateContentResponse`s as SSE data, without a
 /// terminator; the upstream's end of stream closes the OpenAI stream.
 pub struct GeminiStream {
-    decoder: SseDecoder,
-    events: Vec<SseEvent>,
+    sse: SseInput,
     writer: ChunkWriter,
     request_id: String,
     tool_calls: u32,
@@ -303,8 +299,7 @@ pub struct GeminiStream {
 impl GeminiStream {
     pub fn new(id: &str, created: u64, model: &str, client_wants_usage: bool) -> Self {
         GeminiStream {
-            decoder: SseDecoder::new(4 * 1024 * 1024),
-            events: Vec::new(),
+            sse: SseInput::default(),
             writer: ChunkWriter::new(id, created, model, client_wants_usage),
             request_id: id.to_string(),
             tool_calls: 0,
@@ -344,19 +339,15 @@ impl GeminiStream {
 
 impl StreamTranslator for GeminiStream {
     fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
-        self.decoder.push(chunk, &mut self.events);
-        let events = std::mem::take(&mut self.events);
-        for e in &events {
-            if self.writer.done {
-                break;
-            }
+        let mut sse = std::mem::take(&mut self.sse);
+        sse.feed(chunk, |e| {
             match serde_json::from_str::<Answer>(&e.data) {
                 Ok(a) => self.answer(a, out),
                 Err(_) => self.writer.error("upstream sent a stream event the gateway could not read", out),
             }
-        }
-        self.events = events;
-        self.events.clear();
+            !self.writer.done
+        });
+        self.sse = sse;
     }
 
     fn finish(&mut self, out: &mut Vec<u8>) {

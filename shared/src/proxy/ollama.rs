@@ -4,7 +4,7 @@
 use crate::error::GatewayError;
 use crate::openai::{
     ChatChoice, ChatMessage, ChatRequest, ChatResponse, CompletionChoice, CompletionRequest, CompletionResponse,
-    Content, Embedding, EmbeddingRequest, EmbeddingResponse, FunctionCall, Rest, Tool, ToolCall, Usage,
+    Content, EmbeddingRequest, EmbeddingResponse, FunctionCall, Rest, Tool, ToolCall, Usage,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -325,20 +325,8 @@ struct EmbedAnswer {
 
 pub fn embed_response(body: &[u8], meta: &Meta) -> Result<(EmbeddingResponse, Option<Usage>), serde_json::Error> {
     let a: EmbedAnswer = serde_json::from_slice(body)?;
-    let tokens = a.prompt_eval_count.unwrap_or(0);
-    let usage = Usage { prompt_tokens: tokens, total_tokens: tokens, ..Default::default() };
-    let data = a
-        .embeddings
-        .into_iter()
-        .enumerate()
-        .map(|(i, embedding)| Embedding { object: "embedding".into(), embedding, index: i as u32 })
-        .collect();
-    let response = EmbeddingResponse {
-        object: "list".into(),
-        data,
-        model: a.model.unwrap_or_else(|| meta.model.to_string()),
-        usage,
-    };
+    let model = a.model.unwrap_or_else(|| meta.model.to_string());
+    let (response, usage) = super::common::embeddings(a.embeddings, &model, a.prompt_eval_count.unwrap_or(0));
     Ok((response, Some(usage)))
 }
 
