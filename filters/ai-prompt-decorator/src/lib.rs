@@ -2,36 +2,12 @@
 
 use codec::decorator::Decorator;
 use codec::GatewayError;
-use host::body_filter::{BodyFilter, Policy};
-use host::proxy_wasm::traits::{Context, HttpContext, RootContext};
-use host::proxy_wasm::types::{ContextType, LogLevel};
+use host::body_filter::{register, Policy};
 use std::rc::Rc;
 
 host::proxy_wasm::main! {{
-    host::proxy_wasm::set_log_level(LogLevel::Info);
-    host::proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { decorator: None }) });
+    register("ai-prompt-decorator", Decorator::from_json, Decorate);
 }}
-
-struct Root {
-    decorator: Option<Rc<Decorator>>,
-}
-
-impl Context for Root {}
-
-impl RootContext for Root {
-    fn on_configure(&mut self, _: usize) -> bool {
-        self.decorator = host::configure("ai-prompt-decorator", Decorator::from_json).map(Rc::new);
-        self.decorator.is_some()
-    }
-
-    fn create_http_context(&self, _: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(BodyFilter::new(Decorate(self.decorator.clone()?))))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
-}
 
 struct Decorate(Rc<Decorator>);
 

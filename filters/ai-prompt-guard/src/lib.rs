@@ -4,37 +4,12 @@ use codec::guard::{answer_texts, AnswerWindow, Block, Guard};
 use codec::metrics::name;
 use codec::sse::{encode_event, SseDecoder, SseEvent};
 use codec::GatewayError;
-use host::body_filter::{BodyFilter, Policy};
-use host::proxy_wasm::traits::{Context, HttpContext, RootContext};
-use host::proxy_wasm::types::{ContextType, LogLevel};
+use host::body_filter::{register, Policy};
 use std::rc::Rc;
 
 host::proxy_wasm::main! {{
-    host::proxy_wasm::set_log_level(LogLevel::Info);
-    host::proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { guard: None }) });
+    register("ai-prompt-guard", Guard::from_json, |guard| Check { guard, stream: None });
 }}
-
-struct Root {
-    guard: Option<Rc<Guard>>,
-}
-
-impl Context for Root {}
-
-impl RootContext for Root {
-    fn on_configure(&mut self, _: usize) -> bool {
-        self.guard = host::configure("ai-prompt-guard", Guard::from_json).map(Rc::new);
-        self.guard.is_some()
-    }
-
-    fn create_http_context(&self, _: u32) -> Option<Box<dyn HttpContext>> {
-        let guard = self.guard.clone()?;
-        Some(Box::new(BodyFilter::new(Check { guard, stream: None })))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
-}
 
 struct Check {
     guard: Rc<Guard>,

@@ -153,3 +153,66 @@ impl<P: Policy> HttpContext for BodyFilter<P> {
 fn too_large(max: u64) -> GatewayError {
     GatewayError::new(ErrorKind::PayloadTooLarge, format!("request body is larger than {max} bytes")).with_code("request_too_large")
 }
+
+/// The root context of a body filter: parses the configuration once (a bad
+/// one is refused with the field named) and gives each request a policy.
+pub struct PolicyRoot<C: 'static, P: Policy + 'static> {
+    name: &'static str,
+    parse: fn(&[u8]) -> Result<C, codec::config::ConfigError>,
+    make: fn(std::rc::Rc<C>) -> P,
+    config: Option<std::rc::Rc<C>>,
+}
+
+impl<C: 'static, P: Policy + 'static> Context for PolicyRoot<C, P> {}
+
+impl<C: 'static, P: Policy + 'static> proxy_wasm::traits::RootContext for PolicyRoot<C, P> {
+    fn on_configure(&mut self, _: usize) -> bool {
+        self.config = crate::configure(self.name, self.parse).map(std::rc::Rc::new);
+        self.config.is_some()
+    }
+
+    fn create_http_context(&self, _: u32) -> Option<Box<dyn HttpContext>> {
+        let config = self.config.clone()?;
+        Some(Box::new(BodyFilter::new((self.make)(config))))
+    }
+
+    fn get_type(&self) -> Option<proxy_wasm::types::ContextType> {
+        Some(proxy_wasm::types::ContextType::HttpContext)
+    }
+}
+
+type RootFactory = Box<dyn Fn() -> Box<dyn proxy_wasm::traits::RootContext>>;
+
+thread_local! {
+    /// The root factory of this module (one filter per module and VM); the
+    /// SDK takes a plain `fn`, which cannot carry it.
+    static ROOT: std::cell::RefCell<Option<RootFactory>> = std::cell::RefCell::new(None);
+}
+
+/// Stands in if no filter registered: refuses its configuration.
+struct Unregistered;
+
+impl Context for Unregistered {}
+
+impl proxy_wasm::traits::RootContext for Unregistered {
+    fn on_configure(&mut self, _: usize) -> bool {
+        log::error!("no filter registered in this module");
+        false
+    }
+}
+
+fn new_root(_: u32) -> Box<dyn proxy_wasm::traits::RootContext> {
+    ROOT.with(|r| r.borrow().as_ref().map(|make| make())).unwrap_or_else(|| Box::new(Unregistered))
+}
+
+/// Registers a body filter: `parse` reads its configuration, `make` builds
+/// the per-request policy from it.
+pub fn register<C: 'static, P: Policy + 'static>(
+    name: &'static str,
+    parse: fn(&[u8]) -> Result<C, codec::config::ConfigError>,
+    make: fn(std::rc::Rc<C>) -> P,
+) {
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+    ROOT.with(|r| *r.borrow_mut() = Some(Box::new(move || Box::new(PolicyRoot { name, parse, make, config: None }))));
+    proxy_wasm::set_root_context(new_root);
+}
