@@ -14,6 +14,7 @@ scripts/setup-envoy.sh
 missing=()
 command -v wasm-opt >/dev/null || missing+=(binaryen)
 command -v docker-compose >/dev/null || missing+=(docker-compose)
+command -v wrk >/dev/null || missing+=(wrk)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq
