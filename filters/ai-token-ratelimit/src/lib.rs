@@ -49,7 +49,16 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Limiter { shared: self.shared.clone()?, matched: Vec::new(), states: Vec::new(), replied: false, body_usage: None, copy: None, sse: None }))
+        Some(Box::new(Limiter {
+            shared: self.shared.clone()?,
+            matched: Vec::new(),
+            keys: Vec::new(),
+            states: Vec::new(),
+            replied: false,
+            body_usage: None,
+            copy: None,
+            sse: None,
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -61,6 +70,9 @@ struct Limiter {
     shared: Rc<Shared>,
     /// Matched (policy index, partition) pairs, charged when the request ends.
     matched: Vec<(usize, String)>,
+    /// Counter keys of the matched limits as (policy index, window, key),
+    /// hashed once at admission and reused when charging.
+    keys: Vec<(usize, u64, String)>,
     states: Vec<LimitState>,
     replied: bool,
     /// Usage read from the response itself, when no ai-proxy published it.
@@ -105,6 +117,7 @@ impl Limiter {
             for &(limit, window_ms) in &policy.limits {
                 let key = counter_key(&policy.name, window_ms, partition);
                 let (data, _) = host::shared_data(&key);
+                self.keys.push((*policy_idx, window_ms, key.clone()));
                 if data.is_none() {
                     // Create the counter at admission, before any charge on it
                     // can exist: two workers racing here both write zero.
@@ -138,6 +151,7 @@ impl Limiter {
             let names: Vec<&str> = rejected_by.iter().filter_map(|i| config.policies.get(*i)).map(|p| p.name.as_str()).collect();
             host::set_property("ai.ratelimit", format!("rejected:{}", names.join(",")).as_bytes());
             self.matched.clear(); // nothing is charged for a refused request
+            self.keys.clear();
             self.replied = true;
             let headers = if config.hide_client_headers {
                 vec![("retry-after".to_string(), wait.div_ceil(1000).to_string())]
@@ -179,39 +193,42 @@ impl Limiter {
     fn charge(&mut self) {
         let shared = self.shared.clone();
         let config = &shared.config;
-        let matched = std::mem::take(&mut self.matched);
+        self.matched.clear();
+        let keys = std::mem::take(&mut self.keys);
         let Some(usage) = self.usage() else { return };
         let now = now_ms();
-        for (policy_idx, partition) in matched {
+        let mut charged: Vec<usize> = Vec::new();
+        for (policy_idx, window_ms, key) in keys {
             let Some(policy) = config.policies.get(policy_idx) else { continue };
             let amount = config.charge_for(policy, &usage);
             if amount == 0 {
                 continue;
             }
-            for &(_, window_ms) in &policy.limits {
-                let key = counter_key(&policy.name, window_ms, &partition);
-                let mut done = false;
-                for _ in 0..CAS_RETRIES {
-                    let (data, cas) = host::shared_data(&key);
-                    let next = Window::decode(data.as_deref()).charged(now, window_ms, amount);
-                    match host::set_shared_data(&key, &next.encode(), cas) {
-                        Ok(true) => {
-                            done = true;
-                            break;
-                        }
-                        Ok(false) => continue,
-                        Err(e) => {
-                            log::warn!("ai-token-ratelimit: shared data write failed: {e:?}");
-                            break;
-                        }
+            let mut done = false;
+            for _ in 0..CAS_RETRIES {
+                let (data, cas) = host::shared_data(&key);
+                let next = Window::decode(data.as_deref()).charged(now, window_ms, amount);
+                match host::set_shared_data(&key, &next.encode(), cas) {
+                    Ok(true) => {
+                        done = true;
+                        break;
+                    }
+                    Ok(false) => continue,
+                    Err(e) => {
+                        log::warn!("ai-token-ratelimit: shared data write failed: {e:?}");
+                        break;
                     }
                 }
-                if !done {
-                    log::warn!("ai-token-ratelimit: could not charge {amount} to policy {} after {CAS_RETRIES} tries", policy.name);
-                }
             }
-            if let Some(m) = self.shared.metrics.get(policy_idx) {
-                host::increment(m.charged, amount);
+            if !done {
+                log::warn!("ai-token-ratelimit: could not charge {amount} to policy {} after {CAS_RETRIES} tries", policy.name);
+            }
+            // Count each policy once, however many limits it has.
+            if !charged.contains(&policy_idx) {
+                charged.push(policy_idx);
+                if let Some(m) = shared.metrics.get(policy_idx) {
+                    host::increment(m.charged, amount);
+                }
             }
         }
     }
