@@ -145,6 +145,9 @@ pub struct RateLimitConfig {
     pub max_request_body_size: u64,
     /// Some policy matches on `model`: the body must be read first.
     pub needs_model: bool,
+    /// Some policy matches on `provider` / partitions by IP.
+    pub needs_provider: bool,
+    pub needs_ip: bool,
 }
 
 fn valid_name(s: &str) -> bool {
@@ -212,6 +215,8 @@ impl RateLimitConfig {
             });
         }
         let needs_model = policies.iter().any(|p| p.matches.model.is_some());
+        let needs_provider = policies.iter().any(|p| p.matches.provider.is_some());
+        let needs_ip = policies.iter().any(|p| p.partition_by == PartitionBy::Ip);
         Ok(RateLimitConfig {
             policies,
             consumer_header: raw.consumer_header.map(|h| h.to_ascii_lowercase()),
@@ -223,6 +228,8 @@ impl RateLimitConfig {
             hide_client_headers: raw.hide_client_headers,
             max_request_body_size: raw.max_request_body_size,
             needs_model,
+            needs_provider,
+            needs_ip,
         })
     }
 

@@ -74,6 +74,7 @@ impl RootContext for Root {
             labels: self.labels.clone(),
             context_id,
             consumer: None,
+            headers: Vec::new(),
             timing: Timing::default(),
             streamed_logged: 0,
             replied: false,
@@ -114,6 +115,8 @@ struct Request {
     labels: Rc<RefCell<Labels>>,
     context_id: u32,
     consumer: Option<String>,
+    /// Request headers read in the headers phase, used again in the body phase.
+    headers: Vec<(String, String)>,
     timing: Timing,
     streamed_logged: usize,
     /// The filter answered the client itself; its reply passes untouched.
@@ -145,11 +148,13 @@ impl Request {
         }
     }
 
-    fn apply_request_edits(&mut self) {
-        let path = host::request_header(":path").unwrap_or_default();
+    /// `headers`: the request headers as they arrived (a snapshot: one host
+    /// call instead of one per header looked up).
+    fn apply_request_edits(&mut self, headers: &[(String, String)]) {
+        let path = host::lookup(headers, ":path").unwrap_or_default();
         // The client's path without its query (which may hold a key).
         host::set_property("ai.client_path", path.split('?').next().unwrap_or_default().as_bytes());
-        let edits = self.exchange.header_edits(&path, &host::request_header);
+        let edits = self.exchange.header_edits(&path, &|name| host::lookup(headers, name));
         for name in &edits.remove {
             host::remove_request_header(name);
         }
@@ -277,27 +282,30 @@ impl Context for Request {}
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         self.timing.started = Some(host::now());
-        let request_id = host::request_header("x-request-id").unwrap_or_default();
+        let headers = host::request_headers();
+        let header = |name: &str| host::lookup(&headers, name);
+        let request_id = header("x-request-id").unwrap_or_default();
         let id: String = request_id.chars().filter(char::is_ascii_alphanumeric).take(32).collect();
         let id = if id.is_empty() { format!("{:x}{:x}", host::unix_nanos(), self.context_id) } else { id };
         self.exchange.begin(id, host::unix_seconds());
         host::set_property("ai.provider", self.exchange.config().provider.as_str().as_bytes());
         host::set_property("ai.route_type", self.exchange.config().route_type.as_str().as_bytes());
-        if let Some(header) = &self.exchange.config().consumer_header {
-            self.consumer = host::request_header(header);
+        if let Some(name) = &self.exchange.config().consumer_header {
+            self.consumer = header(name);
             if let Some(c) = &self.consumer {
                 host::set_property("ai.consumer", c.as_bytes());
             }
         }
 
-        let method = host::request_header(":method").unwrap_or_default();
-        if let Err(err) = self.exchange.check_request_headers(&method, !end_of_stream, &host::request_header) {
+        let method = header(":method").unwrap_or_default();
+        if let Err(err) = self.exchange.check_request_headers(&method, !end_of_stream, &header) {
             return self.reject(&err);
         }
         if end_of_stream {
-            self.apply_request_edits();
+            self.apply_request_edits(&headers);
             return Action::Continue;
         }
+        self.headers = headers; // kept for the edits once the body is read
         Action::Pause
     }
 
@@ -325,7 +333,8 @@ impl HttpContext for Request {
         if let Some(model) = self.exchange.requested_model() {
             host::set_property("ai.request_model", model.as_bytes());
         }
-        self.apply_request_edits();
+        let headers = std::mem::take(&mut self.headers);
+        self.apply_request_edits(&headers);
         Action::Continue
     }
 

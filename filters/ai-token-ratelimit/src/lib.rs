@@ -98,16 +98,27 @@ impl Limiter {
     fn admit(&mut self, model: Option<&str>) -> Action {
         let shared = self.shared.clone();
         let config = &shared.config;
-        let path = host::request_header(":path").unwrap_or_default();
+        let headers = host::request_headers();
+        let header = |name: &str| host::lookup(&headers, name);
+        let path = header(":path").unwrap_or_default();
         // Provider: from the route's metadata (this filter runs before
-        // ai-proxy), or from ai-proxy's filter state if it ran first.
-        let provider = host::property_string(&["xds", "route_metadata", "filter_metadata", "ai_gateway", "provider"])
-            .or_else(|| host::property_string(&["ai.provider"]));
-        let ip = host::property_string(&["source", "address"]).map(|a| match a.rsplit_once(':') {
-            Some((host, _)) => host.trim_matches(['[', ']']).to_string(),
-            None => a,
-        });
-        let facts = RequestFacts { header: &host::request_header, path: &path, model, provider: provider.as_deref(), ip: ip.as_deref() };
+        // ai-proxy), or from ai-proxy's filter state if it ran first. Read
+        // only when a policy matches on it (each read is a host call).
+        let provider = if config.needs_provider {
+            host::property_string(&["xds", "route_metadata", "filter_metadata", "ai_gateway", "provider"])
+                .or_else(|| host::property_string(&["ai.provider"]))
+        } else {
+            None
+        };
+        let ip = if config.needs_ip {
+            host::property_string(&["source", "address"]).map(|a| match a.rsplit_once(':') {
+                Some((host, _)) => host.trim_matches(['[', ']']).to_string(),
+                None => a,
+            })
+        } else {
+            None
+        };
+        let facts = RequestFacts { header: &header, path: &path, model, provider: provider.as_deref(), ip: ip.as_deref() };
         self.matched = config.matching(&facts);
         let now = now_ms();
         let mut retry_after_ms: Option<u64> = None;
@@ -268,9 +279,7 @@ impl HttpContext for Limiter {
             return Action::Continue;
         }
         if !self.config().hide_client_headers {
-            for (name, value) in client_headers(&self.states, None) {
-                host::set_response_header(&name, &value);
-            }
+            host::set_response_headers(&client_headers(&self.states, None));
         }
         // Without ai-proxy in the chain, usage is read from the answer itself.
         if !self.matched.is_empty() && host::property_string(&["ai.provider"]).is_none() {

@@ -185,3 +185,25 @@ pub fn record(name: &str, value: u64) {
         }
     }
 }
+
+/// All request headers in one host call (names are lower case), for
+/// filters that look up several: one call instead of one per header.
+pub fn request_headers() -> Vec<(String, String)> {
+    hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
+}
+
+/// Looks a header up in a snapshot from `request_headers`.
+pub fn lookup(headers: &[(String, String)], name: &str) -> Option<String> {
+    headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+}
+
+/// Adds several response headers with one read and one write of the map.
+pub fn set_response_headers(extra: &[(String, String)]) -> bool {
+    let Ok(mut headers) = hostcalls::get_map(MapType::HttpResponseHeaders) else { return false };
+    for (name, value) in extra {
+        headers.retain(|(n, _)| n != name);
+        headers.push((name.clone(), value.clone()));
+    }
+    let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    warn_on_err("set_response_headers", hostcalls::set_map(MapType::HttpResponseHeaders, pairs))
+}
