@@ -4,11 +4,11 @@
 // never panic; writes only go into objects built in this module.
 #![allow(clippy::indexing_slicing)]
 
-use super::common::{arguments_object, parse_data_url, system_text, tool_call, ChunkWriter, SseInput};
+use super::common::{single_choice, arguments_object, parse_data_url, system_text, tool_call, ChunkWriter, SseInput};
 use super::stream::StreamTranslator;
 use crate::error::GatewayError;
 use crate::openai::{
-    ChatChoice, ChatMessage, ChatRequest, ChatResponse, Content, PromptTokensDetails, Usage,
+    ChatRequest, ChatResponse, Content, PromptTokensDetails, Usage,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -217,21 +217,8 @@ pub fn chat_response(body: &[u8], created: u64) -> Result<(ChatResponse, Usage),
         }
     }
     let usage = r.usage.to_openai();
-    let message = ChatMessage {
-        role: "assistant".into(),
-        content: Some(Content::Text(text)),
-        tool_calls: (!calls.is_empty()).then_some(calls),
-        ..Default::default()
-    };
-    let response = ChatResponse {
-        id: r.id,
-        object: "chat.completion".into(),
-        created,
-        model: r.model,
-        choices: vec![ChatChoice { index: 0, message, finish_reason: Some(finish_reason(r.stop_reason.as_deref()).into()) }],
-        usage: Some(usage),
-    };
-    Ok((response, usage))
+    let reason = finish_reason(r.stop_reason.as_deref());
+    Ok((single_choice(r.id, created, r.model, text, calls, reason, Some(usage)), usage))
 }
 
 /// Anthropic's named SSE events to OpenAI chunks.

@@ -4,12 +4,12 @@
 // never panic; writes only go into objects built in this module.
 #![allow(clippy::indexing_slicing)]
 
-use super::common::{arguments_object, embeddings, parse_data_url, system_text, tool_call, unprocessable, ChunkWriter};
+use super::common::{single_choice, arguments_object, embeddings, parse_data_url, system_text, tool_call, unprocessable, ChunkWriter};
 use super::eventstream::{Decoder, Frame};
 use super::stream::StreamTranslator;
 use crate::error::GatewayError;
 use crate::openai::{
-    ChatChoice, ChatMessage, ChatRequest, ChatResponse, Content, EmbeddingRequest, EmbeddingResponse, PromptTokensDetails,
+    ChatRequest, ChatResponse, Content, EmbeddingRequest, EmbeddingResponse, PromptTokensDetails,
     Usage,
 };
 use serde::Deserialize;
@@ -199,23 +199,8 @@ pub fn chat_response(body: &[u8], id: &str, created: u64, model: &str) -> Result
         }
     }
     let usage = a.usage.to_openai();
-    let message = ChatMessage {
-        role: "assistant".into(),
-        content: Some(Content::Text(text)),
-        tool_calls: (!calls.is_empty()).then_some(calls),
-        ..Default::default()
-    };
-    Ok((
-        ChatResponse {
-            id: format!("chatcmpl-{id}"),
-            object: "chat.completion".into(),
-            created,
-            model: model.to_string(),
-            choices: vec![ChatChoice { index: 0, message, finish_reason: Some(finish_reason(a.stop_reason.as_deref()).into()) }],
-            usage: Some(usage),
-        },
-        usage,
-    ))
+    let reason = finish_reason(a.stop_reason.as_deref());
+    Ok((single_choice(format!("chatcmpl-{id}"), created, model.to_string(), text, calls, reason, Some(usage)), usage))
 }
 
 fn is_titan(model: &str) -> bool {

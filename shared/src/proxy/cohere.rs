@@ -3,11 +3,11 @@
 // never panic; writes only go into objects built in this module.
 #![allow(clippy::indexing_slicing)]
 
-use super::common::{embeddings, tool_call, ChunkWriter, SseInput};
+use super::common::{single_choice, embeddings, tool_call, ChunkWriter, SseInput};
 use super::stream::StreamTranslator;
 use crate::error::GatewayError;
 use crate::openai::{
-    ChatChoice, ChatMessage, ChatRequest, ChatResponse, Content, EmbeddingRequest, EmbeddingResponse, Usage,
+    ChatRequest, ChatResponse, Content, EmbeddingRequest, EmbeddingResponse, Usage,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -189,23 +189,8 @@ pub fn chat_response(body: &[u8], created: u64, model: &str) -> Result<(ChatResp
         })
         .unwrap_or_default();
     let usage = usage_of(&a.usage);
-    let message = ChatMessage {
-        role: "assistant".into(),
-        content: Some(Content::Text(text)),
-        tool_calls: (!calls.is_empty()).then_some(calls),
-        ..Default::default()
-    };
-    Ok((
-        ChatResponse {
-            id: a.id,
-            object: "chat.completion".into(),
-            created,
-            model: model.to_string(),
-            choices: vec![ChatChoice { index: 0, message, finish_reason: Some(finish_reason(a.finish_reason.as_deref()).into()) }],
-            usage: Some(usage),
-        },
-        usage,
-    ))
+    let reason = finish_reason(a.finish_reason.as_deref());
+    Ok((single_choice(a.id, created, model.to_string(), text, calls, reason, Some(usage)), usage))
 }
 
 pub fn embed_request(req: &EmbeddingRequest) -> Value {

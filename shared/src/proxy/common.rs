@@ -2,7 +2,10 @@
 //! arguments, and an OpenAI stream writer that keeps one id and model.
 
 use crate::error::{error_body, ErrorKind, GatewayError};
-use crate::openai::{ChatChunk, ChatMessage, ChunkChoice, Delta, Embedding, EmbeddingResponse, FunctionCall, ToolCall, Usage};
+use crate::openai::{
+    ChatChoice, ChatChunk, ChatMessage, ChatResponse, ChunkChoice, Content, Delta, Embedding, EmbeddingResponse, FunctionCall,
+    ToolCall, Usage,
+};
 use crate::sse::{encode_event, SseDecoder, SseEvent};
 use serde_json::{Map, Value};
 
@@ -63,6 +66,33 @@ pub fn tool_call(id: String, name: String, arguments: String, index: Option<u32>
         id: Some(id),
         kind: Some("function".into()),
         function: FunctionCall { name: Some(name), arguments: Some(arguments) },
+    }
+}
+
+/// A one-choice `chat.completion` from a native answer's text, tool calls
+/// (if any), OpenAI finish reason and usage.
+pub fn single_choice(
+    id: String,
+    created: u64,
+    model: String,
+    text: String,
+    calls: Vec<ToolCall>,
+    finish_reason: &str,
+    usage: Option<Usage>,
+) -> ChatResponse {
+    let message = ChatMessage {
+        role: "assistant".into(),
+        content: Some(Content::Text(text)),
+        tool_calls: (!calls.is_empty()).then_some(calls),
+        ..Default::default()
+    };
+    ChatResponse {
+        id,
+        object: "chat.completion".into(),
+        created,
+        model,
+        choices: vec![ChatChoice { index: 0, message, finish_reason: Some(finish_reason.to_string()) }],
+        usage,
     }
 }
 

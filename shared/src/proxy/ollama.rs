@@ -3,7 +3,7 @@
 
 use crate::error::GatewayError;
 use crate::openai::{
-    ChatChoice, ChatMessage, ChatRequest, ChatResponse, CompletionChoice, CompletionRequest, CompletionResponse,
+    ChatMessage, ChatRequest, ChatResponse, CompletionChoice, CompletionRequest, CompletionResponse,
     Content, EmbeddingRequest, EmbeddingResponse, FunctionCall, Rest, Tool, ToolCall, Usage,
 };
 use serde::{Deserialize, Serialize};
@@ -275,23 +275,16 @@ pub fn chat_response(body: &[u8], meta: &Meta) -> Result<(ChatResponse, Option<U
     let finish_reason = a.finish_reason();
     let message = a.message.unwrap_or_default();
     let tool_calls = tool_calls_out(&message.tool_calls, meta.id, false);
-    let response = ChatResponse {
-        id: format!("chatcmpl-{}", meta.id),
-        object: "chat.completion".into(),
-        created: meta.created,
-        model: a.model.unwrap_or_else(|| meta.model.to_string()),
-        choices: vec![ChatChoice {
-            index: 0,
-            message: ChatMessage {
-                role: "assistant".into(),
-                content: Some(Content::Text(message.content)),
-                tool_calls: (!tool_calls.is_empty()).then_some(tool_calls),
-                ..Default::default()
-            },
-            finish_reason: Some(finish_reason),
-        }],
+    let model = a.model.unwrap_or_else(|| meta.model.to_string());
+    let response = super::common::single_choice(
+        format!("chatcmpl-{}", meta.id),
+        meta.created,
+        model,
+        message.content,
+        tool_calls,
+        &finish_reason,
         usage,
-    };
+    );
     Ok((response, usage))
 }
 
