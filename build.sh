@@ -19,6 +19,11 @@ mkdir -p dist
 for name in "${filters[@]}"; do
     module="${name//-/_}.wasm"
     src="target/wasm32-wasip1/release/$module"
+    # Unchanged since the last build: keep the optimized module (each test
+    # binary runs this script once; wasm-opt takes seconds per module).
+    if [ -f "dist/$module" ] && [ "dist/$module" -nt "$src" ]; then
+        continue
+    fi
     if command -v wasm-opt >/dev/null; then
         # Debian's binaryen 108 needs the features rustc emits spelled out.
         wasm-opt -Oz --strip-debug --enable-bulk-memory --enable-sign-ext \

@@ -5,7 +5,7 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub fn repo_root() -> PathBuf {
@@ -90,9 +90,7 @@ pub struct Envoy {
     pub log_path: PathBuf,
     pub config_path: PathBuf,
     pid_path: PathBuf,
-    /// Dropping (or exiting) closes it, and the wrapper then kills Envoy.
-    _lifeline: ChildStdin,
-    _wrapper: Child,
+    _process: crate::process::Supervised,
 }
 
 impl Envoy {
@@ -114,27 +112,14 @@ impl Envoy {
         let config_path = dir.join(format!("{stem}.yaml"));
         let log_path = dir.join(format!("{stem}.log"));
         std::fs::write(&config_path, rewrite_config(&yaml, ports, &dist_dir())).unwrap_or_else(|e| panic!("write config: {e}"));
-        let log = std::fs::File::create(&log_path).unwrap_or_else(|e| panic!("log file: {e}"));
-        // The wrapper shell kills Envoy by PID when our end of its stdin
-        // closes, which happens however the test process ends.
-        let script = r#"envoy="$1"; pidfile="$2"; shift 2; "$envoy" "$@" </dev/null & pid=$!; echo "$pid" > "$pidfile"; read -r _; kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null"#;
-        let mut cmd = Command::new("bash");
         let pid_path = dir.join(format!("{stem}.pid"));
-        cmd.arg("-c").arg(script).arg("envoy-wrapper").arg(envoy_binary()).arg(&pid_path);
-        cmd.args(["-c", &config_path.to_string_lossy(), "--concurrency", &concurrency.to_string()]);
+        let mut args: Vec<String> = vec!["-c".into(), config_path.to_string_lossy().into_owned(), "--concurrency".into(), concurrency.to_string()];
         // Flush access logs often (a command-line flag, not config): tests read them.
-        cmd.args(["--base-id", &ports.listener.to_string(), "--log-level", "info", "--drain-time-s", "1", "--file-flush-interval-msec", "100"]);
-        for (k, v) in env {
-            cmd.env(k, v);
+        for a in ["--base-id", &ports.listener.to_string(), "--log-level", "info", "--drain-time-s", "1", "--file-flush-interval-msec", "100"] {
+            args.push(a.to_string());
         }
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(log.try_clone().unwrap_or_else(|e| panic!("{e}")))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start envoy: {e}"));
-        let lifeline = child.stdin.take().unwrap_or_else(|| panic!("no stdin"));
-        let envoy = Envoy { ports, log_path, config_path, pid_path, _lifeline: lifeline, _wrapper: child };
+        let process = crate::process::spawn(&envoy_binary(), &args, env, &log_path, &pid_path);
+        let envoy = Envoy { ports, log_path, config_path, pid_path, _process: process };
         envoy.wait_ready();
         envoy
     }
