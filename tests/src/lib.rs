@@ -5,6 +5,8 @@ pub mod envoy;
 pub mod fake;
 pub mod fake_native;
 pub mod http;
+pub mod process;
+pub mod prometheus;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
