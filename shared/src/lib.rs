@@ -13,5 +13,6 @@ pub mod proxy;
 pub mod ratelimit;
 pub mod sse;
 pub mod template;
+pub mod transformer;
 
 pub use error::{ErrorKind, GatewayError};

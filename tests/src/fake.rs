@@ -63,6 +63,13 @@ impl FakeProvider {
         records.iter().filter(|r| r.header("x-test-id") == Some(test_id)).cloned().collect()
     }
 
+    /// Requests whose body contains `needle` (calls the gateway makes
+    /// itself carry no test header, but they carry the client's payload).
+    pub fn requests_containing(&self, needle: &str) -> Vec<Recorded> {
+        let records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        records.iter().filter(|r| String::from_utf8_lossy(&r.body).contains(needle)).cloned().collect()
+    }
+
     pub fn total_requests(&self) -> usize {
         self.records.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
@@ -235,11 +242,15 @@ fn respond(req: &Recorded, out: &mut TcpStream) -> std::io::Result<()> {
         let _ = out.shutdown(std::net::Shutdown::Both);
         return Err(std::io::Error::other("closed on request"));
     }
+    if req.path.starts_with("/legacy/") {
+        return legacy_api(req, out);
+    }
     let flavor = flavor(req);
-    if let Some(ms) = req.header("x-fake-delay-ms").and_then(|v| v.parse().ok()) {
+    let steer = Steering::of(req);
+    if let Some(ms) = steer.delay_ms {
         thread::sleep(Duration::from_millis(ms));
     }
-    if let Some(reply) = forced_reply(req, flavor) {
+    if let Some(reply) = forced_reply(req, flavor, steer.status) {
         return write_reply(out, &reply);
     }
     if let Some(reply) = auth_failure(req, flavor) {
@@ -267,7 +278,40 @@ fn respond(req: &Recorded, out: &mut TcpStream) -> std::io::Result<()> {
     }
 }
 
-fn forced_reply(req: &Recorded, flavor: Flavor) -> Option<Reply> {
+/// Failures a test asks for: `x-fake-status` and `x-fake-delay-ms` request
+/// headers, or, for calls the gateway makes itself (which carry no client
+/// header: the transformers' LLM calls), the configured model name
+/// `fake-status-503` or `fake-delay-ms-2000`.
+struct Steering {
+    status: Option<u16>,
+    delay_ms: Option<u64>,
+}
+
+impl Steering {
+    fn of(req: &Recorded) -> Steering {
+        let model = serde_json::from_slice::<Value>(&req.body).ok().and_then(|b| b["model"].as_str().map(str::to_string)).unwrap_or_default();
+        Steering {
+            status: req.header("x-fake-status").and_then(|v| v.parse().ok()).or_else(|| model.strip_prefix("fake-status-")?.parse().ok()),
+            delay_ms: req.header("x-fake-delay-ms").and_then(|v| v.parse().ok()).or_else(|| model.strip_prefix("fake-delay-ms-")?.parse().ok()),
+        }
+    }
+}
+
+/// A plain JSON API (not an LLM) behind the gateway, for the transformers:
+/// it answers `x-fake-api-reply` (or a fixed order list), or two SSE
+/// events with `x-fake-api-content-type: text/event-stream`.
+fn legacy_api(req: &Recorded, out: &mut TcpStream) -> std::io::Result<()> {
+    if req.header("x-fake-api-content-type").is_some_and(|ct| ct.starts_with("text/event-stream")) {
+        return write_streamed(out, "text/event-stream", b"data: {\"n\":1}\n\ndata: {\"n\":2}\n\n");
+    }
+    let body = match req.header("x-fake-api-reply") {
+        Some(reply) => reply.as_bytes().to_vec(),
+        None => br#"{"orders":[{"id":7,"item":"book","status":"shipped"}]}"#.to_vec(),
+    };
+    write_reply(out, &Reply { status: 200, content_type: "application/json", body })
+}
+
+fn forced_reply(req: &Recorded, flavor: Flavor, status: Option<u16>) -> Option<Reply> {
     if req.header("x-fake-broken-json").is_some() {
         return Some(Reply { status: 200, content_type: "application/json", body: br#"{"id":"chatcmpl-1","choices":[{"#.to_vec() });
     }
@@ -275,7 +319,7 @@ fn forced_reply(req: &Recorded, flavor: Flavor) -> Option<Reply> {
         let ct: &'static str = if ct.contains("html") { "text/html" } else { "text/plain" };
         return Some(Reply { status: 200, content_type: ct, body: b"<html><body>captive portal</body></html>".to_vec() });
     }
-    let status: u16 = req.header("x-fake-status")?.parse().ok()?;
+    let status = status?;
     Some(match (req.header("x-fake-error-body"), flavor) {
         (Some("html"), _) => Reply { status, content_type: "text/html", body: b"<html><body><h1>502 Bad Gateway</h1></body></html>".to_vec() },
         (Some("text"), _) => Reply { status, content_type: "text/plain", body: b"upstream overloaded".to_vec() },

@@ -187,7 +187,7 @@ impl Limiter {
 
     fn usage(&self) -> Option<Usage> {
         let read = |k: &str| host::property_string(&[k]).and_then(|v| v.parse::<u64>().ok());
-        match (read("ai.prompt_tokens"), read("ai.completion_tokens"), read("ai.total_tokens")) {
+        let served = match (read("ai.prompt_tokens"), read("ai.completion_tokens"), read("ai.total_tokens")) {
             (None, None, None) => self.body_usage,
             (p, c, t) => {
                 let mut u = Usage::new(p.unwrap_or(0), c.unwrap_or(0));
@@ -196,7 +196,19 @@ impl Limiter {
                 }
                 Some(u)
             }
-        }
+        };
+        // The transformers' LLM calls on this request spend tokens too
+        // (one property each: "prompt,completion,total").
+        ["ai.transformer.request.usage", "ai.transformer.response.usage"]
+            .iter()
+            .filter_map(|k| codec::transformer::parse_usage(&host::property_string(&[k])?))
+            .fold(served, |sum, u| {
+                let mut total = sum.unwrap_or_default();
+                total.prompt_tokens = total.prompt_tokens.saturating_add(u.prompt_tokens);
+                total.completion_tokens = total.completion_tokens.saturating_add(u.completion_tokens);
+                total.total_tokens = total.total_tokens.saturating_add(u.total_tokens);
+                Some(total)
+            })
     }
 
     /// Adds the request's real usage to every matched counter, with

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub use proxy_wasm;
 
 pub mod body_filter;
+pub mod transformer;
 
 fn warn_on_err(what: &str, result: Result<(), Status>) -> bool {
     match result {
@@ -206,4 +207,30 @@ pub fn set_response_headers(extra: &[(String, String)]) -> bool {
     }
     let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
     warn_on_err("set_response_headers", hostcalls::set_map(MapType::HttpResponseHeaders, pairs))
+}
+
+/// Sends an HTTP call through an Envoy cluster; the answer comes to the
+/// calling context's `on_http_call_response`. `headers` must hold
+/// `:method`, `:path` and `:authority`.
+pub fn dispatch_http_call(cluster: &str, headers: &[(String, String)], body: &[u8], timeout: Duration) -> Result<u32, Status> {
+    let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    hostcalls::dispatch_http_call(cluster, pairs, Some(body), vec![], timeout)
+}
+
+/// The answer to a `dispatch_http_call`: headers (`:status` among them).
+pub fn http_call_response_headers() -> Vec<(String, String)> {
+    hostcalls::get_map(MapType::HttpCallResponseHeaders).unwrap_or_default()
+}
+
+pub fn http_call_response_body(size: usize) -> Vec<u8> {
+    hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size).ok().flatten().unwrap_or_default()
+}
+
+/// Lets a request paused in a body phase go on (after an HTTP call).
+pub fn resume_request() -> bool {
+    warn_on_err("resume_http_request", hostcalls::resume_http_request())
+}
+
+pub fn resume_response() -> bool {
+    warn_on_err("resume_http_response", hostcalls::resume_http_response())
 }
