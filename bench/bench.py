@@ -51,10 +51,16 @@ def filters(upstream):
             "(?i)ssn:?\\s*\\d{3}-\\d{2}-\\d{4}", "(?i)drop\\s+table", "(?i)<script", "(?i)sudo\\s+rm", "(?i)jailbreak", "(?i)secret\\s+token"]}),
         "decorator": ("ai-prompt-decorator", "ai_prompt_decorator", {"prompts": {"prepend": [{"role": "system", "content": "You are the ACME assistant."}], "append": [{"role": "user", "content": "Answer briefly."}]}}),
         "template": ("ai-prompt-template", "ai_prompt_template", {"templates": [{"name": "t", "template": "{\"messages\":[{\"role\":\"user\",\"content\":\"{{q}}\"}]}"}]}),
-        "ratelimit": ("ai-token-ratelimit", "ai_token_ratelimit", {"policies": [
-            {"name": "total", "limits": [{"limit": 1e12, "window_size": 86400}]},
-            {"name": "per-key", "partition_by": "header", "partition_header": "authorization", "limits": [{"limit": 1e12, "window_size": 60}]}]}),
+        "ratelimit": ("ai-token-ratelimit", "ai_token_ratelimit", {"policies": RATELIMIT_POLICIES}),
+        # The same policies, counted by the rate-limit service in Redis.
+        "ratelimit_shared": ("ai-token-ratelimit", "ai_token_ratelimit", dict(SHARED_POLICIES)),
     }
+
+
+RATELIMIT_POLICIES = [
+    {"name": "total", "limits": [{"limit": 4e9, "window_size": 86400}]},
+    {"name": "per-key", "partition_by": "header", "partition_header": "authorization", "limits": [{"limit": 4e9, "window_size": 60}]}]
+SHARED_POLICIES = {"strategy": "cluster", "policies": RATELIMIT_POLICIES}
 
 
 TARGETS = [
@@ -65,13 +71,50 @@ TARGETS = [
     ("decorator", ["decorator"]),
     ("template", ["template"]),
     ("token rate limit", ["ratelimit"]),
+    ("rate limit + ai-proxy, local", ["ratelimit", "proxy"]),
+    ("rate limit + ai-proxy, shared (RLS, Redis)", ["ratelimit_shared", "proxy"]),
     ("full chain", ["template", "decorator", "guard", "ratelimit", "proxy"]),
 ]
+
+
+SHARED = {}  # rls port and rendered rate_limits, set in main() when a target needs them
+
+
+def native_ratelimit():
+    rate_limits = "".join("              " + l + "\n" if l.strip() else "\n" for l in SHARED["rate_limits"].splitlines())
+    return f"""
+          - name: envoy.filters.http.ratelimit
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit
+              domain: ai-gateway
+              failure_mode_deny: false
+              timeout: 0.25s
+              rate_limit_service:
+                transport_api_version: V3
+                grpc_service:
+                  envoy_grpc: {{ cluster_name: ratelimit }}
+              rate_limits:
+{rate_limits}"""
 
 
 def config(target_filters, upstream, port, admin):
     fs = filters(upstream)
     chain = "".join(wasm_filter(*fs[f]) for f in target_filters)
+    rls_cluster = ""
+    if "ratelimit_shared" in target_filters:
+        chain += native_ratelimit().rstrip("\n")
+        rls_cluster = f"""
+  - name: ratelimit
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{ http2_protocol_options: {{}} }}
+    load_assignment:
+      cluster_name: ratelimit
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {SHARED["port"]} }} }} }}"""
     return f"""static_resources:
   listeners:
   - address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
@@ -100,7 +143,7 @@ def config(target_filters, upstream, port, admin):
       cluster_name: upstream
       endpoints:
       - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream} }} }} }}
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream} }} }} }}{rls_cluster}
 admin:
   address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}
 """
@@ -218,6 +261,7 @@ def main():
     bodies = workloads()
     upstream_port = free_port()
     upstream = subprocess.Popen(["taskset", "-c", "1", str(ROOT / "target/release/bench-upstream"), str(upstream_port)])
+    services = [upstream] + start_shared_services(args.quick)
     time.sleep(0.3)
     results = []  # one record per round, target, workload, concurrency
     failed = 0
@@ -242,9 +286,35 @@ def main():
                 envoy.stop()
                 print(f"round {rnd + 1}/{rounds}: {name} done", file=sys.stderr)
     finally:
-        upstream.terminate()
+        for p in services:
+            p.terminate()
     report(results, rounds, seconds, cold_start, failed)
     return 1 if failed else 0
+
+
+def start_shared_services(quick):
+    """Redis and ai-ratelimit-service on core 1 (beside wrk and the upstream),
+    and the rate_limits rendered from the shared target's policies."""
+    service = ROOT / "target" / ("debug" if quick else "release") / "ai-ratelimit-service"
+    if not service.exists():
+        sys.exit(f"{service} is not built (bench/run.sh builds it)")
+    policies, service_cfg, rate_limits = WORK / "shared-policies.json", WORK / "shared-rls.yaml", WORK / "shared-rate-limits.yaml"
+    policies.write_text(json.dumps(SHARED_POLICIES))
+    subprocess.run([str(service), "render", str(policies), "--service-config", str(service_cfg), "--envoy-rate-limits", str(rate_limits)], check=True)
+    redis_port, rls_port = free_port(), free_port()
+    redis = subprocess.Popen(["taskset", "-c", "1", "redis-server", "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "", "--appendonly", "no"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rls = subprocess.Popen(["taskset", "-c", "1", str(service), "serve", "--config", str(service_cfg), "--redis", f"redis://127.0.0.1:{redis_port}",
+                            "--listen", f"127.0.0.1:{rls_port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", rls_port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    SHARED.update(port=rls_port, rate_limits=rate_limits.read_text())
+    return [rls, redis]
 
 
 def report(results, rounds, seconds, cold_start, failed):

@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
 # Sets up and runs the benchmark: `bench/run.sh` (about 6 minutes) or
-# `bench/run.sh --quick` (under 2). Needs wrk (Debian) and taskset.
+# `bench/run.sh --quick` (under 2). Needs wrk and redis-server (Debian) and taskset.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-envoy.sh
 ./build.sh >/dev/null
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
 cargo build --quiet --release -p ai-gateway-tests --bin bench-upstream
+# The shared-budget target runs the rate-limit service and Redis; --quick
+# (CI's smoke) takes the debug build test.sh already made.
+command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }
+if [[ " $* " == *" --quick "* ]]; then
+    cargo build --quiet -p ai-ratelimit-service
+else
+    cargo build --quiet --release -p ai-ratelimit-service
+fi
 exec python3 bench/bench.py "$@"

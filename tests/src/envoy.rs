@@ -41,9 +41,13 @@ pub fn dist_dir() -> PathBuf {
 pub struct Ports {
     pub listener: u16,
     pub admin: u16,
-    /// Every upstream cluster is sent here.
+    /// Every upstream cluster is sent here...
     pub upstream: u16,
 }
+
+/// ... except clusters whose shipped port is listed here (a service the
+/// test runs itself, such as the rate-limit service): shipped port, test port.
+pub type PortMap<'a> = &'a [(u16, u16)];
 
 fn indent(line: &str) -> usize {
     line.len() - line.trim_start().len()
@@ -51,6 +55,10 @@ fn indent(line: &str) -> usize {
 
 /// Rewrites a shipped envoy config for a test run (see module docs).
 pub fn rewrite_config(yaml: &str, ports: Ports, dist: &Path) -> String {
+    rewrite_config_mapped(yaml, ports, dist, &[])
+}
+
+pub fn rewrite_config_mapped(yaml: &str, ports: Ports, dist: &Path, mapped: PortMap) -> String {
     let mut out = Vec::new();
     let mut in_clusters = false;
     let mut skip_deeper_than: Option<usize> = None;
@@ -74,7 +82,9 @@ pub fn rewrite_config(yaml: &str, ports: Ports, dist: &Path) -> String {
             }
             if let Some(i) = l.find("socket_address: {") {
                 let end = l[i..].find('}').map(|e| i + e + 1).unwrap_or(l.len());
-                l = format!("{}socket_address: {{ address: 127.0.0.1, port_value: {} }}{}", &l[..i], ports.upstream, &l[end..]);
+                let shipped = l[i..end].split("port_value:").nth(1).and_then(|p| p.trim().trim_end_matches('}').trim().parse::<u16>().ok());
+                let port = mapped.iter().find(|(from, _)| Some(*from) == shipped).map(|(_, to)| *to).unwrap_or(ports.upstream);
+                l = format!("{}socket_address: {{ address: 127.0.0.1, port_value: {port} }}{}", &l[..i], &l[end..]);
             }
         } else {
             l = l.replace("address: 0.0.0.0, port_value: 10000", &format!("address: 127.0.0.1, port_value: {}", ports.listener));
@@ -102,6 +112,12 @@ impl Envoy {
     /// Like `start`, with one more rewrite of the config text (a test that
     /// needs, say, shorter windows says so where it calls this).
     pub fn start_with(file: &str, upstream: u16, concurrency: u32, env: &[(&str, &str)], rewrite: &dyn Fn(String) -> String) -> Envoy {
+        Self::start_mapped(file, upstream, concurrency, env, rewrite, &[])
+    }
+
+    /// Like `start_with`; clusters on the shipped ports in `mapped` go to
+    /// the test's own services instead of the fake provider.
+    pub fn start_mapped(file: &str, upstream: u16, concurrency: u32, env: &[(&str, &str)], rewrite: &dyn Fn(String) -> String, mapped: PortMap) -> Envoy {
         let root = repo_root();
         let yaml = std::fs::read_to_string(root.join("envoy").join(file)).unwrap_or_else(|e| panic!("read envoy/{file}: {e}"));
         let yaml = rewrite(yaml);
@@ -111,7 +127,7 @@ impl Envoy {
         let stem = format!("{}-{}", file.trim_end_matches(".yaml"), ports.listener);
         let config_path = dir.join(format!("{stem}.yaml"));
         let log_path = dir.join(format!("{stem}.log"));
-        std::fs::write(&config_path, rewrite_config(&yaml, ports, &dist_dir())).unwrap_or_else(|e| panic!("write config: {e}"));
+        std::fs::write(&config_path, rewrite_config_mapped(&yaml, ports, &dist_dir(), mapped)).unwrap_or_else(|e| panic!("write config: {e}"));
         let pid_path = dir.join(format!("{stem}.pid"));
         let mut args: Vec<String> = vec!["-c".into(), config_path.to_string_lossy().into_owned(), "--concurrency".into(), concurrency.to_string()];
         // Flush access logs often (a command-line flag, not config): tests read them.

@@ -7,6 +7,7 @@ pub mod fake_native;
 pub mod http;
 pub mod process;
 pub mod prometheus;
+pub mod redis_server;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -19,4 +19,9 @@ fn compose_file_is_valid_and_mounts_the_tested_config() {
     let setup = std::fs::read_to_string(repo_root().join("scripts/setup-envoy.sh")).unwrap_or_default();
     let version = setup.lines().find_map(|l| l.strip_prefix("ENVOY_VERSION=")).unwrap_or("?");
     assert!(text.contains(&format!("envoyproxy/envoy:v{version}")), "the image must be the Envoy version the tests run");
+    // Shared budgets: envoyproxy/ratelimit reads the file the tests run
+    // ai-ratelimit-service with (tests/tests/global_ratelimit.rs).
+    let rls_config = repo_root().join("envoy/ratelimit-config.yaml");
+    assert!(text.contains(&format!("{}:/data/ratelimit/config/ratelimit-config.yaml:ro", rls_config.display())), "{text}");
+    assert!(text.contains("envoyproxy/ratelimit:") && text.contains("REDIS_URL: 127.0.0.1:6379"), "{text}");
 }

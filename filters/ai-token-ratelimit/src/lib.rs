@@ -1,8 +1,9 @@
 //! ai-token-ratelimit: glue over `codec::ratelimit`. Counters live in
-//! proxy-wasm shared data, so every Envoy worker shares one budget.
+//! proxy-wasm shared data, so every Envoy worker shares one budget; with
+//! `strategy: cluster` a rate-limit service counts (see `publish_descriptors`).
 
 use codec::openai::{Usage, UsageProbe};
-use codec::ratelimit::{client_headers, counter_key, LimitState, RateLimitConfig, RequestFacts, Window};
+use codec::ratelimit::{client_headers, cluster_partition, cluster_state_key, counter_key, Backend, LimitState, RateLimitConfig, RequestFacts, Window};
 use codec::{ErrorKind, GatewayError};
 use host::proxy_wasm::traits::{Context, HttpContext, RootContext};
 use host::proxy_wasm::types::{Action, ContextType, LogLevel};
@@ -120,6 +121,9 @@ impl Limiter {
         };
         let facts = RequestFacts { header: &header, path: &path, model, provider: provider.as_deref(), ip: ip.as_deref() };
         self.matched = config.matching(&facts);
+        if config.strategy == Backend::Cluster {
+            return self.publish_descriptors();
+        }
         let now = now_ms();
         let mut retry_after_ms: Option<u64> = None;
         let mut rejected_by: Vec<usize> = Vec::new();
@@ -180,6 +184,24 @@ impl Limiter {
         }
         if !self.matched.is_empty() {
             let names: Vec<&str> = self.matched.iter().filter_map(|(i, _)| config.policies.get(*i)).map(|p| p.name.as_str()).collect();
+            host::set_property("ai.ratelimit", names.join(",").as_bytes());
+        }
+        Action::Continue
+    }
+
+    /// Cluster strategy: Envoy's ratelimit filter (after this one) checks
+    /// and charges through the rate-limit service; this filter only says
+    /// which policies matched, with their (hashed) partition.
+    fn publish_descriptors(&mut self) -> Action {
+        let shared = self.shared.clone();
+        let config = &shared.config;
+        let mut names = Vec::with_capacity(self.matched.len());
+        for (i, partition) in std::mem::take(&mut self.matched) {
+            let Some(policy) = config.policies.get(i) else { continue };
+            host::set_property(&cluster_state_key(&policy.name), cluster_partition(&partition).as_bytes());
+            names.push(policy.name.as_str());
+        }
+        if !names.is_empty() {
             host::set_property("ai.ratelimit", names.join(",").as_bytes());
         }
         Action::Continue
@@ -290,7 +312,7 @@ impl HttpContext for Limiter {
         if self.replied {
             return Action::Continue;
         }
-        if !self.config().hide_client_headers {
+        if !self.config().hide_client_headers && !self.states.is_empty() {
             host::set_response_headers(&client_headers(&self.states, None));
         }
         // Without ai-proxy in the chain, usage is read from the answer itself.
