@@ -353,6 +353,19 @@ fn auth_failure(req: &Recorded, flavor: Flavor) -> Option<Reply> {
     }
 }
 
+/// Mistral's chat API validates its body strictly: a field it does not
+/// know is a 422 `extra_forbidden` (as for `stream_options` or
+/// `max_completion_tokens`, which OpenAI clients send).
+fn mistral_extra_forbidden(body: &Value) -> Option<Reply> {
+    const KNOWN: [&str; 18] = [
+        "model", "messages", "temperature", "top_p", "max_tokens", "stream", "stop", "random_seed", "response_format", "tools",
+        "tool_choice", "presence_penalty", "frequency_penalty", "n", "prediction", "parallel_tool_calls", "prompt_mode", "safe_prompt",
+    ];
+    let (field, value) = body.as_object()?.iter().find(|(k, _)| !KNOWN.contains(&k.as_str()))?;
+    Some(json_reply(422, json!({"object": "error", "message": {"detail": [{"type": "extra_forbidden", "loc": ["body", field],
+        "msg": "Extra inputs are not permitted", "input": value}]}, "type": "invalid_request_message_error", "param": null, "code": null})))
+}
+
 fn openai_like(req: &Recorded, flavor: Flavor, path: &str, body: &Value, out: &mut TcpStream) -> std::io::Result<()> {
     // Checks real OpenAI makes, so the gateway cannot send what it would refuse.
     if flavor == Flavor::OpenAi {
@@ -361,6 +374,11 @@ fn openai_like(req: &Recorded, flavor: Flavor, path: &str, body: &Value, out: &m
         }
         if body.get("stream_options").is_some() && body["stream"] != true {
             return write_reply(out, &openai_error(400, "The 'stream_options' parameter is only allowed when 'stream' is enabled.", "invalid_request_error"));
+        }
+    }
+    if flavor == Flavor::Mistral && path.ends_with("/chat/completions") {
+        if let Some(reply) = mistral_extra_forbidden(body) {
+            return write_reply(out, &reply);
         }
     }
     let model = body["model"].as_str().unwrap_or("local-model").to_string();
@@ -462,7 +480,12 @@ fn stream_openai_chat(
     let mut events = vec![chunk(json!({"role": "assistant", "content": ""}), Value::Null).to_string()];
     let finish = if let Some(call) = &tool_call {
         let args = call["arguments"].to_string();
-        events.push(chunk(json!({"tool_calls": [{"index": 0, "id": "call_abc123", "type": "function", "function": {"name": call["name"], "arguments": ""}}]}), Value::Null).to_string());
+        // Mistral leaves `type` out of streamed tool calls.
+        let mut first = json!({"index": 0, "id": "call_abc123", "type": "function", "function": {"name": call["name"], "arguments": ""}});
+        if flavor == Flavor::Mistral {
+            first.as_object_mut().map(|o| o.remove("type"));
+        }
+        events.push(chunk(json!({"tool_calls": [first]}), Value::Null).to_string());
         let (a, b) = args.split_at(args.len() / 2);
         for part in [a, b] {
             events.push(chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": part}}]}), Value::Null).to_string());

@@ -176,8 +176,12 @@ fn azure_uses_deployment_urls_and_api_key() {
     assert_eq!(streamed_text(&resp.sse_data()), "You said: x y");
 }
 
+/// What the official OpenAI SDK sends, against a fake that validates like
+/// Mistral (422 `extra_forbidden` for any field it does not know).
 #[test]
-fn mistral_stream_keeps_its_own_usage_and_gets_no_stream_options() {
+fn mistral_gets_only_what_it_accepts_and_answers_with_openai_semantics() {
+    // A stream the client did not ask usage for: none reaches it, although
+    // Mistral puts usage on its last chunk (the gateway still counts it).
     let (resp, got) = chat("/mistral/v1/chat/completions", json!({"messages": user("bonjour"), "stream": true}));
     assert_eq!(resp.status, 200, "{}", resp.text());
     let sent = only(&got).json();
@@ -186,8 +190,41 @@ fn mistral_stream_keeps_its_own_usage_and_gets_no_stream_options() {
     assert_eq!(sent["model"], "mistral-small-latest");
     let events = resp.sse_data();
     assert_eq!(streamed_text(&events), "You said: bonjour");
-    let last: Value = serde_json::from_str(&events[events.len() - 2]).unwrap_or_default();
-    assert_eq!(last["usage"]["total_tokens"], 4);
+    assert!(events.iter().all(|e| !e.contains("\"usage\"")), "no usage unless asked: {events:?}");
+
+    // Asked for: no 422 for stream_options, and the usage arrives.
+    let (resp, got) = chat("/mistral/v1/chat/completions", json!({"messages": user("bonjour"), "stream": true, "stream_options": {"include_usage": true}}));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert!(only(&got).json().get("stream_options").is_none(), "Mistral rejects stream_options");
+    let usage: Vec<Value> = resp.sse_data().iter().filter_map(|e| serde_json::from_str::<Value>(e).ok()).filter(|v| v["usage"].is_object()).collect();
+    assert_eq!(usage.len(), 1);
+    assert_eq!(usage[0]["usage"]["total_tokens"], 4);
+
+    // Fields OpenAI clients send: mapped or dropped, never a 422.
+    let body = json!({"messages": user("hi"), "max_completion_tokens": 64, "seed": 7, "user": "u-1", "store": false,
+                      "metadata": {"team": "a"}, "service_tier": "auto", "reasoning_effort": "low", "parallel_tool_calls": false,
+                      "response_format": {"type": "json_object"}, "n": 1});
+    let (resp, got) = chat("/mistral/v1/chat/completions", body);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let sent = only(&got).json();
+    assert_eq!((sent["max_tokens"].clone(), sent["random_seed"].clone()), (json!(64), json!(7)));
+    for gone in ["max_completion_tokens", "seed", "user", "store", "metadata", "service_tier", "reasoning_effort"] {
+        assert!(sent.get(gone).is_none(), "{gone} reached Mistral: {sent}");
+    }
+    assert_eq!((sent["parallel_tool_calls"].clone(), sent["response_format"]["type"].clone(), sent["n"].clone()), (json!(false), json!("json_object"), json!(1)));
+
+    // Asking for what Mistral cannot give is a clear 400, before upstream.
+    let (resp, got) = chat("/mistral/v1/chat/completions", json!({"messages": user("hi"), "logprobs": true}));
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert!(resp.json()["error"]["message"].as_str().is_some_and(|m| m.contains("logprobs")), "{}", resp.text());
+    assert!(got.is_empty());
+
+    // Streamed tool calls: Mistral leaves `type` out; OpenAI clients need it.
+    let tools = json!([{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]);
+    let (resp, _) = chat("/mistral/v1/chat/completions", json!({"messages": user("find it"), "tools": tools, "stream": true}));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let first_call = resp.sse_data().iter().filter_map(|e| serde_json::from_str::<Value>(e).ok()).find_map(|v| v["choices"][0]["delta"]["tool_calls"][0].as_object().cloned());
+    assert_eq!(first_call.map(|c| c["type"].clone()), Some(json!("function")));
 
     let (resp, got) = chat("/mistral/v1/embeddings", json!({"input": ["a"]}));
     assert_eq!(resp.status, 200, "{}", resp.text());

@@ -8,6 +8,7 @@ pub mod common;
 pub mod config;
 pub mod eventstream;
 pub mod gemini;
+pub mod mistral;
 #[cfg(test)]
 mod golden;
 pub mod ollama;
@@ -284,6 +285,7 @@ impl Exchange {
                 (Dialect::OllamaNative, RouteType::Chat) => {
                     Box::new(OllamaStream::new(OllamaRoute::Chat, &self.id, self.created, &model, self.facts.client_wants_usage))
                 }
+                (_, _) if cfg.provider == config::ProviderName::Mistral => Box::new(OpenAiStream::mistral(self.facts.client_wants_usage)),
                 _ => Box::new(OpenAiStream::new(self.facts.client_wants_usage)),
             });
         }

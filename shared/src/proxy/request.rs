@@ -130,9 +130,10 @@ fn streaming(
             return Ok((on, false));
         }
     }
-    // Mistral reports usage in its last content chunk, which stays; native
-    // translators write a usage chunk only when the client asked.
-    Ok((on, asked || cfg.dialect == Dialect::OpenAi { stream_options: false }))
+    // Mistral reports usage on its last chunk unasked (stripped on the way
+    // back unless asked); native translators write a usage chunk only when
+    // the client asked.
+    Ok((on, asked))
 }
 
 /// OpenAI itself rejects `top_k`; the native APIs and llama-style servers take it.
@@ -179,6 +180,9 @@ fn chat(cfg: &ProxyConfig, body: &[u8]) -> Result<Translated, GatewayError> {
         fill(&mut req.top_k, o.top_k, &mut changed);
     }
     let (stream, client_wants_usage) = streaming(cfg, &mut req.stream, &mut req.stream_options, &mut changed)?;
+    if cfg.provider == ProviderName::Mistral && cfg.dialect == (Dialect::OpenAi { stream_options: false }) {
+        super::mistral::adapt_chat_request(&mut req, &mut changed)?;
+    }
     body_credential(cfg, &mut req.rest, &mut changed);
     let facts = RequestFacts { stream, client_wants_usage, model: req.model.clone() };
     let body = match cfg.dialect {
@@ -330,6 +334,9 @@ mod tests {
         let c = cfg(r#"{"model":{"provider":"mistral","name":"mistral-small"}}"#);
         let t = translate_request(&c, br#"{"messages":[],"stream":true}"#).unwrap();
         assert!(t.body.as_deref().map_or(true, |b| !String::from_utf8_lossy(b).contains("stream_options")));
+        assert!(!t.facts.client_wants_usage, "Mistral's unasked usage is taken out of the stream");
+        let t = translate_request(&c, br#"{"messages":[],"stream":true,"stream_options":{"include_usage":true}}"#).unwrap();
+        assert!(t.body.as_deref().is_some_and(|b| !String::from_utf8_lossy(b).contains("stream_options")), "Mistral rejects stream_options");
         assert!(t.facts.client_wants_usage);
     }
 

@@ -45,6 +45,11 @@ pub struct OpenAiStream {
     decoder: SseDecoder,
     events: Vec<SseEvent>,
     drop_usage_chunk: bool,
+    /// Mistral: usage comes on the last content chunk, asked or not; it is
+    /// taken out when the client did not ask (OpenAI's semantics).
+    strip_usage: bool,
+    /// Mistral: streamed tool calls come without `type`.
+    fill_tool_call_type: bool,
     usage: Option<Usage>,
     model: Option<String>,
     done: bool,
@@ -56,14 +61,22 @@ impl OpenAiStream {
             decoder: SseDecoder::new(MAX_EVENT_BYTES),
             events: Vec::new(),
             drop_usage_chunk: !client_wants_usage,
+            strip_usage: false,
+            fill_tool_call_type: false,
             usage: None,
             model: None,
             done: false,
         }
     }
 
+    /// Mistral's streams, given OpenAI's semantics.
+    pub fn mistral(client_wants_usage: bool) -> Self {
+        OpenAiStream { strip_usage: !client_wants_usage, fill_tool_call_type: true, ..Self::new(client_wants_usage) }
+    }
+
     fn forward(&mut self, out: &mut Vec<u8>) {
         for event in self.events.drain(..) {
+            let mut rewrite = false;
             if event.data == "[DONE]" {
                 self.done = true;
             } else if self.model.is_none() || has_usage_object(&event.data) {
@@ -77,12 +90,38 @@ impl OpenAiStream {
                         if usage_only && self.drop_usage_chunk {
                             continue;
                         }
+                        rewrite |= self.strip_usage;
                     }
                 }
             }
-            out.extend_from_slice(&event.raw);
+            rewrite |= self.fill_tool_call_type && event.data.contains("\"tool_calls\"");
+            match rewrite.then(|| rewritten(&event.data, self.strip_usage, self.fill_tool_call_type)).flatten() {
+                Some(data) => encode_event(event.event.as_deref(), &data, out),
+                None => out.extend_from_slice(&event.raw),
+            }
         }
     }
+}
+
+/// A chunk with usage taken out and tool-call types filled in, as asked;
+/// None leaves the event as it came.
+fn rewritten(data: &str, strip_usage: bool, fill_tool_call_type: bool) -> Option<String> {
+    let mut chunk: serde_json::Value = serde_json::from_str(data).ok()?;
+    if strip_usage {
+        chunk.as_object_mut()?.remove("usage");
+    }
+    if fill_tool_call_type {
+        for choice in chunk.get_mut("choices")?.as_array_mut()?.iter_mut() {
+            let Some(calls) = choice.get_mut("delta").and_then(|d| d.get_mut("tool_calls")).and_then(|c| c.as_array_mut()) else { continue };
+            for call in calls.iter_mut().filter_map(|c| c.as_object_mut()) {
+                // The first delta of a call names it; only that one has `type` in OpenAI's streams.
+                if !call.contains_key("type") && (call.contains_key("id") || call.get("function").is_some_and(|f| f.get("name").is_some())) {
+                    call.insert("type".into(), serde_json::Value::String("function".into()));
+                }
+            }
+        }
+    }
+    serde_json::to_string(&chunk).ok()
 }
 
 impl StreamTranslator for OpenAiStream {
@@ -388,5 +427,23 @@ data: [DONE]\n\n";
         let data = events(&out);
         assert_eq!(data.len(), 1);
         assert!(data[0].contains("model not loaded"));
+    }
+
+    #[test]
+    fn mistral_streams_get_openai_semantics() {
+        let tool = "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"id\":\"c1\",\"function\":{\"name\":\"f\",\"arguments\":\"{}\"},\"index\":0}]}}]}\n\n";
+        let last = "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4,\"total_tokens\":7}}\n\ndata: [DONE]\n\n";
+        for wants in [false, true] {
+            let mut t = OpenAiStream::mistral(wants);
+            let mut out = Vec::new();
+            t.push(tool.as_bytes(), &mut out);
+            t.push(last.as_bytes(), &mut out);
+            t.finish(&mut out);
+            let text = String::from_utf8(out).unwrap();
+            assert!(text.contains("\"type\":\"function\""), "{text}");
+            assert_eq!(text.contains("\"usage\""), wants, "{text}");
+            assert_eq!(t.usage().map(|u| u.total_tokens), Some(7), "counted either way");
+            assert!(text.ends_with("data: [DONE]\n\n"));
+        }
     }
 }
