@@ -9,9 +9,11 @@ use serde::Deserialize;
 
 const MAX_PATTERNS: usize = 100;
 const MAX_PATTERN_LEN: usize = 500;
-/// Streamed answers are matched over this many trailing bytes of the text
-/// so far (plus the new piece), so checking stays linear in the stream.
-pub const STREAM_WINDOW: usize = 8 * 1024;
+/// Streamed answers: each new piece of text is scanned together with this
+/// many bytes of the text before it (per choice), so a match that
+/// straddles events is found as long as it is no longer than this plus the
+/// new piece, and the work per event does not grow with the answer.
+pub const STREAM_OVERLAP: usize = 512;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -219,23 +221,76 @@ pub fn answer_texts(body: &[u8]) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Keeps the tail of a streamed answer for matching (see `STREAM_WINDOW`).
+/// The deny check of a streamed OpenAI answer, event by event: per choice
+/// index (`n > 1` streams interleave), the new text is scanned with the
+/// last `STREAM_OVERLAP` bytes of that choice's earlier text.
 #[derive(Debug, Default)]
-pub struct AnswerWindow {
-    text: String,
+pub struct StreamGuard {
+    /// (choice index, tail of its text so far)
+    tails: Vec<(u64, String)>,
+    scratch: String,
+    /// Bytes scanned so far, for tests and benchmarks: it must grow with
+    /// the events, not with the square of the answer.
+    pub scanned_bytes: u64,
 }
 
-impl AnswerWindow {
-    pub fn push(&mut self, piece: &str) -> &str {
-        self.text.push_str(piece);
-        if self.text.len() > 2 * STREAM_WINDOW {
-            let mut cut = self.text.len() - STREAM_WINDOW;
-            while !self.text.is_char_boundary(cut) {
-                cut += 1;
+#[derive(Deserialize)]
+struct StreamChunk<'a> {
+    #[serde(default, borrow)]
+    choices: Vec<StreamChoice<'a>>,
+}
+
+#[derive(Deserialize)]
+struct StreamChoice<'a> {
+    #[serde(default)]
+    index: u64,
+    #[serde(default, borrow)]
+    delta: Option<StreamDelta<'a>>,
+    /// Completions streams carry `text`.
+    #[serde(default, borrow)]
+    text: Option<std::borrow::Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct StreamDelta<'a> {
+    #[serde(default, borrow)]
+    content: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl StreamGuard {
+    /// One SSE event's data; events that are not chunks with text pass.
+    pub fn check_event(&mut self, guard: &Guard, data: &str) -> Result<(), Block> {
+        let Ok(chunk) = serde_json::from_str::<StreamChunk>(data) else { return Ok(()) };
+        for choice in &chunk.choices {
+            let piece = choice.delta.as_ref().and_then(|d| d.content.as_deref()).or(choice.text.as_deref()).unwrap_or_default();
+            if !piece.is_empty() {
+                self.check_piece(guard, choice.index, piece)?;
             }
-            self.text.drain(..cut);
         }
-        &self.text
+        Ok(())
+    }
+
+    fn check_piece(&mut self, guard: &Guard, index: u64, piece: &str) -> Result<(), Block> {
+        let slot = match self.tails.iter().position(|(i, _)| *i == index) {
+            Some(slot) => slot,
+            None => {
+                self.tails.push((index, String::new()));
+                self.tails.len() - 1
+            }
+        };
+        let Some((_, tail)) = self.tails.get_mut(slot) else { return Ok(()) };
+        self.scratch.clear();
+        self.scratch.push_str(tail);
+        self.scratch.push_str(piece);
+        self.scanned_bytes = self.scanned_bytes.saturating_add(self.scratch.len() as u64);
+        guard.check_answer(&self.scratch)?;
+        let mut cut = self.scratch.len().saturating_sub(STREAM_OVERLAP);
+        while !self.scratch.is_char_boundary(cut) {
+            cut = cut.saturating_add(1);
+        }
+        tail.clear();
+        tail.push_str(self.scratch.get(cut..).unwrap_or_default());
+        Ok(())
     }
 }
 
@@ -327,12 +382,55 @@ mod tests {
     }
 
     #[test]
-    fn answers_and_windows() {
+    fn whole_answers() {
         assert_eq!(answer_texts(br#"{"choices":[{"message":{"content":"a"}},{"text":"b"}]}"#), vec!["a", "b"]);
-        let mut w = AnswerWindow::default();
-        let big = "é".repeat(STREAM_WINDOW);
-        w.push(&big);
-        let tail = w.push("end").to_string();
-        assert!(tail.ends_with("end") && tail.len() <= 2 * STREAM_WINDOW + 3);
+    }
+
+    fn chunk(index: u64, text: &str) -> String {
+        serde_json::json!({"choices": [{"index": index, "delta": {"content": text}}]}).to_string()
+    }
+
+    #[test]
+    fn a_match_split_across_events_is_found() {
+        let g = guard(r#"{"deny_patterns":["secret key"]}"#);
+        let mut s = StreamGuard::default();
+        assert_eq!(s.check_event(&g, &chunk(0, "here is the sec")), Ok(()));
+        assert_eq!(s.check_event(&g, &chunk(0, "ret key: 42")), Err(Block::Denied { index: 0 }));
+        let mut s = StreamGuard::default();
+        let completions = serde_json::json!({"choices": [{"index": 0, "text": "ret key"}]}).to_string();
+        s.check_event(&g, &chunk(0, "a sec")).unwrap();
+        assert!(s.check_event(&g, &completions).is_err(), "completions streams carry text");
+    }
+
+    #[test]
+    fn choices_are_checked_apart() {
+        let g = guard(r#"{"deny_patterns":["secret key"]}"#);
+        let mut s = StreamGuard::default();
+        // Interleaved: choice 0 says "secret", choice 1 says " key": no match.
+        s.check_event(&g, &chunk(0, "a secret")).unwrap();
+        assert_eq!(s.check_event(&g, &chunk(1, " key")), Ok(()), "text of another choice is not joined");
+        s.check_event(&g, &chunk(1, "my secr")).unwrap();
+        assert!(s.check_event(&g, &chunk(1, "et key")).is_err(), "a choice's own split match is found");
+        let two = serde_json::json!({"choices": [{"index": 0, "delta": {"content": "fine"}}, {"index": 1, "delta": {"content": "secret key"}}]}).to_string();
+        assert!(StreamGuard::default().check_event(&g, &two).is_err(), "every choice of one chunk is checked");
+    }
+
+    #[test]
+    fn work_per_event_does_not_grow_with_the_answer() {
+        let g = guard(r#"{"deny_patterns":["(?i)forbidden phrase"]}"#);
+        let mut s = StreamGuard::default();
+        let piece = "lorem ipsum dolor sit amet, ";
+        let mut last = 0;
+        // About 200 KB in 7,000 events.
+        for i in 0..7_000 {
+            s.check_event(&g, &chunk(0, piece)).unwrap();
+            let this_event = s.scanned_bytes - last;
+            last = s.scanned_bytes;
+            assert!(this_event as usize <= STREAM_OVERLAP + piece.len(), "event {i} scanned {this_event} bytes");
+        }
+        assert!(s.check_event(&g, &chunk(0, "a FORBIDDEN ")).is_ok());
+        assert!(s.check_event(&g, &chunk(0, "phrase")).is_err(), "still caught at the end of a long answer");
+        let multibyte = "é".repeat(STREAM_OVERLAP);
+        assert!(StreamGuard::default().check_event(&g, &chunk(0, &multibyte)).is_ok(), "tails are cut on character boundaries");
     }
 }

@@ -1,6 +1,6 @@
 //! ai-prompt-guard: glue over `codec::guard`.
 
-use codec::guard::{answer_texts, AnswerWindow, Block, Guard};
+use codec::guard::{answer_texts, Block, Guard, StreamGuard};
 use codec::metrics::name;
 use codec::sse::{encode_event, SseDecoder, SseEvent};
 use codec::GatewayError;
@@ -21,7 +21,7 @@ struct Check {
 struct StreamCheck {
     decoder: SseDecoder,
     events: Vec<SseEvent>,
-    window: AnswerWindow,
+    check: StreamGuard,
     blocked: bool,
 }
 
@@ -62,7 +62,7 @@ impl Policy for Check {
             return false;
         }
         if content_type.to_ascii_lowercase().starts_with("text/event-stream") {
-            self.stream = Some(StreamCheck { decoder: SseDecoder::new(4 * 1024 * 1024), events: Vec::new(), window: AnswerWindow::default(), blocked: false });
+            self.stream = Some(StreamCheck { decoder: SseDecoder::new(4 * 1024 * 1024), events: Vec::new(), check: StreamGuard::default(), blocked: false });
         }
         true
     }
@@ -84,20 +84,11 @@ impl Policy for Check {
         }
         let mut out = Vec::with_capacity(chunk.len());
         for event in s.events.drain(..) {
-            let delta: String = serde_json::from_str::<serde_json::Value>(&event.data)
-                .ok()
-                .and_then(|v| {
-                    let c = v.get("choices")?.get(0)?;
-                    c.get("delta").and_then(|d| d.get("content")).or_else(|| c.get("text")).and_then(|t| t.as_str()).map(str::to_string)
-                })
-                .unwrap_or_default();
-            if !delta.is_empty() {
-                if let Err(block) = self.guard.check_answer(s.window.push(&delta)) {
-                    let err = blocked(&block, true, &self.guard);
-                    encode_event(None, &String::from_utf8_lossy(&err.to_json()), &mut out);
-                    s.blocked = true;
-                    break;
-                }
+            if let Err(block) = s.check.check_event(&self.guard, &event.data) {
+                let err = blocked(&block, true, &self.guard);
+                encode_event(None, &String::from_utf8_lossy(&err.to_json()), &mut out);
+                s.blocked = true;
+                break;
             }
             out.extend_from_slice(&event.raw);
         }
