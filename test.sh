@@ -20,7 +20,18 @@ echo "== codec tests compiled to wasm32 (wasm-bindgen-test, node)"
 cargo test -p ai-gateway-codec --target wasm32-unknown-unknown 2>&1 | tee target/test-wasm32.log
 
 echo "== native tests: codec units and end-to-end in Envoy"
+rm -rf target/e2e
 cargo test --workspace 2>&1 | tee target/test-native.log
+
+# Every Envoy the tests started, checked at the end of its life: a wasm
+# panic or trap in any of them fails the run, whichever test caused it.
+crashes=$(grep -lE "panicked at|Uncaught RuntimeError" target/e2e/*.log || true)
+if [ -n "$crashes" ]; then
+    echo "wasm VM failures in: $crashes" >&2
+    grep -hE "panicked at|Uncaught RuntimeError" $crashes | head -5 >&2
+    echo "0 passed, 1 failed"
+    exit 1
+fi
 
 # The benchmark is not a test (nothing is timed here), but one quick round
 # keeps the script working: it fails if any request through any target fails.

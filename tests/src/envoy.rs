@@ -202,12 +202,13 @@ impl Envoy {
         panic!("no access log line for {request_id}")
     }
 
-    /// A stat's value from the admin endpoint, 0 if absent.
+    /// A stat's value from the admin endpoint. Panics when Envoy has no
+    /// stat of that name: a misspelt name must not read as 0.
     pub fn stat(&self, name: &str) -> u64 {
         self.admin(&format!("/stats?filter=^{}$", name.replace('.', "\\.")))
             .lines()
             .find_map(|l| l.strip_prefix(&format!("{name}: ")).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or(0)
+            .unwrap_or_else(|| panic!("Envoy has no stat named {name}"))
     }
 }
 

@@ -9,8 +9,17 @@ use serde_json::{json, Value};
 use std::sync::OnceLock;
 
 fn gateway() -> &'static Gateway {
-    static GATEWAY: OnceLock<Gateway> = OnceLock::new();
-    GATEWAY.get_or_init(|| Gateway::start("envoy.yaml", &[("OPENAI_API_KEY", "sk-test-openai"), ("AZURE_OPENAI_API_KEY", "az-test-key"), ("MISTRAL_API_KEY", "mi-test-key")], &|y| y))
+    &started().0
+}
+
+/// The gateway and its wasm VM count right after start.
+fn started() -> &'static (Gateway, u64) {
+    static GATEWAY: OnceLock<(Gateway, u64)> = OnceLock::new();
+    GATEWAY.get_or_init(|| {
+        let g = Gateway::start("envoy.yaml", &[("OPENAI_API_KEY", "sk-test-openai"), ("AZURE_OPENAI_API_KEY", "az-test-key"), ("MISTRAL_API_KEY", "mi-test-key")], &|y| y);
+        let vms = g.envoy.vm_baseline();
+        (g, vms)
+    })
 }
 
 /// Sends a request tagged with a fresh test id; returns the response and
@@ -23,6 +32,9 @@ fn call(req: Request) -> (Response, Vec<Recorded>) {
     if resp.status >= 500 && resp.status != 502 {
         eprintln!("envoy log tail:\n{}", tail(&g.envoy.log(), 40));
     }
+    // Every request, whatever it tested, must leave every wasm VM alive
+    // (test.sh also checks each Envoy's whole log when the run ends).
+    g.envoy.assert_no_vm_crash(started().1);
     (resp, got)
 }
 
@@ -419,20 +431,6 @@ fn configured_secrets_never_reach_logs_or_clients() {
     let log = g.envoy.log();
     for secret in ["sk-test-openai", "az-test-key", "mi-test-key"] {
         assert!(!log.contains(secret), "{secret} appears in Envoy's log");
-    }
-}
-
-#[test]
-fn no_vm_crashed_during_the_run() {
-    // Runs alongside the others; checked again at the end by run order luck
-    // only, so it asserts the counters for whatever ran before it too.
-    let g = gateway();
-    let _ = chat("/v1/chat/completions", json!({"model": "m", "messages": user("ping")}));
-    let stats = g.envoy.admin("/stats?filter=wasm");
-    for line in stats.lines() {
-        if line.contains("crash") || line.contains("fail") {
-            assert!(line.trim_end().ends_with(": 0"), "{line}");
-        }
     }
 }
 
