@@ -28,6 +28,27 @@ impl Response {
             .unwrap_or_else(|e| panic!("response is not JSON ({e}): status {} body {}", self.status, self.text()))
     }
 
+    /// The answer's `usage` object (a JSON body's, or a stream's usage
+    /// chunk), or Null.
+    pub fn usage(&self) -> serde_json::Value {
+        if self.header("content-type").unwrap_or_default().starts_with("text/event-stream") {
+            self.sse_data()
+                .iter()
+                .filter_map(|e| serde_json::from_str::<serde_json::Value>(e).ok())
+                .find(|v| v["usage"].is_object())
+                .map(|v| v["usage"].clone())
+                .unwrap_or_default()
+        } else {
+            serde_json::from_slice::<serde_json::Value>(&self.body).map(|v| v["usage"].clone()).unwrap_or_default()
+        }
+    }
+
+    /// (prompt, completion) tokens of `usage`, 0 when absent.
+    pub fn tokens(&self) -> (u64, u64) {
+        let u = self.usage();
+        (u["prompt_tokens"].as_u64().unwrap_or(0), u["completion_tokens"].as_u64().unwrap_or(0))
+    }
+
     /// `data:` payloads of an SSE body, in order.
     pub fn sse_data(&self) -> Vec<String> {
         let text = self.text().replace("\r\n", "\n");

@@ -11,7 +11,7 @@ use ai_gateway_tests::process::{spawn, Supervised};
 use ai_gateway_tests::redis_server::RedisServer;
 use ai_gateway_tests::test_id;
 use codec::ratelimit::cluster_partition;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -122,12 +122,7 @@ fn chat(envoy: &Envoy, consumer: &str, text: &str, stream: bool) -> (Response, S
 }
 
 fn total_tokens(resp: &Response) -> u64 {
-    let usage = if resp.header("content-type").unwrap_or_default().starts_with("text/event-stream") {
-        resp.sse_data().iter().filter_map(|e| serde_json::from_str::<Value>(e).ok()).find(|v| v["usage"].is_object()).map(|v| v["usage"].clone())
-    } else {
-        Some(resp.json()["usage"].clone())
-    };
-    usage.and_then(|u| u["total_tokens"].as_u64()).unwrap_or_else(|| panic!("no usage in {}", resp.text()))
+    resp.usage()["total_tokens"].as_u64().unwrap_or_else(|| panic!("no usage in {}", resp.text()))
 }
 
 fn now_s() -> u64 {

@@ -34,13 +34,7 @@ fn chat(consumer: &str, text: &str, extra: &[(&'static str, &'static str)], stre
 }
 
 fn usage_of(resp: &Response) -> (u64, u64) {
-    let usage = if resp.header("content-type").unwrap_or_default().starts_with("text/event-stream") {
-        resp.sse_data().iter().filter_map(|e| serde_json::from_str::<Value>(e).ok()).find(|v| v["usage"].is_object()).map(|v| v["usage"].clone())
-    } else {
-        Some(resp.json()["usage"].clone())
-    }
-    .unwrap_or_default();
-    (usage["prompt_tokens"].as_u64().unwrap_or(0), usage["completion_tokens"].as_u64().unwrap_or(0))
+    resp.tokens()
 }
 
 /// Prometheus text lines `name{labels} value` for the ai_* families.

@@ -33,13 +33,8 @@ struct Tally {
 }
 
 fn usage_of(resp: &Response) -> (f64, f64) {
-    let usage = if resp.header("content-type").unwrap_or_default().starts_with("text/event-stream") {
-        resp.sse_data().iter().filter_map(|e| serde_json::from_str::<Value>(e).ok()).find(|v| v["usage"].is_object()).map(|v| v["usage"].clone())
-    } else {
-        Some(resp.json()["usage"].clone())
-    }
-    .unwrap_or_default();
-    (usage["prompt_tokens"].as_f64().unwrap_or(0.0), usage["completion_tokens"].as_f64().unwrap_or(0.0))
+    let (p, c) = resp.tokens();
+    (p as f64, c as f64)
 }
 
 fn post(gw: &Gateway, consumer: &str, body: Value, extra: &[(&'static str, &'static str)]) -> Response {
