@@ -22,8 +22,11 @@ def free_port():
         return s.getsockname()[1]
 
 
+FLOOR_WASM = ROOT / "target/wasm32-wasip1/release/bench_floor_filter.wasm"
+
+
 def wasm_filter(name, module, config):
-    body = json.dumps(config).replace("'", "''")
+    body = (config if isinstance(config, str) else json.dumps(config)).replace("'", "''")
     return f"""
           - name: {name}
             typed_config:
@@ -35,7 +38,7 @@ def wasm_filter(name, module, config):
                 vm_config:
                   vm_id: {module}
                   runtime: envoy.wasm.runtime.v8
-                  code: {{ local: {{ filename: {ROOT / "dist" / (module + ".wasm")} }} }}
+                  code: {{ local: {{ filename: {FLOOR_WASM if module == "floor" else ROOT / "dist" / (module + ".wasm")} }} }}
                 configuration:
                   "@type": type.googleapis.com/google.protobuf.StringValue
                   value: '{body}'"""
@@ -52,6 +55,10 @@ def filters(upstream):
         "decorator": ("ai-prompt-decorator", "ai_prompt_decorator", {"prompts": {"prepend": [{"role": "system", "content": "You are the ACME assistant."}], "append": [{"role": "user", "content": "Answer briefly."}]}}),
         "template": ("ai-prompt-template", "ai_prompt_template", {"templates": [{"name": "t", "template": "{\"messages\":[{\"role\":\"user\",\"content\":\"{{q}}\"}]}"}]}),
         "ratelimit": ("ai-token-ratelimit", "ai_token_ratelimit", {"policies": RATELIMIT_POLICIES}),
+        # The host's own cost: a bench-only filter (bench/floor-filter).
+        "noop": ("floor-noop", "floor", "noop"),
+        "read": ("floor-read", "floor", "read"),
+        "rewrite": ("floor-rewrite", "floor", "rewrite"),
         # The same policies, counted by the rate-limit service in Redis.
         "ratelimit_shared": ("ai-token-ratelimit", "ai_token_ratelimit", dict(SHARED_POLICIES)),
     }
@@ -65,6 +72,11 @@ SHARED_POLICIES = {"strategy": "cluster", "policies": RATELIMIT_POLICIES}
 
 TARGETS = [
     ("bare envoy", []),
+    ("floor: 1 no-op wasm filter", ["noop"]),
+    ("floor: 5 no-op wasm filters", ["noop"] * 5),
+    ("floor: 5 body-reading filters", ["read"] * 5),
+    ("floor: 1 parse-and-rewrite filter", ["rewrite"]),
+    ("floor: 5 parse-and-rewrite filters", ["rewrite"] * 5),
     ("ai-proxy openai passthrough", ["proxy"]),
     ("ai-proxy to anthropic", ["anthropic"]),
     ("guard, 10 patterns", ["guard"]),
@@ -99,7 +111,8 @@ def native_ratelimit():
 
 def config(target_filters, upstream, port, admin):
     fs = filters(upstream)
-    chain = "".join(wasm_filter(*fs[f]) for f in target_filters)
+    # A filter used more than once gets a name per instance.
+    chain = "".join(wasm_filter(f"{fs[f][0]}-{i}", *fs[f][1:]) for i, f in enumerate(target_filters))
     rls_cluster = ""
     if "ratelimit_shared" in target_filters:
         chain += native_ratelimit().rstrip("\n")
@@ -353,6 +366,20 @@ def report(results, rounds, seconds, cold_start, failed):
                        "cpu_us_per_req": med("cpu_us_per_req"), "rss_mib": med("rss_kib") / 1024}
                 summary.append(rec)
                 lines.append(f"| {name} | {workload} | {c} | {rec['rps']:.0f} | {vs:.0%} | {rec['p50_us']:.0f} | {rec['p90_us']:.0f} | {rec['p99_us']:.0f} | {added:+.0f} | {rec['cpu_us_per_req']:.0f} | {rec['rss_mib']:.0f} |")
+    # Each real filter's CPU above bare Envoy, against the host's floor:
+    # one filter against one parse-and-rewrite filter, the chain against five.
+    cpu = {(r["target"], r["workload"], r["concurrency"]): r["cpu_us_per_req"] for r in summary if "cpu_us_per_req" in r}
+    lines += ["", "CPU added per request over bare Envoy (1 KB, c=8), against the host's floor:", "",
+              "| target | added µs | floor | floor added µs | × floor |", "|---|---|---|---|---|"]
+    for name, fs in TARGETS:
+        if name == "bare envoy" or name.startswith("floor"):
+            continue
+        floor = "floor: 5 parse-and-rewrite filters" if len(fs) >= 5 else "floor: 1 parse-and-rewrite filter"
+        key, base, fl = (name, "1kb", 8), ("bare envoy", "1kb", 8), (floor, "1kb", 8)
+        if key in cpu and base in cpu and fl in cpu:
+            added, floor_added = cpu[key] - cpu[base], cpu[fl] - cpu[base]
+            times = f"{added / floor_added:.1f}" if floor_added > 0 else "–"
+            lines.append(f"| {name} | {added:+.0f} | {floor} | {floor_added:+.0f} | {times} |")
     lines += ["", "Streams (~50 SSE events, one request at a time):", "", "| target | TTFB p50 µs | vs bare | total p50 µs |", "|---|---|---|---|"]
     for name, _ in TARGETS:
         rs = rows(name, "stream", 1)

@@ -7,6 +7,8 @@ scripts/setup-envoy.sh
 ./build.sh >/dev/null
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
 cargo build --quiet --release -p ai-gateway-tests --bin bench-upstream
+# The floor rows: a bench-only wasm filter (bench/floor-filter), never shipped.
+cargo build --quiet --release --target wasm32-wasip1 -p bench-floor-filter
 # The shared-budget target runs the rate-limit service and Redis; --quick
 # (CI's smoke) takes the debug build test.sh already made.
 command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }

@@ -175,6 +175,11 @@ impl Templates {
     /// body; the client's other top-level fields (`model`, `stream`, ...)
     /// are kept where the template does not set them.
     pub fn render(&self, body: &[u8]) -> Result<Option<(String, Vec<u8>)>, GatewayError> {
+        // Most requests name no template: those are not parsed at all. A
+        // reference spelt with JSON escapes still holds `template` or `\u`.
+        if self.allow_untemplated_requests && !contains(body, b"template") && !contains(body, b"\\u") {
+            return Ok(None);
+        }
         let mut request: Map<String, Value> = serde_json::from_slice(body)
             .map_err(|e| GatewayError::bad_request(format!("request body must be a JSON object: {e}")))?;
         let reference = |key: &str| {
@@ -216,6 +221,10 @@ impl Templates {
         let body = serde_json::to_vec(&out).map_err(|e| GatewayError::new(ErrorKind::Internal, e.to_string()))?;
         Ok(Some((name, body)))
     }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 #[cfg(test)]
@@ -283,5 +292,14 @@ mod tests {
         assert!(err(r#"{"messages":[{"content":"{{bad name}}"}]}"#).1.contains("not a valid name"));
         assert!(err(r#"{"model":"x"}"#).1.contains("`messages`"));
         assert_eq!(err("{}").0, "templates[0].template");
+    }
+
+    #[test]
+    fn untemplated_bodies_are_not_parsed_but_escaped_references_are() {
+        let t = Templates::from_json(br#"{"templates":[{"name":"t","template":"{\"messages\":[{\"role\":\"user\",\"content\":\"{{a}}\"}]}"}]}"#).unwrap();
+        // Not JSON, yet untouched: nothing in it can name a template.
+        assert_eq!(t.render(b"{not json, no reference"), Ok(None));
+        let escaped = br#"{"messages":"{template:\/\/t}","properties":{"a":"x"}}"#;
+        assert!(t.render(escaped).unwrap().is_some(), "an escaped reference is still rendered");
     }
 }
