@@ -57,6 +57,10 @@ impl Policy for Check {
         }
     }
 
+    fn looks_at_responses(&self) -> bool {
+        self.guard.guard_response
+    }
+
     fn wants_response(&mut self, status: u16, content_type: &str) -> bool {
         if !self.guard.guard_response || !(200..300).contains(&status) {
             return false;

@@ -15,6 +15,11 @@ pub trait Policy {
     fn max_request_body_size(&self) -> u64;
     /// The whole request body: a replacement, None to keep it, or a refusal.
     fn request_body(&mut self, body: &[u8]) -> Result<Option<Vec<u8>>, GatewayError>;
+    /// Whether this policy may look at responses at all; when not, the
+    /// response passes with no host call (no `:status` or content-type read).
+    fn looks_at_responses(&self) -> bool {
+        false
+    }
     /// Called once with the response status and content type; return true
     /// to see the response body.
     fn wants_response(&mut self, _status: u16, _content_type: &str) -> bool {
@@ -104,7 +109,7 @@ impl<P: Policy> HttpContext for BodyFilter<P> {
     }
 
     fn on_http_response_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
-        if self.replied || end_of_stream {
+        if self.replied || end_of_stream || !self.policy.looks_at_responses() {
             return Action::Continue;
         }
         let status = crate::response_header(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
