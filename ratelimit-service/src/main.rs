@@ -11,7 +11,7 @@ mod limiter;
 mod render;
 
 use clap::{Parser, Subcommand};
-use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::{rate_limit::Unit as PbUnit, Code, DescriptorStatus, RateLimit};
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::{Code, DescriptorStatus, RateLimit};
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::{RateLimitService, RateLimitServiceServer};
 use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
 use limiter::{Descriptor, Verdict};
@@ -103,21 +103,11 @@ fn status_of(v: &Verdict) -> DescriptorStatus {
         current_limit: v.limit.map(|(requests_per_unit, unit)| RateLimit {
             name: String::new(),
             requests_per_unit,
-            unit: PbUnit::from_i32_or_unknown(unit.proto()),
+            unit: unit.proto(),
         }),
         limit_remaining: v.remaining,
         duration_until_reset: v.limit.map(|_| envoy_types::pb::google::protobuf::Duration { seconds: v.reset_in as i64, nanos: 0 }),
         ..Default::default()
-    }
-}
-
-trait UnitExt {
-    fn from_i32_or_unknown(v: i32) -> i32;
-}
-
-impl UnitExt for PbUnit {
-    fn from_i32_or_unknown(v: i32) -> i32 {
-        PbUnit::try_from(v).unwrap_or(PbUnit::Unknown) as i32
     }
 }
 

@@ -199,11 +199,10 @@ fn every_dashboard_query_answers_with_the_numbers_the_traffic_made() {
     let started = Instant::now();
 
     let known = traffic_round(&gw);
-    let tally = |a: f64, b: f64| a + b;
     let total_latency = warm.latency_samples + known.latency_samples;
     wait_for_flush(&gw, total_latency, warm.streams + known.streams);
     // The newest scrape holds all of it.
-    let expected_requests: f64 = warm.outcomes.values().chain(known.outcomes.values()).fold(0.0, |a, b| tally(a, *b));
+    let expected_requests: f64 = warm.outcomes.values().chain(known.outcomes.values()).sum();
     prom.wait_for("sum(ai_llm_requests_total)", Duration::from_secs(10), |s| s.first().is_some_and(|x| x.value == expected_requests));
     prom.wait_for(r#"sum(ai_llm_provider_latency_ms_count)"#, Duration::from_secs(10), |s| s.first().is_some_and(|x| x.value == total_latency as f64));
     std::thread::sleep(Duration::from_secs_f64(SCRAPE_SECS * 1.5)); // one more sample after the last change

@@ -240,6 +240,9 @@ impl Limiter {
         let config = &shared.config;
         self.matched.clear();
         let keys = std::mem::take(&mut self.keys);
+        if keys.is_empty() {
+            return; // nothing matched (or cluster strategy): no usage reads
+        }
         let Some(usage) = self.usage() else { return };
         let now = now_ms();
         let mut charged: Vec<usize> = Vec::new();
