@@ -4,8 +4,12 @@
 // never panic; writes only go into objects built in this module.
 #![allow(clippy::indexing_slicing)]
 
+use super::config::{ModelOptions, ProxyConfig, RouteType};
+use super::provider::{to_vec, Endpoint, Meta, Provider, RequestContext};
+use super::response::{translated, Answer};
+use crate::config::ConfigError;
 use super::common::{single_choice, arguments_object, parse_data_url, system_text, tool_call, ChunkWriter, SseInput};
-use super::stream::StreamTranslator;
+use super::stream::{StreamTranslator, UNREADABLE_EVENT};
 use crate::error::GatewayError;
 use crate::openai::{
     ChatRequest, ChatResponse, Content, PromptTokensDetails, Usage,
@@ -309,9 +313,13 @@ impl StreamTranslator for AnthropicStream {
     fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
         let mut sse = std::mem::take(&mut self.sse);
         sse.feed(chunk, |e| {
-            let data: Value = serde_json::from_str(&e.data).unwrap_or(Value::Null);
-            let name = e.event.as_deref().or_else(|| data["type"].as_str()).unwrap_or_default().to_string();
-            self.event(&name, &data, out);
+            match serde_json::from_str::<Value>(&e.data) {
+                Ok(data) => {
+                    let name = e.event.as_deref().or_else(|| data["type"].as_str()).unwrap_or_default().to_string();
+                    self.event(&name, &data, out);
+                }
+                Err(_) => self.writer.error(UNREADABLE_EVENT, out),
+            }
             !self.writer.done
         });
         self.sse = sse;
@@ -328,5 +336,35 @@ impl StreamTranslator for AnthropicStream {
 
     fn model(&self) -> Option<&str> {
         self.model.as_deref()
+    }
+}
+
+/// Anthropic's Messages API.
+pub struct Anthropic;
+
+impl Provider for Anthropic {
+    fn name(&self) -> &'static str {
+        "anthropic"
+    }
+    fn routes(&self) -> &'static [RouteType] {
+        &[RouteType::Chat]
+    }
+    fn path(&self, _: RouteType) -> Option<&'static str> {
+        Some("/v1/messages")
+    }
+    fn endpoint(&self, _: &ModelOptions, route: RouteType) -> Result<Option<Endpoint>, ConfigError> {
+        Ok(Some(Endpoint { host: "api.anthropic.com".into(), path: self.path(route).map(str::to_string) }))
+    }
+    fn headers(&self, cfg: &ProxyConfig, out: &mut Vec<(String, String)>) {
+        out.push(("anthropic-version".into(), cfg.anthropic_version.clone()));
+    }
+    fn chat_request(&self, req: ChatRequest, cx: &RequestContext) -> Result<Option<Vec<u8>>, GatewayError> {
+        to_vec(&chat_request(req, cx.stream, cx.cfg.options.max_tokens)?).map(Some)
+    }
+    fn answer(&self, _: RouteType, body: &[u8], meta: &Meta) -> Answer {
+        translated(chat_response(body, meta.created), "anthropic messages")
+    }
+    fn stream(&self, _: RouteType, meta: &Meta, client_wants_usage: bool) -> Box<dyn StreamTranslator> {
+        Box::new(AnthropicStream::new(meta.id, meta.created, meta.model, client_wants_usage))
     }
 }

@@ -4,9 +4,13 @@
 // never panic; writes only go into objects built in this module.
 #![allow(clippy::indexing_slicing)]
 
+use super::config::{encode_query, is_path_segment, ModelOptions, ProxyConfig, RouteType};
+use super::provider::{to_vec, Endpoint, Meta, Provider, RequestContext, StreamFraming, CHAT_AND_EMBEDDINGS};
+use super::response::{translated, Answer};
+use crate::config::ConfigError;
 use super::common::{single_choice, arguments_object, embeddings, parse_data_url, system_text, tool_call, unprocessable, ChunkWriter};
 use super::eventstream::{Decoder, Frame};
-use super::stream::StreamTranslator;
+use super::stream::{StreamTranslator, UNREADABLE_EVENT};
 use crate::error::GatewayError;
 use crate::openai::{
     ChatRequest, ChatResponse, Content, EmbeddingRequest, EmbeddingResponse, PromptTokensDetails,
@@ -251,8 +255,14 @@ impl BedrockStream {
     }
 
     fn frame(&mut self, frame: &Frame, out: &mut Vec<u8>) {
-        let data: Value = serde_json::from_slice(&frame.payload).unwrap_or(Value::Null);
-        if frame.header(":message-type") == Some("exception") || frame.header(":message-type") == Some("error") {
+        let parsed = serde_json::from_slice::<Value>(&frame.payload);
+        let is_event = !matches!(frame.header(":message-type"), Some("exception" | "error"));
+        let data = match parsed {
+            Ok(data) => data,
+            Err(_) if is_event => return self.writer.error(UNREADABLE_EVENT, out),
+            Err(_) => Value::Null, // the headers still name the error
+        };
+        if !is_event {
             let kind = frame.header(":exception-type").or(frame.header(":error-code")).unwrap_or("error");
             let message = data["message"].as_str().or(frame.header(":error-message")).unwrap_or("upstream stream error");
             return self.writer.error(&format!("{kind}: {message}"), out);
@@ -327,5 +337,63 @@ impl StreamTranslator for BedrockStream {
 
     fn model(&self) -> Option<&str> {
         None
+    }
+}
+
+/// The AWS region requests are signed for and sent to.
+pub fn region(options: &ModelOptions) -> Result<String, ConfigError> {
+    let region = options.bedrock.as_ref().and_then(|b| b.aws_region.clone()).unwrap_or_default();
+    if !is_path_segment(&region) {
+        return Err(ConfigError::new("model.options.bedrock.aws_region", "is required for bedrock (e.g. us-east-1)"));
+    }
+    Ok(region)
+}
+
+/// Amazon Bedrock: Converse for chat, InvokeModel for embeddings, SigV4.
+pub struct Bedrock;
+
+impl Provider for Bedrock {
+    fn name(&self) -> &'static str {
+        "bedrock"
+    }
+    fn routes(&self) -> &'static [RouteType] {
+        CHAT_AND_EMBEDDINGS
+    }
+    fn path(&self, _: RouteType) -> Option<&'static str> {
+        None // names the model: see request_path
+    }
+    fn endpoint(&self, options: &ModelOptions, _: RouteType) -> Result<Option<Endpoint>, ConfigError> {
+        Ok(Some(Endpoint { host: format!("bedrock-runtime.{}.amazonaws.com", region(options)?), path: None }))
+    }
+    fn request_path(&self, cfg: &ProxyConfig, model: &str, stream: bool) -> Result<Option<String>, String> {
+        // Model ids and ARNs hold `:` and `/`: one encoded segment.
+        if model.is_empty() || model.len() > 2048 || model.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+            return Err(format!("model id {model:?} is not valid here"));
+        }
+        let op = match (cfg.route_type, stream) {
+            (RouteType::Embeddings, _) => "invoke",
+            (_, true) => "converse-stream",
+            (_, false) => "converse",
+        };
+        Ok(Some(format!("/model/{}/{op}", encode_query(model))))
+    }
+    fn chat_request(&self, req: ChatRequest, _: &RequestContext) -> Result<Option<Vec<u8>>, GatewayError> {
+        to_vec(&chat_request(&req)?).map(Some)
+    }
+    fn embeddings_request(&self, req: EmbeddingRequest, _: &RequestContext) -> Result<Option<Vec<u8>>, GatewayError> {
+        let model = req.model.clone().unwrap_or_default();
+        to_vec(&embed_request(&req, &model)?).map(Some)
+    }
+    fn stream_framing(&self) -> StreamFraming {
+        StreamFraming::AwsEventStream
+    }
+    fn answer(&self, route: RouteType, body: &[u8], meta: &Meta) -> Answer {
+        match route {
+            RouteType::Embeddings => translated(embed_response(body, meta.model), "bedrock invoke"),
+            _ => translated(chat_response(body, meta.id, meta.created, meta.model), "bedrock converse"),
+        }
+    }
+    fn stream(&self, _: RouteType, meta: &Meta, client_wants_usage: bool) -> Box<dyn StreamTranslator> {
+        Box::new(BedrockStream::new(meta.id, meta.created, meta.model, client_wants_usage))
     }
 }

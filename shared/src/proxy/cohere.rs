@@ -3,8 +3,12 @@
 // never panic; writes only go into objects built in this module.
 #![allow(clippy::indexing_slicing)]
 
+use super::config::{ModelOptions, RouteType};
+use super::provider::{to_vec, Endpoint, Meta, Provider, RequestContext, CHAT_AND_EMBEDDINGS};
+use super::response::{translated, Answer};
+use crate::config::ConfigError;
 use super::common::{single_choice, embeddings, tool_call, ChunkWriter, SseInput};
-use super::stream::StreamTranslator;
+use super::stream::{StreamTranslator, UNREADABLE_EVENT};
 use crate::error::GatewayError;
 use crate::openai::{
     ChatRequest, ChatResponse, Content, EmbeddingRequest, EmbeddingResponse, Usage,
@@ -273,7 +277,7 @@ impl StreamTranslator for CohereStream {
         sse.feed(chunk, |e| {
             match serde_json::from_str::<Value>(&e.data) {
                 Ok(data) => self.event(&data, out),
-                Err(_) => self.writer.error("upstream sent a stream event the gateway could not read", out),
+                Err(_) => self.writer.error(UNREADABLE_EVENT, out),
             }
             !self.writer.done
         });
@@ -291,5 +295,38 @@ impl StreamTranslator for CohereStream {
 
     fn model(&self) -> Option<&str> {
         None
+    }
+}
+
+/// Cohere's v2 API.
+pub struct Cohere;
+
+impl Provider for Cohere {
+    fn name(&self) -> &'static str {
+        "cohere"
+    }
+    fn routes(&self) -> &'static [RouteType] {
+        CHAT_AND_EMBEDDINGS
+    }
+    fn path(&self, route: RouteType) -> Option<&'static str> {
+        Some(if route == RouteType::Embeddings { "/v2/embed" } else { "/v2/chat" })
+    }
+    fn endpoint(&self, _: &ModelOptions, route: RouteType) -> Result<Option<Endpoint>, ConfigError> {
+        Ok(Some(Endpoint { host: "api.cohere.com".into(), path: self.path(route).map(str::to_string) }))
+    }
+    fn chat_request(&self, req: ChatRequest, cx: &RequestContext) -> Result<Option<Vec<u8>>, GatewayError> {
+        to_vec(&chat_request(req, cx.stream)?).map(Some)
+    }
+    fn embeddings_request(&self, req: EmbeddingRequest, _: &RequestContext) -> Result<Option<Vec<u8>>, GatewayError> {
+        to_vec(&embed_request(&req)).map(Some)
+    }
+    fn answer(&self, route: RouteType, body: &[u8], meta: &Meta) -> Answer {
+        match route {
+            RouteType::Embeddings => translated(embed_response(body, meta.model), "cohere embed"),
+            _ => translated(chat_response(body, meta.created, meta.model), "cohere chat"),
+        }
+    }
+    fn stream(&self, _: RouteType, meta: &Meta, client_wants_usage: bool) -> Box<dyn StreamTranslator> {
+        Box::new(CohereStream::new(meta.id, meta.created, meta.model, client_wants_usage))
     }
 }

@@ -3,8 +3,8 @@
 
 use crate::error::{error_body, ErrorKind, GatewayError};
 use crate::openai::{
-    ChatChoice, ChatChunk, ChatMessage, ChatResponse, ChunkChoice, Content, Delta, Embedding, EmbeddingResponse, FunctionCall,
-    ToolCall, Usage,
+    ChatChoice, ChatChunk, ChatMessage, ChatResponse, ChunkChoice, CompletionChoice, CompletionResponse, Content, Delta,
+    Embedding, EmbeddingResponse, FunctionCall, ToolCall, Usage,
 };
 use crate::sse::{encode_event, SseDecoder, SseEvent};
 use serde_json::{Map, Value};
@@ -128,11 +128,13 @@ impl SseInput {
     }
 }
 
-/// Writes OpenAI `chat.completion.chunk` events for a translated stream.
+/// Writes OpenAI `chat.completion.chunk` events (or `text_completion`
+/// events, for completions routes) for a translated stream.
 pub struct ChunkWriter {
     pub id: String,
     pub created: u64,
     pub model: String,
+    object: &'static str,
     client_wants_usage: bool,
     sent_role: bool,
     pub usage: Option<Usage>,
@@ -146,12 +148,47 @@ impl ChunkWriter {
             id: format!("chatcmpl-{id}"),
             created,
             model: model.to_string(),
+            object: "chat.completion.chunk",
             client_wants_usage,
             sent_role: false,
             usage: None,
             finished: false,
             done: false,
         }
+    }
+
+    /// A writer of legacy completions chunks (`text_completion`).
+    pub fn text_completion(id: &str, created: u64, model: &str, client_wants_usage: bool) -> Self {
+        ChunkWriter { id: format!("cmpl-{id}"), object: "text_completion", ..Self::new(id, created, model, client_wants_usage) }
+    }
+
+    /// A completions chunk: text and, on the last, the finish reason.
+    pub fn text(&mut self, text: String, finish_reason: Option<String>, out: &mut Vec<u8>) {
+        if finish_reason.is_some() {
+            self.finished = true;
+        }
+        let chunk = CompletionResponse {
+            id: self.id.clone(),
+            object: self.object.into(),
+            created: self.created,
+            model: self.model.clone(),
+            choices: vec![CompletionChoice { index: 0, text, finish_reason, logprobs: None }],
+            usage: None,
+        };
+        if let Ok(json) = serde_json::to_string(&chunk) {
+            encode_event(None, &json, out);
+        }
+    }
+
+    /// A chat delta as the provider gave it (content may be empty).
+    pub fn delta(&mut self, content: String, tool_calls: Vec<ToolCall>, out: &mut Vec<u8>) {
+        let tool_calls = (!tool_calls.is_empty()).then_some(tool_calls);
+        self.emit(Delta { content: Some(content), tool_calls, ..Default::default() }, None, out);
+    }
+
+    /// Whether the opening chunk (with the role) went out.
+    pub fn started(&self) -> bool {
+        self.sent_role
     }
 
     fn emit(&mut self, mut delta: Delta, finish_reason: Option<String>, out: &mut Vec<u8>) {
@@ -218,7 +255,7 @@ impl ChunkWriter {
         if let (Some(usage), true) = (self.usage, self.client_wants_usage) {
             let chunk = ChatChunk {
                 id: self.id.clone(),
-                object: "chat.completion.chunk".into(),
+                object: self.object.into(),
                 created: self.created,
                 model: self.model.clone(),
                 choices: vec![],

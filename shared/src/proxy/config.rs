@@ -198,28 +198,6 @@ fn default_true() -> bool {
     true
 }
 
-/// The wire dialect spoken upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    /// OpenAI's format; `stream_options` tells whether the server needs
-    /// `stream_options.include_usage` to report usage in streams (Mistral
-    /// reports it unasked).
-    OpenAi { stream_options: bool },
-    OllamaNative,
-    Anthropic,
-    Cohere,
-    /// Gemini's generateContent API; Vertex AI paths when `vertex`.
-    Gemini { vertex: bool },
-    Bedrock,
-}
-
-impl Dialect {
-    /// Whether the dialect's answers must be translated to OpenAI's format.
-    pub fn is_native(self) -> bool {
-        !matches!(self, Dialect::OpenAi { .. })
-    }
-}
-
 /// AWS credentials and region for SigV4.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AwsAuth {
@@ -243,7 +221,8 @@ pub enum Credential {
 pub struct ProxyConfig {
     pub route_type: RouteType,
     pub provider: ProviderName,
-    pub dialect: Dialect,
+    /// The API spoken upstream: endpoint and translation.
+    pub api: &'static dyn super::provider::Provider,
     pub model_name: Option<String>,
     pub options: ModelOptions,
     pub streaming: StreamingPolicy,
@@ -299,13 +278,13 @@ pub fn is_header_name(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-fn is_header_value(value: &str) -> bool {
+pub fn is_header_value(value: &str) -> bool {
     value.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
 }
 
 /// Path segments from config (deployment ids, model names) may only hold
 /// characters that cannot change the target.
-fn is_path_segment(value: &str) -> bool {
+pub fn is_path_segment(value: &str) -> bool {
     !value.is_empty()
         && value != "."
         && value != ".."
@@ -369,139 +348,48 @@ impl ProxyConfig {
                 None => Err(ConfigError::new(format!("model.options.{field}"), "is required for this provider (`openai` or `ollama`)")),
             }
         };
-        let dialect_format = match provider {
+        let api_format = match provider {
             ProviderName::Mistral => format("mistral_format", o.mistral_format, Some(ModelFormat::Openai))?,
             ProviderName::Llama2 => format("llama2_format", o.llama2_format, None)?,
             ProviderName::Ollama => format("llama2_format", o.llama2_format, Some(ModelFormat::Ollama))?,
             _ => ModelFormat::Openai,
         };
-        let gemini = o.gemini.clone().unwrap_or_default();
-        let vertex = match (&gemini.project_id, &gemini.location_id) {
-            (Some(p), Some(l)) if is_path_segment(p) && is_path_segment(l) => Some((p.clone(), l.clone())),
-            (None, None) => None,
-            (Some(p), _) if !is_path_segment(p) => {
-                return Err(ConfigError::new("model.options.gemini.project_id", "is not a valid project id"))
-            }
-            _ => {
-                return Err(ConfigError::new(
-                    "model.options.gemini",
-                    "Vertex AI needs both project_id and location_id (letters, digits, -, _)",
-                ))
-            }
-        };
-        let dialect = match (provider, dialect_format) {
-            (ProviderName::Anthropic, _) => Dialect::Anthropic,
-            (ProviderName::Cohere, _) => Dialect::Cohere,
-            (ProviderName::Gemini, _) => Dialect::Gemini { vertex: vertex.is_some() },
-            (ProviderName::Bedrock, _) => Dialect::Bedrock,
-            (_, ModelFormat::Ollama) => Dialect::OllamaNative,
-            _ => Dialect::OpenAi { stream_options: provider != ProviderName::Mistral },
-        };
-        let supported = match dialect {
-            Dialect::Anthropic => &[RouteType::Chat, RouteType::Preserve][..],
-            Dialect::Cohere | Dialect::Gemini { .. } | Dialect::Bedrock => {
-                &[RouteType::Chat, RouteType::Embeddings, RouteType::Preserve][..]
-            }
-            _ => &[RouteType::Chat, RouteType::Completions, RouteType::Embeddings, RouteType::Preserve][..],
-        };
-        if !supported.contains(&raw.route_type) {
+        let api = super::provider::lookup(provider, api_format);
+        let vertex = super::gemini::vertex(o)?;
+        let route = raw.route_type;
+        if route != RouteType::Preserve && !api.routes().contains(&route) {
             return Err(ConfigError::new(
                 "route_type",
-                format!("{} is not supported for provider {}", raw.route_type.as_str(), provider.as_str()),
+                format!("{} is not supported for provider {}", route.as_str(), provider.as_str()),
             ));
         }
-        let aws = if provider == ProviderName::Bedrock {
-            let region = o.bedrock.as_ref().and_then(|b| b.aws_region.clone()).unwrap_or_default();
-            if !is_path_segment(&region) {
-                return Err(ConfigError::new("model.options.bedrock.aws_region", "is required for bedrock (e.g. us-east-1)"));
-            }
-            Some(region)
-        } else {
-            None
-        };
+        let aws = if provider == ProviderName::Bedrock { Some(super::bedrock::region(o)?) } else { None };
 
-        // Where requests go: a fixed public endpoint, or upstream_url.
-        let route = raw.route_type;
-        let default_path = |r: RouteType| -> Option<&'static str> {
-            match (dialect, r) {
-                (_, RouteType::Preserve) => None,
-                (Dialect::OllamaNative, RouteType::Chat) => Some("/api/chat"),
-                (Dialect::OllamaNative, RouteType::Completions) => Some("/api/generate"),
-                (Dialect::OllamaNative, RouteType::Embeddings) => Some("/api/embed"),
-                (Dialect::OpenAi { .. }, RouteType::Chat) => Some("/v1/chat/completions"),
-                (Dialect::OpenAi { .. }, RouteType::Completions) => Some("/v1/completions"),
-                (Dialect::OpenAi { .. }, RouteType::Embeddings) => Some("/v1/embeddings"),
-                (Dialect::Anthropic, _) => Some("/v1/messages"),
-                (Dialect::Cohere, RouteType::Embeddings) => Some("/v2/embed"),
-                (Dialect::Cohere, _) => Some("/v2/chat"),
-                // Model- and stream-dependent: see `ProxyConfig::request_path`.
-                (Dialect::Gemini { .. } | Dialect::Bedrock, _) => None,
-            }
-        };
-        if provider == ProviderName::Mistral && dialect_format == ModelFormat::Openai && route == RouteType::Completions {
-            return Err(ConfigError::new("route_type", "mistral has no legacy completions API; use llm/v1/chat"));
-        }
-        let (authority, mut path) = match provider {
-            ProviderName::Azure if upstream.is_none() => {
-                let instance = o.azure_instance.as_deref().filter(|s| is_path_segment(s)).ok_or_else(|| {
-                    ConfigError::new("model.options.azure_instance", "is required for azure (letters, digits, -, _)")
-                })?;
-                let deployment = o.azure_deployment_id.as_deref().filter(|s| is_path_segment(s)).ok_or_else(|| {
-                    ConfigError::new("model.options.azure_deployment_id", "is required for azure (letters, digits, -, _, ., :)")
-                })?;
-                let version = o.azure_api_version.as_deref().unwrap_or(DEFAULT_AZURE_API_VERSION);
-                if !is_path_segment(version) {
-                    return Err(ConfigError::new("model.options.azure_api_version", "is not a valid api-version"));
-                }
-                let op = match route {
-                    RouteType::Chat => Some("chat/completions"),
-                    RouteType::Completions => Some("completions"),
-                    RouteType::Embeddings => Some("embeddings"),
-                    RouteType::Preserve => None,
+        // Where requests go: upstream_url, else the provider's public endpoint.
+        let (authority, mut path) = match &upstream {
+            // upstream_url names the whole endpoint, as in Kong; a bare base
+            // URL gets the API's usual path for the route.
+            Some(u) => {
+                let path = match api.path(route) {
+                    Some(usual) if u.path == "/" => Some(usual.to_string()),
+                    Some(_) => Some(u.path.clone()),
+                    None => None,
                 };
-                (
-                    Some(format!("{instance}.openai.azure.com")),
-                    op.map(|op| format!("/openai/deployments/{deployment}/{op}?api-version={}", encode_query(version))),
-                )
+                (Some(u.authority.clone()), path)
             }
-            _ => match &upstream {
-                // upstream_url names the whole endpoint, as in Kong; a bare
-                // base URL gets the dialect's usual path for the route.
-                Some(u) => {
-                    let path = match default_path(route) {
-                        Some(default) if u.path == "/" => Some(default.to_string()),
-                        Some(_) => Some(u.path.clone()),
-                        None => None,
-                    };
-                    (Some(u.authority.clone()), path)
-                }
+            None => match api.endpoint(o, route)? {
+                Some(endpoint) => (Some(endpoint.host), endpoint.path),
                 None => {
-                    let host = match provider {
-                        ProviderName::Openai => "api.openai.com".to_string(),
-                        ProviderName::Mistral if dialect_format == ModelFormat::Openai => "api.mistral.ai".to_string(),
-                        ProviderName::Anthropic => "api.anthropic.com".to_string(),
-                        ProviderName::Cohere => "api.cohere.com".to_string(),
-                        ProviderName::Gemini => match (&gemini.api_endpoint, &vertex) {
-                            (Some(endpoint), _) => endpoint.clone(),
-                            (None, Some((_, l))) if l == "global" => "aiplatform.googleapis.com".to_string(),
-                            (None, Some((_, l))) => format!("{l}-aiplatform.googleapis.com"),
-                            (None, None) => "generativelanguage.googleapis.com".to_string(),
-                        },
-                        ProviderName::Bedrock => format!("bedrock-runtime.{}.amazonaws.com", aws.clone().unwrap_or_default()),
-                        _ => {
-                            return Err(ConfigError::new(
-                                "model.options.upstream_url",
-                                format!("is required for provider {}", provider.as_str()),
-                            ))
-                        }
-                    };
-                    if host.is_empty() || !is_header_value(&host) || host.contains('/') {
-                        return Err(ConfigError::new("model.options.gemini.api_endpoint", "must be a host name"));
-                    }
-                    (Some(host), default_path(route).map(str::to_string))
+                    return Err(ConfigError::new(
+                        "model.options.upstream_url",
+                        format!("is required for provider {}", provider.as_str()),
+                    ))
                 }
             },
         };
+        if route == RouteType::Preserve {
+            path = None; // the client's own path
+        }
         if let (Some(p), Some(custom)) = (&mut path, &o.upstream_path) {
             *p = custom.clone();
         }
@@ -553,7 +441,7 @@ impl ProxyConfig {
         Ok(ProxyConfig {
             route_type: route,
             provider,
-            dialect,
+            api,
             model_name: raw.model.name,
             options: raw.model.options,
             streaming: raw.response_streaming,
@@ -579,40 +467,7 @@ impl ProxyConfig {
         if self.path.is_some() || self.route_type == RouteType::Preserve {
             return Ok(self.path.clone());
         }
-        let model = model.unwrap_or_default();
-        match self.dialect {
-            Dialect::Gemini { .. } => {
-                let model = model.strip_prefix("models/").unwrap_or(model);
-                if !is_path_segment(model) {
-                    return Err(format!("model name {model:?} is not valid here"));
-                }
-                let op = match (self.route_type, stream, self.vertex.is_some()) {
-                    (RouteType::Embeddings, _, true) => "predict",
-                    (RouteType::Embeddings, _, false) => "batchEmbedContents",
-                    (_, true, _) => "streamGenerateContent?alt=sse",
-                    (_, false, _) => "generateContent",
-                };
-                Ok(Some(match &self.vertex {
-                    Some((project, location)) => {
-                        format!("/v1/projects/{project}/locations/{location}/publishers/google/models/{model}:{op}")
-                    }
-                    None => format!("/v1beta/models/{model}:{op}"),
-                }))
-            }
-            Dialect::Bedrock => {
-                // Model ids and ARNs hold `:` and `/`: one encoded segment.
-                if model.is_empty() || model.len() > 2048 || model.bytes().any(|b| b.is_ascii_control() || b == b' ') {
-                    return Err(format!("model id {model:?} is not valid here"));
-                }
-                let op = match (self.route_type, stream) {
-                    (RouteType::Embeddings, _) => "invoke",
-                    (_, true) => "converse-stream",
-                    (_, false) => "converse",
-                };
-                Ok(Some(format!("/model/{}/{op}", encode_query(model))))
-            }
-            _ => Ok(None),
-        }
+        self.api.request_path(self, model.unwrap_or_default(), stream)
     }
 
     /// Cost of a request in the configured currency, if prices are set.
@@ -702,7 +557,7 @@ mod tests {
         let c = parse(r#"{"model":{"provider":"openai","name":"gpt-4o"}}"#).unwrap();
         assert_eq!(c.authority.as_deref(), Some("api.openai.com"));
         assert_eq!(c.path.as_deref(), Some("/v1/chat/completions"));
-        assert_eq!(c.dialect, Dialect::OpenAi { stream_options: true });
+        assert_eq!(c.api.name(), "openai");
         assert_eq!(c.max_request_body_size, DEFAULT_MAX_REQUEST_BODY_SIZE);
     }
 
@@ -721,7 +576,7 @@ mod tests {
         assert_eq!(c.authority.as_deref(), Some("vllm:8000"));
         assert_eq!(c.path.as_deref(), Some("/v1/chat/completions"));
         let c = parse(r#"{"model":{"provider":"ollama","options":{"upstream_url":"http://ollama:11434"}}}"#).unwrap();
-        assert_eq!(c.dialect, Dialect::OllamaNative);
+        assert_eq!(c.api.name(), "ollama");
         assert_eq!(c.path.as_deref(), Some("/api/chat"));
     }
 

@@ -4,8 +4,12 @@
 // never panic; writes only go into objects built in this module.
 #![allow(clippy::indexing_slicing)]
 
+use super::config::{is_header_value, is_path_segment, ModelOptions, ProxyConfig, RouteType};
+use super::provider::{to_vec, Endpoint, Meta, Provider, RequestContext, CHAT_AND_EMBEDDINGS};
+use super::response::{self, translated};
+use crate::config::ConfigError;
 use super::common::{arguments_object, embeddings, parse_data_url, result_object, system_text, tool_call, tool_name_for, ChunkWriter, SseInput};
-use super::stream::StreamTranslator;
+use super::stream::{StreamTranslator, UNREADABLE_EVENT};
 use crate::error::GatewayError;
 use crate::openai::{
     ChatChoice, ChatMessage, ChatRequest, ChatResponse, CompletionTokensDetails, Content, EmbeddingRequest, EmbeddingResponse,
@@ -343,7 +347,7 @@ impl StreamTranslator for GeminiStream {
         sse.feed(chunk, |e| {
             match serde_json::from_str::<Answer>(&e.data) {
                 Ok(a) => self.answer(a, out),
-                Err(_) => self.writer.error("upstream sent a stream event the gateway could not read", out),
+                Err(_) => self.writer.error(UNREADABLE_EVENT, out),
             }
             !self.writer.done
         });
@@ -367,6 +371,77 @@ impl StreamTranslator for GeminiStream {
 
     fn model(&self) -> Option<&str> {
         self.model.as_deref()
+    }
+}
+
+/// Vertex AI's project and location, when both are configured.
+pub fn vertex(options: &ModelOptions) -> Result<Option<(String, String)>, ConfigError> {
+    let gemini = options.gemini.clone().unwrap_or_default();
+    match (gemini.project_id, gemini.location_id) {
+        (Some(p), Some(l)) if is_path_segment(&p) && is_path_segment(&l) => Ok(Some((p, l))),
+        (None, None) => Ok(None),
+        (Some(p), _) if !is_path_segment(&p) => Err(ConfigError::new("model.options.gemini.project_id", "is not a valid project id")),
+        _ => Err(ConfigError::new("model.options.gemini", "Vertex AI needs both project_id and location_id (letters, digits, -, _)")),
+    }
+}
+
+/// Gemini's generateContent API, on Google AI Studio or Vertex AI.
+pub struct Gemini;
+
+impl Provider for Gemini {
+    fn name(&self) -> &'static str {
+        "gemini"
+    }
+    fn routes(&self) -> &'static [RouteType] {
+        CHAT_AND_EMBEDDINGS
+    }
+    fn path(&self, _: RouteType) -> Option<&'static str> {
+        None // names the model: see request_path
+    }
+    fn endpoint(&self, options: &ModelOptions, _: RouteType) -> Result<Option<Endpoint>, ConfigError> {
+        let endpoint = options.gemini.as_ref().and_then(|g| g.api_endpoint.clone());
+        let host = match (endpoint, vertex(options)?) {
+            (Some(endpoint), _) => endpoint,
+            (None, Some((_, l))) if l == "global" => "aiplatform.googleapis.com".to_string(),
+            (None, Some((_, l))) => format!("{l}-aiplatform.googleapis.com"),
+            (None, None) => "generativelanguage.googleapis.com".to_string(),
+        };
+        if host.is_empty() || !is_header_value(&host) || host.contains('/') {
+            return Err(ConfigError::new("model.options.gemini.api_endpoint", "must be a host name"));
+        }
+        Ok(Some(Endpoint { host, path: None }))
+    }
+    fn request_path(&self, cfg: &ProxyConfig, model: &str, stream: bool) -> Result<Option<String>, String> {
+        let model = model.strip_prefix("models/").unwrap_or(model);
+        if !is_path_segment(model) {
+            return Err(format!("model name {model:?} is not valid here"));
+        }
+        let op = match (cfg.route_type, stream, cfg.vertex.is_some()) {
+            (RouteType::Embeddings, _, true) => "predict",
+            (RouteType::Embeddings, _, false) => "batchEmbedContents",
+            (_, true, _) => "streamGenerateContent?alt=sse",
+            (_, false, _) => "generateContent",
+        };
+        Ok(Some(match &cfg.vertex {
+            Some((project, location)) => format!("/v1/projects/{project}/locations/{location}/publishers/google/models/{model}:{op}"),
+            None => format!("/v1beta/models/{model}:{op}"),
+        }))
+    }
+    fn chat_request(&self, req: ChatRequest, _: &RequestContext) -> Result<Option<Vec<u8>>, GatewayError> {
+        to_vec(&chat_request(&req)?).map(Some)
+    }
+    fn embeddings_request(&self, req: EmbeddingRequest, cx: &RequestContext) -> Result<Option<Vec<u8>>, GatewayError> {
+        let model = req.model.clone().unwrap_or_default();
+        to_vec(&embed_request(&req, &model, cx.cfg.vertex.is_some())).map(Some)
+    }
+    fn answer(&self, route: RouteType, body: &[u8], meta: &Meta) -> response::Answer {
+        match route {
+            RouteType::Embeddings => translated(embed_response(body, meta.model), "gemini embed"),
+            _ => translated(chat_response(body, meta.id, meta.created, meta.model), "gemini generateContent"),
+        }
+    }
+    fn stream(&self, _: RouteType, meta: &Meta, client_wants_usage: bool) -> Box<dyn StreamTranslator> {
+        Box::new(GeminiStream::new(meta.id, meta.created, meta.model, client_wants_usage))
     }
 }
 

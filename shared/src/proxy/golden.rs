@@ -226,3 +226,22 @@ fn provider_error_mid_stream_becomes_an_openai_error_event() {
     let text = String::from_utf8(x.response_chunk(&frame, true)).unwrap();
     assert!(text.contains("throttlingException: Too many requests"), "{text}");
 }
+
+#[test]
+fn an_unreadable_event_ends_every_translated_stream_with_an_error() {
+    for case in cases().into_iter().filter(|c| c.name != "mistral") {
+        let garbage = match case.name {
+            "bedrock" => eventstream::encode(&[(":event-type", "contentBlockDelta"), (":message-type", "event")], b"{not json"),
+            "ollama" => b"{not json\n".to_vec(),
+            _ => b"data: {not json\n\n".to_vec(),
+        };
+        let mut x = exchange(case.config);
+        x.request_body(br#"{"messages":[{"role":"user","content":"hi"}],"stream":true}"#).unwrap();
+        x.response_headers(200, Some(case.stream_content_type));
+        let mut out = x.response_chunk(&garbage, false);
+        out.extend(x.response_chunk(&(case.stream)(), true));
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.matches("could not read").count(), 1, "{}: {text}", case.name);
+        assert!(!text.contains("[DONE]"), "{}: the stream is not presented as complete", case.name);
+    }
+}

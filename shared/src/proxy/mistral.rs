@@ -1,8 +1,14 @@
 //! Mistral's chat API speaks OpenAI's format with a strict schema: a field
 //! it does not know is a 422 (`extra_forbidden`). What OpenAI clients
 //! commonly send is mapped, dropped or refused here; its streams get
-//! OpenAI's semantics on the way back (`stream::OpenAiStream::mistral`).
+//! OpenAI's semantics on the way back (`openai::OpenAiStream::mistral`).
 
+use super::config::{ModelOptions, RouteType};
+use super::openai::OpenAiStream;
+use super::provider::{openai_body, Endpoint, Meta, Provider, RequestContext, CHAT_AND_EMBEDDINGS};
+use super::response::{usage_only, Answer};
+use super::stream::StreamTranslator;
+use crate::config::ConfigError;
 use crate::error::GatewayError;
 use crate::openai::ChatRequest;
 
@@ -40,6 +46,41 @@ pub fn adapt_chat_request(req: &mut ChatRequest, changed: &mut bool) -> Result<(
         }
     }
     Ok(())
+}
+
+/// Mistral's API (`mistral_format: openai`, the default).
+pub struct Mistral;
+
+impl Provider for Mistral {
+    fn name(&self) -> &'static str {
+        "mistral"
+    }
+    fn routes(&self) -> &'static [RouteType] {
+        CHAT_AND_EMBEDDINGS // no legacy completions API
+    }
+    fn path(&self, route: RouteType) -> Option<&'static str> {
+        super::openai::openai_path(route)
+    }
+    fn endpoint(&self, _: &ModelOptions, route: RouteType) -> Result<Option<Endpoint>, ConfigError> {
+        Ok(Some(Endpoint { host: "api.mistral.ai".into(), path: self.path(route).map(str::to_string) }))
+    }
+    fn speaks_openai(&self) -> bool {
+        true
+    }
+    fn takes_top_k(&self) -> bool {
+        false
+    }
+    fn chat_request(&self, mut req: ChatRequest, cx: &RequestContext) -> Result<Option<Vec<u8>>, GatewayError> {
+        let mut changed = cx.changed;
+        adapt_chat_request(&mut req, &mut changed)?;
+        openai_body(&req, changed)
+    }
+    fn answer(&self, route: RouteType, body: &[u8], _: &Meta) -> Answer {
+        usage_only(route, body)
+    }
+    fn stream(&self, _: RouteType, _: &Meta, client_wants_usage: bool) -> Box<dyn StreamTranslator> {
+        Box::new(OpenAiStream::mistral(client_wants_usage))
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! steps from its proxy-wasm callbacks and applies what they return.
 
 pub mod anthropic;
+pub mod azure;
 pub mod bedrock;
 pub mod cohere;
 pub mod common;
@@ -12,6 +13,8 @@ pub mod mistral;
 #[cfg(test)]
 mod golden;
 pub mod ollama;
+pub mod openai;
+pub mod provider;
 pub mod request;
 pub mod response;
 pub mod sigv4;
@@ -19,9 +22,10 @@ pub mod stream;
 
 use crate::error::{ErrorKind, GatewayError};
 use crate::openai::Usage;
-use config::{Credential, Dialect, ProxyConfig, RouteType};
+use config::{Credential, ProxyConfig, RouteType};
+use provider::{Meta, StreamFraming};
 use std::rc::Rc;
-use stream::{OllamaRoute, OllamaStream, OpenAiStream, StreamTranslator};
+use stream::StreamTranslator;
 
 /// Credential headers a client may send for some provider; none of them is
 /// forwarded unless the route allows the client to override.
@@ -167,9 +171,7 @@ impl Exchange {
             Some(p) => p.clone(),
             None => path.to_string(),
         };
-        if cfg.dialect == Dialect::Anthropic {
-            edits.set.push(("anthropic-version".into(), cfg.anthropic_version.clone()));
-        }
+        cfg.api.headers(cfg, &mut edits.set);
         let client_overrides = |name: &str| cfg.allow_override && header(name).is_some();
         for cred in &cfg.credentials {
             match cred {
@@ -241,6 +243,7 @@ impl Exchange {
         let event_stream = ct.starts_with("text/event-stream");
         let ndjson = ct.starts_with("application/x-ndjson");
         let aws_stream = ct.starts_with("application/vnd.amazon.eventstream");
+        let framing = cfg.api.stream_framing();
         self.mode = if status >= 400 {
             ResponseMode::Buffered
         } else if cfg.route_type == RouteType::Preserve {
@@ -249,16 +252,16 @@ impl Exchange {
                 (_, true) => ResponseMode::Buffered,
                 _ => ResponseMode::Passthrough,
             }
-        } else if event_stream && !matches!(cfg.dialect, Dialect::OllamaNative | Dialect::Bedrock) {
+        } else if event_stream && framing == StreamFraming::Sse {
             ResponseMode::Stream
-        } else if (aws_stream && cfg.dialect == Dialect::Bedrock)
-            || (ndjson && cfg.dialect == Dialect::OllamaNative && self.facts.stream)
+        } else if (aws_stream && framing == StreamFraming::AwsEventStream)
+            || (ndjson && framing == StreamFraming::Ndjson && self.facts.stream)
         {
             // Native binary or line streams become SSE for the client.
             edits.content_type = Some("text/event-stream");
             ResponseMode::Stream
-        } else if is_json(&ct) || (ndjson && cfg.dialect == Dialect::OllamaNative) {
-            if cfg.dialect.is_native() {
+        } else if is_json(&ct) || (ndjson && framing == StreamFraming::Ndjson) {
+            if !cfg.api.speaks_openai() {
                 edits.content_type = Some("application/json");
             }
             ResponseMode::Buffered
@@ -271,22 +274,11 @@ impl Exchange {
             ResponseMode::Buffered
         };
         if self.mode == ResponseMode::Stream {
-            let model = self.requested_model().unwrap_or_default().to_string();
-            let (id, created, wants) = (self.id.as_str(), self.created, self.facts.client_wants_usage);
-            self.stream = Some(match (cfg.dialect, cfg.route_type) {
-                (_, RouteType::Preserve) => Box::new(OpenAiStream::new(true)),
-                (Dialect::Anthropic, _) => Box::new(anthropic::AnthropicStream::new(id, created, &model, wants)),
-                (Dialect::Cohere, _) => Box::new(cohere::CohereStream::new(id, created, &model, wants)),
-                (Dialect::Gemini { .. }, _) => Box::new(gemini::GeminiStream::new(id, created, &model, wants)),
-                (Dialect::Bedrock, _) => Box::new(bedrock::BedrockStream::new(id, created, &model, wants)),
-                (Dialect::OllamaNative, RouteType::Completions) => {
-                    Box::new(OllamaStream::new(OllamaRoute::Generate, &self.id, self.created, &model, self.facts.client_wants_usage))
-                }
-                (Dialect::OllamaNative, RouteType::Chat) => {
-                    Box::new(OllamaStream::new(OllamaRoute::Chat, &self.id, self.created, &model, self.facts.client_wants_usage))
-                }
-                (_, _) if cfg.provider == config::ProviderName::Mistral => Box::new(OpenAiStream::mistral(self.facts.client_wants_usage)),
-                _ => Box::new(OpenAiStream::new(self.facts.client_wants_usage)),
+            let model = self.requested_model().unwrap_or_default();
+            let meta = Meta { id: &self.id, created: self.created, model };
+            self.stream = Some(match cfg.route_type {
+                RouteType::Preserve => Box::new(openai::OpenAiStream::new(true)),
+                route => cfg.api.stream(route, &meta, self.facts.client_wants_usage),
             });
         }
         edits.remove_content_length = self.mode != ResponseMode::Passthrough;
@@ -305,12 +297,14 @@ impl Exchange {
             return BodyEdit { body: Some(error.to_json()), status: None };
         }
         if self.status >= 400 {
-            let openai = !self.cfg.dialect.is_native() || self.cfg.route_type == RouteType::Preserve;
+            let openai = self.cfg.api.speaks_openai() || self.cfg.route_type == RouteType::Preserve;
             return BodyEdit { body: response::normalize_error(self.status, body, openai), status: None };
         }
-        let model = self.requested_model().unwrap_or_default().to_string();
-        let meta = ollama::Meta { id: &self.id, created: self.created, model: &model };
-        let answer = response::translate_success(self.cfg.dialect, self.cfg.route_type, body, &meta);
+        let meta = Meta { id: &self.id, created: self.created, model: self.requested_model().unwrap_or_default() };
+        let answer = match self.cfg.route_type {
+            RouteType::Preserve => response::usage_only(RouteType::Preserve, body),
+            route => self.cfg.api.answer(route, body, &meta),
+        };
         self.usage = answer.usage;
         self.response_model = answer.model;
         let mut status = None;

@@ -1,7 +1,13 @@
 //! Ollama's native API (`/api/chat`, `/api/generate`, `/api/embed`):
 //! wire types and translation to and from OpenAI's format.
 
+use super::common::ChunkWriter;
+use super::config::RouteType;
+use super::provider::{to_vec, Meta, Provider, RequestContext, StreamFraming};
+use super::response::{translated, Answer};
+use super::stream::{StreamTranslator, UNREADABLE_EVENT};
 use crate::error::GatewayError;
+use crate::sse::LineDecoder;
 use crate::openai::{
     ChatMessage, ChatRequest, ChatResponse, CompletionChoice, CompletionRequest, CompletionResponse,
     Content, EmbeddingRequest, EmbeddingResponse, FunctionCall, Rest, Tool, ToolCall, Usage,
@@ -263,12 +269,6 @@ pub fn tool_calls_out(calls: &[OllamaToolCall], id_prefix: &str, with_index: boo
         .collect()
 }
 
-pub struct Meta<'a> {
-    pub id: &'a str,
-    pub created: u64,
-    pub model: &'a str,
-}
-
 pub fn chat_response(body: &[u8], meta: &Meta) -> Result<(ChatResponse, Option<Usage>), serde_json::Error> {
     let a: ChatAnswer = serde_json::from_slice(body)?;
     let usage = a.usage();
@@ -323,12 +323,147 @@ pub fn embed_response(body: &[u8], meta: &Meta) -> Result<(EmbeddingResponse, Op
     Ok((response, Some(usage)))
 }
 
+/// Ollama's native API (and `mistral`/`llama2` hosts with `*_format: ollama`).
+pub struct Ollama;
+
+impl Provider for Ollama {
+    fn name(&self) -> &'static str {
+        "ollama"
+    }
+    fn path(&self, route: RouteType) -> Option<&'static str> {
+        match route {
+            RouteType::Chat => Some("/api/chat"),
+            RouteType::Completions => Some("/api/generate"),
+            RouteType::Embeddings => Some("/api/embed"),
+            RouteType::Preserve => None,
+        }
+    }
+    fn chat_request(&self, req: ChatRequest, cx: &RequestContext) -> Result<Option<Vec<u8>>, GatewayError> {
+        to_vec(&chat_request(req, cx.stream)?).map(Some)
+    }
+    fn completions_request(&self, req: CompletionRequest, cx: &RequestContext) -> Result<Option<Vec<u8>>, GatewayError> {
+        to_vec(&generate_request(req, cx.stream)?).map(Some)
+    }
+    fn embeddings_request(&self, req: EmbeddingRequest, _: &RequestContext) -> Result<Option<Vec<u8>>, GatewayError> {
+        to_vec(&embed_request(req)).map(Some)
+    }
+    fn stream_framing(&self) -> StreamFraming {
+        StreamFraming::Ndjson
+    }
+    fn answer(&self, route: RouteType, body: &[u8], meta: &Meta) -> Answer {
+        match route {
+            RouteType::Completions => translated(generate_response(body, meta), "ollama generate"),
+            RouteType::Embeddings => translated(embed_response(body, meta), "ollama embed"),
+            _ => translated(chat_response(body, meta), "ollama chat"),
+        }
+    }
+    fn stream(&self, route: RouteType, meta: &Meta, client_wants_usage: bool) -> Box<dyn StreamTranslator> {
+        Box::new(OllamaStream::new(route, meta, client_wants_usage))
+    }
+}
+
+/// Ollama's NDJSON stream, as OpenAI SSE chunks.
+pub struct OllamaStream {
+    lines: LineDecoder,
+    scratch: Vec<Vec<u8>>,
+    /// The request id, for tool-call ids.
+    id: String,
+    writer: ChunkWriter,
+    chat: bool,
+    tool_calls: u32,
+}
+
+impl OllamaStream {
+    pub fn new(route: RouteType, meta: &Meta, client_wants_usage: bool) -> Self {
+        let chat = route != RouteType::Completions;
+        let writer = if chat {
+            ChunkWriter::new(meta.id, meta.created, meta.model, client_wants_usage)
+        } else {
+            ChunkWriter::text_completion(meta.id, meta.created, meta.model, client_wants_usage)
+        };
+        OllamaStream { lines: LineDecoder::default(), scratch: Vec::new(), id: meta.id.to_string(), writer, chat, tool_calls: 0 }
+    }
+
+    fn line(&mut self, line: &[u8], out: &mut Vec<u8>) {
+        if self.writer.done {
+            return;
+        }
+        let answer: ChatAnswer = match serde_json::from_slice(line) {
+            Ok(a) => a,
+            Err(_) => return self.writer.error(UNREADABLE_EVENT, out),
+        };
+        if let Some(message) = &answer.error {
+            return self.writer.error(message, out);
+        }
+        if let Some(model) = answer.model.as_ref().filter(|m| **m != self.writer.model) {
+            self.writer.model = model.clone();
+        }
+        if self.chat {
+            let message = answer.message.as_ref();
+            let content = message.map(|m| m.content.clone()).unwrap_or_default();
+            let calls = message.map(|m| m.tool_calls.as_slice()).unwrap_or_default();
+            let mut tool_calls = tool_calls_out(calls, &self.id, true);
+            for call in &mut tool_calls {
+                // Indexes count across the whole stream, not per line.
+                call.index = Some(self.tool_calls);
+                call.id = Some(format!("call_{}_{}", self.id, self.tool_calls));
+                self.tool_calls = self.tool_calls.saturating_add(1);
+            }
+            if !content.is_empty() || !tool_calls.is_empty() || !self.writer.started() {
+                self.writer.delta(content, tool_calls, out);
+            }
+            if answer.done {
+                self.writer.finish(finish_reason(answer.done_reason.as_deref(), self.tool_calls > 0), out);
+            }
+        } else {
+            let text = answer.response.clone().unwrap_or_default();
+            let reason = answer.done.then(|| finish_reason(answer.done_reason.as_deref(), false).to_string());
+            if !text.is_empty() || reason.is_some() {
+                self.writer.text(text, reason, out);
+            }
+        }
+        if answer.done {
+            self.writer.usage = answer.usage();
+            self.writer.done(out);
+        }
+    }
+}
+
+impl StreamTranslator for OllamaStream {
+    fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        let mut lines = std::mem::take(&mut self.scratch);
+        self.lines.push(chunk, &mut lines);
+        for line in lines.drain(..) {
+            self.line(&line, out);
+        }
+        self.scratch = lines;
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        let mut lines = Vec::new();
+        self.lines.finish(&mut lines);
+        for line in lines {
+            self.line(&line, out);
+        }
+        self.writer.end_unfinished(out);
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.writer.usage
+    }
+
+    fn model(&self) -> Option<&str> {
+        Some(&self.writer.model)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     // The same tests run natively and, through wasm-bindgen-test, as wasm32.
     #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
     use wasm_bindgen_test::wasm_bindgen_test as test;
     use super::*;
+    use crate::proxy::stream::testing::{events, run};
 
     #[test]
     fn chat_request_maps_options_images_and_tools() {
@@ -382,5 +517,44 @@ mod tests {
         assert_eq!(r.data.len(), 2);
         assert_eq!(r.data[1].index, 1);
         assert_eq!(usage.map(|u| u.prompt_tokens), Some(8));
+    }
+
+    const OLLAMA_STREAM: &str = "{\"model\":\"llama3\",\"created_at\":\"t\",\"message\":{\"role\":\"assistant\",\"content\":\"The\"},\"done\":false}\n\
+{\"model\":\"llama3\",\"created_at\":\"t\",\"message\":{\"role\":\"assistant\",\"content\":\" sky\"},\"done\":false}\n\
+{\"model\":\"llama3\",\"created_at\":\"t\",\"message\":{\"role\":\"assistant\",\"content\":\"\"},\"done\":true,\"done_reason\":\"stop\",\"total_duration\":1,\"prompt_eval_count\":26,\"eval_count\":2}\n";
+
+    #[test]
+    fn ollama_stream_becomes_openai_chunks_at_any_split() {
+        let input = OLLAMA_STREAM.as_bytes();
+        let mut reference = None;
+        for at in 0..=input.len() {
+            let mut t = OllamaStream::new(RouteType::Chat, &Meta { id: "abc", created: 7, model: "llama3" }, true);
+            let out = run(&mut t, input, &[at]);
+            assert_eq!(t.usage(), Some(Usage::new(26, 2)));
+            let data = events(&out);
+            if let Some(r) = &reference {
+                assert_eq!(&data, r, "split at {at}");
+            }
+            reference.get_or_insert(data);
+        }
+        let data = reference.unwrap_or_default();
+        assert_eq!(data.len(), 5, "{data:?}");
+        let first: serde_json::Value = serde_json::from_str(&data[0]).unwrap();
+        assert_eq!(first["choices"][0]["delta"]["role"], "assistant");
+        assert_eq!(first["choices"][0]["delta"]["content"], "The");
+        let finish: serde_json::Value = serde_json::from_str(&data[2]).unwrap();
+        assert_eq!(finish["choices"][0]["finish_reason"], "stop");
+        let usage: serde_json::Value = serde_json::from_str(&data[3]).unwrap();
+        assert_eq!(usage["usage"]["total_tokens"], 28);
+        assert_eq!(data[4], "[DONE]");
+    }
+
+    #[test]
+    fn ollama_error_line_becomes_error_event() {
+        let mut t = OllamaStream::new(RouteType::Chat, &Meta { id: "abc", created: 7, model: "llama3" }, false);
+        let out = run(&mut t, b"{\"error\":\"model not loaded\"}\n", &[]);
+        let data = events(&out);
+        assert_eq!(data.len(), 1);
+        assert!(data[0].contains("model not loaded"));
     }
 }

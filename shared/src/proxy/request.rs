@@ -2,12 +2,12 @@
 //! configured defaults, force usage reporting in streams, and translate to
 //! the upstream dialect. The body is re-serialized only when it changed.
 
-use super::config::{Credential, Dialect, ProviderName, ProxyConfig, RouteType, StreamingPolicy};
-use super::{anthropic, bedrock, cohere, gemini, ollama};
+use super::config::{Credential, ProxyConfig, RouteType, StreamingPolicy};
+use super::provider::{to_vec, RequestContext};
 use crate::error::GatewayError;
 use crate::openai::{ChatRequest, CompletionRequest, EmbeddingRequest, Rest, StreamOptions};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
 /// What the request told us that the response side needs.
@@ -84,7 +84,7 @@ fn pin_model(cfg: &ProxyConfig, model: &mut Option<String>, changed: &mut bool) 
             *changed = true;
             Ok(())
         }
-        (None, None) if cfg.provider != ProviderName::Azure => {
+        (None, None) if !cfg.api.model_in_endpoint() => {
             Err(GatewayError::bad_request("`model` is required: the gateway has no default model for this route"))
         }
         (None, Some(asked)) if asked.is_empty() || asked.len() > 256 => {
@@ -121,24 +121,17 @@ fn streaming(
         _ => {}
     }
     let asked = stream_options.as_ref().and_then(|o| o.include_usage) == Some(true);
-    if on && !asked {
-        if let Dialect::OpenAi { stream_options: true } = cfg.dialect {
-            // Usage is only reported in streams on request: ask for it, and
-            // drop the extra chunk again on the way back.
-            stream_options.get_or_insert_with(StreamOptions::default).include_usage = Some(true);
-            *changed = true;
-            return Ok((on, false));
-        }
+    if on && !asked && cfg.api.needs_stream_options() {
+        // Usage is only reported in streams on request: ask for it, and
+        // drop the extra chunk again on the way back.
+        stream_options.get_or_insert_with(StreamOptions::default).include_usage = Some(true);
+        *changed = true;
+        return Ok((on, false));
     }
     // Mistral reports usage on its last chunk unasked (stripped on the way
     // back unless asked); native translators write a usage chunk only when
     // the client asked.
     Ok((on, asked))
-}
-
-/// OpenAI itself rejects `top_k`; the native APIs and llama-style servers take it.
-fn takes_top_k(cfg: &ProxyConfig) -> bool {
-    cfg.dialect.is_native() || cfg.provider == ProviderName::Llama2
 }
 
 fn body_credential(cfg: &ProxyConfig, rest: &mut Rest, changed: &mut bool) {
@@ -151,10 +144,6 @@ fn body_credential(cfg: &ProxyConfig, rest: &mut Rest, changed: &mut bool) {
             *changed = true;
         }
     }
-}
-
-fn to_vec<T: Serialize>(value: &T) -> Result<Vec<u8>, GatewayError> {
-    serde_json::to_vec(value).map_err(|e| GatewayError::bad_request(format!("cannot encode request: {e}")))
 }
 
 pub fn translate_request(cfg: &ProxyConfig, body: &[u8]) -> Result<Translated, GatewayError> {
@@ -176,24 +165,13 @@ fn chat(cfg: &ProxyConfig, body: &[u8]) -> Result<Translated, GatewayError> {
     }
     fill(&mut req.temperature, o.temperature, &mut changed);
     fill(&mut req.top_p, o.top_p, &mut changed);
-    if takes_top_k(cfg) {
+    if cfg.api.takes_top_k() {
         fill(&mut req.top_k, o.top_k, &mut changed);
     }
     let (stream, client_wants_usage) = streaming(cfg, &mut req.stream, &mut req.stream_options, &mut changed)?;
-    if cfg.provider == ProviderName::Mistral && cfg.dialect == (Dialect::OpenAi { stream_options: false }) {
-        super::mistral::adapt_chat_request(&mut req, &mut changed)?;
-    }
     body_credential(cfg, &mut req.rest, &mut changed);
     let facts = RequestFacts { stream, client_wants_usage, model: req.model.clone() };
-    let body = match cfg.dialect {
-        Dialect::OllamaNative => Some(to_vec(&ollama::chat_request(req, stream)?)?),
-        Dialect::Anthropic => Some(to_vec(&anthropic::chat_request(req, stream, o.max_tokens)?)?),
-        Dialect::Cohere => Some(to_vec(&cohere::chat_request(req, stream)?)?),
-        Dialect::Gemini { .. } => Some(to_vec(&gemini::chat_request(&req)?)?),
-        Dialect::Bedrock => Some(to_vec(&bedrock::chat_request(&req)?)?),
-        Dialect::OpenAi { .. } if changed => Some(to_vec(&req)?),
-        Dialect::OpenAi { .. } => None,
-    };
+    let body = cfg.api.chat_request(req, &RequestContext { cfg, stream, changed })?;
     Ok(Translated { body, facts })
 }
 
@@ -205,18 +183,13 @@ fn completions(cfg: &ProxyConfig, body: &[u8]) -> Result<Translated, GatewayErro
     fill(&mut req.max_tokens, o.max_tokens, &mut changed);
     fill(&mut req.temperature, o.temperature, &mut changed);
     fill(&mut req.top_p, o.top_p, &mut changed);
-    if takes_top_k(cfg) {
+    if cfg.api.takes_top_k() {
         fill(&mut req.top_k, o.top_k, &mut changed);
     }
     let (stream, client_wants_usage) = streaming(cfg, &mut req.stream, &mut req.stream_options, &mut changed)?;
     body_credential(cfg, &mut req.rest, &mut changed);
     let facts = RequestFacts { stream, client_wants_usage, model: req.model.clone() };
-    let body = match cfg.dialect {
-        Dialect::OllamaNative => Some(to_vec(&ollama::generate_request(req, stream)?)?),
-        Dialect::OpenAi { .. } if changed => Some(to_vec(&req)?),
-        // Rejected at load: no other dialect serves completions.
-        _ => None,
-    };
+    let body = cfg.api.completions_request(req, &RequestContext { cfg, stream, changed })?;
     Ok(Translated { body, facts })
 }
 
@@ -229,15 +202,7 @@ fn embeddings(cfg: &ProxyConfig, body: &[u8]) -> Result<Translated, GatewayError
     }
     body_credential(cfg, &mut req.rest, &mut changed);
     let facts = RequestFacts { stream: false, client_wants_usage: false, model: req.model.clone() };
-    let model = req.model.clone().unwrap_or_default();
-    let body = match cfg.dialect {
-        Dialect::OllamaNative => Some(to_vec(&ollama::embed_request(req))?),
-        Dialect::Cohere => Some(to_vec(&cohere::embed_request(&req))?),
-        Dialect::Gemini { vertex } => Some(to_vec(&gemini::embed_request(&req, &model, vertex))?),
-        Dialect::Bedrock => Some(to_vec(&bedrock::embed_request(&req, &model)?)?),
-        Dialect::OpenAi { .. } if changed => Some(to_vec(&req)?),
-        _ => None,
-    };
+    let body = cfg.api.embeddings_request(req, &RequestContext { cfg, stream: false, changed })?;
     Ok(Translated { body, facts })
 }
 
@@ -333,7 +298,7 @@ mod tests {
     fn mistral_streams_are_not_given_stream_options() {
         let c = cfg(r#"{"model":{"provider":"mistral","name":"mistral-small"}}"#);
         let t = translate_request(&c, br#"{"messages":[],"stream":true}"#).unwrap();
-        assert!(t.body.as_deref().map_or(true, |b| !String::from_utf8_lossy(b).contains("stream_options")));
+        assert!(t.body.as_deref().is_none_or(|b| !String::from_utf8_lossy(b).contains("stream_options")));
         assert!(!t.facts.client_wants_usage, "Mistral's unasked usage is taken out of the stream");
         let t = translate_request(&c, br#"{"messages":[],"stream":true,"stream_options":{"include_usage":true}}"#).unwrap();
         assert!(t.body.as_deref().is_some_and(|b| !String::from_utf8_lossy(b).contains("stream_options")), "Mistral rejects stream_options");

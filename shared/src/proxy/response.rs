@@ -1,9 +1,7 @@
 //! Whole (non-streamed) upstream answers: errors normalized to OpenAI's
 //! shape, native answers translated, usage read.
 
-use super::config::{Dialect, RouteType};
-use super::ollama::{self, Meta};
-use super::{anthropic, bedrock, cohere, gemini};
+use super::config::RouteType;
 use crate::openai::{ChatResponse, CompletionResponse, EmbeddingResponse};
 use crate::error::{error_body, error_type_for_status, GatewayError};
 use crate::openai::{Usage, UsageProbe};
@@ -64,7 +62,7 @@ fn encode<T: Serialize>(value: &T) -> Option<Vec<u8>> {
     serde_json::to_vec(value).ok()
 }
 
-trait AnswerModel {
+pub trait AnswerModel {
     fn model(&self) -> &str;
 }
 impl AnswerModel for ChatResponse {
@@ -83,38 +81,25 @@ impl AnswerModel for EmbeddingResponse {
     }
 }
 
-fn translated<T: Serialize + AnswerModel, U: Into<Option<Usage>>>(result: Result<(T, U), serde_json::Error>, what: &str) -> Answer {
+pub fn translated<T: Serialize + AnswerModel, U: Into<Option<Usage>>>(result: Result<(T, U), serde_json::Error>, what: &str) -> Answer {
     match result {
         Ok((r, usage)) => Answer { body: encode(&r), usage: usage.into(), model: Some(r.model().to_string()), problem: None },
         Err(e) => bad_payload(format!("{what} answer unreadable: {e}")),
     }
 }
 
-fn bad_payload(why: String) -> Answer {
+pub fn bad_payload(why: String) -> Answer {
     let e = GatewayError::new(crate::error::ErrorKind::BadGateway, "upstream returned a response the gateway could not read");
     Answer { body: Some(e.to_json()), problem: Some(why), ..Default::default() }
 }
 
-/// Translates a complete 2xx body.
-pub fn translate_success(dialect: Dialect, route: RouteType, body: &[u8], meta: &Meta) -> Answer {
-    match (dialect, route) {
-        (Dialect::OpenAi { .. }, _) | (_, RouteType::Preserve) => match serde_json::from_slice::<UsageProbe>(body) {
-            Ok(probe) => Answer { body: None, usage: probe.usage, model: probe.model, problem: None },
-            Err(e) if route == RouteType::Preserve => {
-                Answer { problem: Some(format!("no usage in upstream body: {e}")), ..Default::default() }
-            }
-            Err(e) => bad_payload(format!("upstream body is not JSON: {e}")),
-        },
-        (Dialect::OllamaNative, RouteType::Chat) => translated(ollama::chat_response(body, meta), "ollama chat"),
-        (Dialect::OllamaNative, RouteType::Completions) => translated(ollama::generate_response(body, meta), "ollama generate"),
-        (Dialect::OllamaNative, RouteType::Embeddings) => translated(ollama::embed_response(body, meta), "ollama embed"),
-        (Dialect::Anthropic, _) => translated(anthropic::chat_response(body, meta.created), "anthropic messages"),
-        (Dialect::Cohere, RouteType::Embeddings) => translated(cohere::embed_response(body, meta.model), "cohere embed"),
-        (Dialect::Cohere, _) => translated(cohere::chat_response(body, meta.created, meta.model), "cohere chat"),
-        (Dialect::Gemini { .. }, RouteType::Embeddings) => translated(gemini::embed_response(body, meta.model), "gemini embed"),
-        (Dialect::Gemini { .. }, _) => translated(gemini::chat_response(body, meta.id, meta.created, meta.model), "gemini generateContent"),
-        (Dialect::Bedrock, RouteType::Embeddings) => translated(bedrock::embed_response(body, meta.model), "bedrock invoke"),
-        (Dialect::Bedrock, _) => translated(bedrock::chat_response(body, meta.id, meta.created, meta.model), "bedrock converse"),
+/// An OpenAI-format answer (or any answer on a `preserve` route): kept as
+/// it is, usage and model read from it.
+pub fn usage_only(route: RouteType, body: &[u8]) -> Answer {
+    match serde_json::from_slice::<UsageProbe>(body) {
+        Ok(probe) => Answer { body: None, usage: probe.usage, model: probe.model, problem: None },
+        Err(e) if route == RouteType::Preserve => Answer { problem: Some(format!("no usage in upstream body: {e}")), ..Default::default() },
+        Err(e) => bad_payload(format!("upstream body is not JSON: {e}")),
     }
 }
 
@@ -158,11 +143,9 @@ mod tests {
 
     #[test]
     fn openai_success_reads_usage_and_keeps_body() {
-        let a = translate_success(
-            Dialect::OpenAi { stream_options: true },
+        let a = usage_only(
             RouteType::Chat,
             br#"{"id":"x","model":"gpt-4o-2024","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#,
-            &Meta { id: "i", created: 0, model: "gpt-4o" },
         );
         assert!(a.body.is_none());
         assert_eq!(a.usage, Some(Usage::new(3, 4)));
@@ -171,7 +154,7 @@ mod tests {
 
     #[test]
     fn unreadable_success_becomes_an_error_body() {
-        let a = translate_success(Dialect::OpenAi { stream_options: true }, RouteType::Chat, b"<html>", &Meta { id: "i", created: 0, model: "m" });
+        let a = usage_only(RouteType::Chat, b"<html>");
         assert!(a.problem.is_some());
         assert!(message(&a.body.unwrap()).contains("could not read"));
     }

@@ -1,0 +1,155 @@
+//! The seam between ai-proxy and the providers: one `Provider` per upstream
+//! API, each in its own file with its wire types, translation both ways and
+//! endpoint. `Exchange` and `ProxyConfig` only ever talk to this trait.
+//!
+//! Adding a provider: a file implementing `Provider`, its name in
+//! `config::ProviderName`, and one line in `lookup` below.
+
+use super::config::{ModelFormat, ModelOptions, ProviderName, ProxyConfig, RouteType};
+use super::response::Answer;
+use super::stream::StreamTranslator;
+use super::{anthropic, azure, bedrock, cohere, gemini, mistral, ollama, openai};
+use crate::config::ConfigError;
+use crate::error::GatewayError;
+use crate::openai::{ChatRequest, CompletionRequest, EmbeddingRequest};
+use serde::Serialize;
+
+/// The registry: which implementation serves a configured provider. The
+/// `*_format: ollama` option puts OpenAI-compatible hosts on Ollama's native API.
+pub fn lookup(name: ProviderName, format: ModelFormat) -> &'static dyn Provider {
+    match (name, format) {
+        (ProviderName::Openai, _) => &openai::OpenAi,
+        (ProviderName::Azure, _) => &azure::Azure,
+        (ProviderName::Mistral | ProviderName::Llama2 | ProviderName::Ollama, ModelFormat::Ollama) => &ollama::Ollama,
+        (ProviderName::Mistral, _) => &mistral::Mistral,
+        (ProviderName::Llama2 | ProviderName::Ollama, _) => &openai::Compatible,
+        (ProviderName::Anthropic, _) => &anthropic::Anthropic,
+        (ProviderName::Cohere, _) => &cohere::Cohere,
+        (ProviderName::Gemini, _) => &gemini::Gemini,
+        (ProviderName::Bedrock, _) => &bedrock::Bedrock,
+    }
+}
+
+pub const ALL_ROUTES: &[RouteType] = &[RouteType::Chat, RouteType::Completions, RouteType::Embeddings];
+pub const CHAT_AND_EMBEDDINGS: &[RouteType] = &[RouteType::Chat, RouteType::Embeddings];
+
+/// Where a provider's requests go when `upstream_url` does not say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: String,
+    /// Path and query for the route; None when it depends on the request
+    /// (see `Provider::request_path`) or for `preserve`.
+    pub path: Option<String>,
+}
+
+/// How a provider frames streamed answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamFraming {
+    /// Server-sent events, as OpenAI.
+    Sse,
+    /// One JSON object per line (Ollama); turned into SSE for the client.
+    Ndjson,
+    /// AWS's binary event stream (Bedrock); turned into SSE for the client.
+    AwsEventStream,
+}
+
+/// What a request translation may need beyond the OpenAI body.
+pub struct RequestContext<'a> {
+    pub cfg: &'a ProxyConfig,
+    pub stream: bool,
+    /// The gateway already changed the client's body (pinned model, filled
+    /// defaults, credentials): an OpenAI-format body must be re-sent.
+    pub changed: bool,
+}
+
+/// Identifies one answer: ids and `created` of translated answers derive
+/// from it, and `model` when the provider does not name one.
+pub struct Meta<'a> {
+    pub id: &'a str,
+    pub created: u64,
+    pub model: &'a str,
+}
+
+pub trait Provider: Sync {
+    /// The wire format's name, for logs and tests.
+    fn name(&self) -> &'static str;
+
+    // Endpoint.
+
+    /// Route types served besides `preserve`, which every provider serves.
+    fn routes(&self) -> &'static [RouteType] {
+        ALL_ROUTES
+    }
+    /// The usual path for a route on this API, also used when `upstream_url`
+    /// is a bare base URL. None when the path names the model.
+    fn path(&self, route: RouteType) -> Option<&'static str>;
+    /// The public endpoint, from the model options; None when the provider
+    /// has none and `upstream_url` is required.
+    fn endpoint(&self, _options: &ModelOptions, _route: RouteType) -> Result<Option<Endpoint>, ConfigError> {
+        Ok(None)
+    }
+    /// The path for one request when it names the model or streaming.
+    fn request_path(&self, _cfg: &ProxyConfig, _model: &str, _stream: bool) -> Result<Option<String>, String> {
+        Ok(None)
+    }
+    /// Headers every request carries besides credentials.
+    fn headers(&self, _cfg: &ProxyConfig, _out: &mut Vec<(String, String)>) {}
+    /// The endpoint names the model (Azure deployments): requests need not.
+    fn model_in_endpoint(&self) -> bool {
+        false
+    }
+
+    // Requests.
+
+    /// Upstream speaks OpenAI's format: answers need no translation, and an
+    /// error body in OpenAI's shape is its own.
+    fn speaks_openai(&self) -> bool {
+        false
+    }
+    /// An OpenAI-format upstream that reports stream usage only when asked
+    /// with `stream_options.include_usage`.
+    fn needs_stream_options(&self) -> bool {
+        false
+    }
+    /// Whether `top_k` (an option default) may be sent: OpenAI itself rejects it.
+    fn takes_top_k(&self) -> bool {
+        true
+    }
+    /// The body to send for a chat request; None sends the client's bytes.
+    fn chat_request(&self, req: ChatRequest, cx: &RequestContext) -> Result<Option<Vec<u8>>, GatewayError>;
+    fn completions_request(&self, req: CompletionRequest, cx: &RequestContext) -> Result<Option<Vec<u8>>, GatewayError> {
+        openai_body(&req, cx.changed)
+    }
+    fn embeddings_request(&self, req: EmbeddingRequest, cx: &RequestContext) -> Result<Option<Vec<u8>>, GatewayError> {
+        openai_body(&req, cx.changed)
+    }
+
+    // Answers.
+
+    fn stream_framing(&self) -> StreamFraming {
+        StreamFraming::Sse
+    }
+    /// A complete 2xx body, translated to OpenAI's format for the route.
+    fn answer(&self, route: RouteType, body: &[u8], meta: &Meta) -> Answer;
+    /// The translator for a streamed answer on the route.
+    fn stream(&self, route: RouteType, meta: &Meta, client_wants_usage: bool) -> Box<dyn StreamTranslator>;
+}
+
+impl std::fmt::Debug for dyn Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+pub fn to_vec<T: Serialize>(value: &T) -> Result<Vec<u8>, GatewayError> {
+    serde_json::to_vec(value).map_err(|e| GatewayError::bad_request(format!("cannot encode request: {e}")))
+}
+
+/// An OpenAI-format body: re-encoded only when the gateway changed it.
+pub fn openai_body<T: Serialize>(req: &T, changed: bool) -> Result<Option<Vec<u8>>, GatewayError> {
+    if changed {
+        to_vec(req).map(Some)
+    } else {
+        Ok(None)
+    }
+}
