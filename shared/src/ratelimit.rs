@@ -485,6 +485,135 @@ pub fn client_headers(states: &[LimitState], retry_after_s: Option<u64>) -> Vec<
     out
 }
 
+/// Where counters live, with compare-and-swap: proxy-wasm shared data (one
+/// budget for every worker of an Envoy) in the filter, a map in tests.
+pub trait CounterStore {
+    /// The value and its version.
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
+    /// Writes if `version` still matches; `Ok(false)` when another worker
+    /// wrote first, `Err` when the store refused the write.
+    fn set(&self, key: &str, value: &[u8], version: Option<u32>) -> Result<bool, String>;
+}
+
+/// One limit of one matched policy, as counted for this request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counter {
+    pub policy: usize,
+    pub window_ms: u64,
+    pub key: String,
+}
+
+/// What admission decided, and what the response side needs later.
+#[derive(Debug, Default, PartialEq)]
+pub struct Admission {
+    /// The counters to charge when the request ends (empty when refused).
+    pub counters: Vec<Counter>,
+    /// Every checked limit, for the client's headers.
+    pub states: Vec<LimitState>,
+    /// Policies whose budget is spent; empty when the request may go on.
+    pub rejected_by: Vec<usize>,
+    pub retry_after_s: Option<u64>,
+}
+
+impl Admission {
+    pub fn rejected(&self) -> bool {
+        !self.rejected_by.is_empty()
+    }
+}
+
+/// Writes lost to other workers are retried this often before giving up.
+const CAS_RETRIES: usize = 64;
+
+impl RateLimitConfig {
+    /// Checks every limit of every matched policy against the store: the
+    /// request goes on only if none is exhausted. Counters are created
+    /// here, before any charge on them can exist (two workers racing both
+    /// write zero).
+    pub fn admit(&self, matched: &[(usize, String)], store: &dyn CounterStore, now_ms: u64) -> Admission {
+        let mut a = Admission::default();
+        let mut retry_after_ms: Option<u64> = None;
+        for (policy_idx, partition) in matched {
+            let Some(policy) = self.policies.get(*policy_idx) else { continue };
+            for &(limit, window_ms) in &policy.limits {
+                let key = counter_key(&policy.name, window_ms, partition);
+                let (data, _) = store.get(&key);
+                if data.is_none() {
+                    let _ = store.set(&key, &Window::default().encode(), None);
+                }
+                let w = Window::decode(data.as_deref());
+                let used = w.used(now_ms, window_ms, self.window_type);
+                let reset_ms = Window::reset_ms(now_ms, window_ms);
+                a.states.push(LimitState {
+                    window_s: window_ms / 1000,
+                    limit,
+                    remaining: limit.saturating_sub(used),
+                    reset_s: reset_ms.div_ceil(1000),
+                });
+                if used >= limit {
+                    let wait = w.retry_after_ms(now_ms, window_ms, limit, self.window_type);
+                    let cap = wait.max(reset_ms).max(1);
+                    retry_after_ms = Some(retry_after_ms.unwrap_or(0).max(wait).max(1).min(cap));
+                    if !a.rejected_by.contains(policy_idx) {
+                        a.rejected_by.push(*policy_idx);
+                    }
+                }
+                a.counters.push(Counter { policy: *policy_idx, window_ms, key });
+            }
+        }
+        if let Some(ms) = retry_after_ms {
+            a.retry_after_s = Some(ms.div_ceil(1000));
+            a.counters.clear(); // nothing is charged for a refused request
+        }
+        a
+    }
+
+    /// Headers for the client: the limits' state, or only `Retry-After`
+    /// with `hide_client_headers`.
+    pub fn client_headers(&self, a: &Admission) -> Vec<(String, String)> {
+        match (self.hide_client_headers, a.retry_after_s) {
+            (true, Some(s)) => vec![("retry-after".to_string(), s.to_string())],
+            (true, None) => Vec::new(),
+            (false, retry) => client_headers(&a.states, retry),
+        }
+    }
+
+    /// Adds the request's real usage to every counter. Returns what each
+    /// policy was charged, once per policy however many limits it has.
+    pub fn charge(&self, counters: &[Counter], usage: &Usage, store: &dyn CounterStore, now_ms: u64) -> Vec<(usize, u64)> {
+        let mut charged: Vec<(usize, u64)> = Vec::new();
+        for c in counters {
+            let Some(policy) = self.policies.get(c.policy) else { continue };
+            let amount = self.charge_for(policy, usage);
+            if amount == 0 {
+                continue;
+            }
+            let mut done = false;
+            for _ in 0..CAS_RETRIES {
+                let (data, version) = store.get(&c.key);
+                let next = Window::decode(data.as_deref()).charged(now_ms, c.window_ms, amount);
+                match store.set(&c.key, &next.encode(), version) {
+                    Ok(true) => {
+                        done = true;
+                        break;
+                    }
+                    Ok(false) => continue,
+                    Err(e) => {
+                        log::warn!("ai-token-ratelimit: counter write failed: {e}");
+                        break;
+                    }
+                }
+            }
+            if !done {
+                log::warn!("ai-token-ratelimit: could not charge {amount} to policy {}", policy.name);
+            }
+            if !charged.iter().any(|(p, _)| *p == c.policy) {
+                charged.push((c.policy, amount));
+            }
+        }
+        charged
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
@@ -557,6 +686,88 @@ mod tests {
         let facts = RequestFacts { header: &h, path: "/", model: None, provider: None, ip: None };
         assert_eq!(c.matching(&facts), vec![(0, "".into()), (1, "".into())]);
         assert!(c.needs_model);
+    }
+
+    /// Shared data as a map; `conflicts` makes that many writes lose to a
+    /// worker that charges 5 first, as a racing Envoy worker would.
+    #[derive(Default)]
+    struct FakeStore {
+        map: std::cell::RefCell<std::collections::HashMap<String, (Vec<u8>, u32)>>,
+        conflicts: std::cell::Cell<u32>,
+    }
+
+    impl CounterStore for FakeStore {
+        fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+            match self.map.borrow().get(key) {
+                Some((v, version)) => (Some(v.clone()), Some(*version)),
+                None => (None, None),
+            }
+        }
+        fn set(&self, key: &str, value: &[u8], version: Option<u32>) -> Result<bool, String> {
+            let mut map = self.map.borrow_mut();
+            let current = map.get(key).map(|(_, v)| *v);
+            if self.conflicts.get() > 0 && version.is_some() {
+                self.conflicts.set(self.conflicts.get() - 1);
+                let (old, v) = map.get(key).cloned().unwrap_or_default();
+                let theirs = Window::decode(Some(&old)).charged(MIN, MIN, 5);
+                map.insert(key.to_string(), (theirs.encode().to_vec(), v + 1));
+                return Ok(false);
+            }
+            if version.is_some() && version != current {
+                return Ok(false);
+            }
+            map.insert(key.to_string(), (value.to_vec(), current.unwrap_or(0) + 1));
+            Ok(true)
+        }
+    }
+
+    #[test]
+    fn admission_charging_and_retry_after_against_a_store() {
+        let c = config(r#"{"policies":[{"name":"p","limits":[{"limit":100,"window_size":60},{"limit":1000,"window_size":3600}]}]}"#);
+        let store = FakeStore::default();
+        let matched = vec![(0, "alice".to_string())];
+        let a = c.admit(&matched, &store, MIN);
+        assert!(!a.rejected());
+        assert_eq!(a.counters.len(), 2, "one counter per limit");
+        assert_eq!(a.states.iter().map(|s| s.remaining).collect::<Vec<_>>(), vec![100, 1000]);
+        // One policy with two limits is one charge in the metrics.
+        assert_eq!(c.charge(&a.counters, &Usage::new(90, 30), &store, MIN + 10), vec![(0, 120)]);
+
+        let a = c.admit(&matched, &store, MIN + 20_000);
+        assert!(a.rejected());
+        assert!(a.counters.is_empty(), "a refused request is not charged");
+        // Sliding: the 120 spent weigh under 100 once a sixth of the next minute passed.
+        assert_eq!(a.retry_after_s, Some(51));
+        let h = c.client_headers(&a);
+        assert!(h.contains(&("x-ai-ratelimit-remaining-60".into(), "0".into())), "{h:?}");
+        assert!(h.contains(&("x-ai-ratelimit-remaining-3600".into(), "880".into())), "{h:?}");
+        assert!(h.contains(&("retry-after".into(), "51".into())), "{h:?}");
+        // Another partition has its own budget.
+        assert!(!c.admit(&[(0, "bob".to_string())], &store, MIN + 20_000).rejected());
+        assert!(c.admit(&matched, &store, MIN + 20_000 + 50_000).rejected());
+        assert!(!c.admit(&matched, &store, MIN + 20_000 + 51_000).rejected(), "open again when Retry-After said");
+    }
+
+    #[test]
+    fn concurrent_charges_are_never_lost() {
+        let c = config(r#"{"window_type":"fixed","policies":[{"name":"p","limits":[{"limit":1000,"window_size":60}]}]}"#);
+        let store = FakeStore::default();
+        let a = c.admit(&[(0, String::new())], &store, MIN);
+        store.conflicts.set(3);
+        c.charge(&a.counters, &Usage::new(7, 3), &store, MIN);
+        let (data, _) = store.get(&a.counters[0].key);
+        assert_eq!(Window::decode(data.as_deref()).used(MIN, MIN, WindowType::Fixed), 3 * 5 + 10);
+    }
+
+    #[test]
+    fn hidden_client_headers_keep_only_retry_after() {
+        let c = config(r#"{"hide_client_headers":true,"policies":[{"name":"p","limits":[{"limit":1,"window_size":60}]}]}"#);
+        let store = FakeStore::default();
+        let a = c.admit(&[(0, String::new())], &store, MIN);
+        assert!(c.client_headers(&a).is_empty());
+        c.charge(&a.counters, &Usage::new(1, 0), &store, MIN);
+        let a = c.admit(&[(0, String::new())], &store, MIN + 1);
+        assert_eq!(c.client_headers(&a), vec![("retry-after".to_string(), "60".to_string())]);
     }
 
     #[test]

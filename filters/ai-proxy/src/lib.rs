@@ -1,8 +1,8 @@
 //! ai-proxy: thin proxy-wasm glue over `codec::proxy::Exchange`, which
 //! holds all the logic and runs under `cargo test` natively.
 
-use codec::metrics::{name, LabelCap};
 use codec::proxy::config::ProxyConfig;
+use codec::proxy::report::{Labels, Timing};
 use codec::proxy::{Exchange, ResponseMode};
 use codec::GatewayError;
 use host::proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -15,9 +15,6 @@ use std::time::SystemTime;
 const ROUTE_HEADER: &str = "x-ai-proxy";
 /// Payload logging keeps at most this many bytes of each body.
 const PAYLOAD_LOG_CAP: usize = 8 * 1024;
-/// Distinct values per label and VM; later ones are counted as `other`.
-const MAX_MODELS: usize = 32;
-const MAX_CONSUMERS: usize = 100;
 
 host::proxy_wasm::main! {{
     host::proxy_wasm::set_log_level(LogLevel::Info);
@@ -25,18 +22,6 @@ host::proxy_wasm::main! {{
         Box::new(Root { config: None, name: Rc::from(""), labels: Rc::new(RefCell::new(Labels::default())) })
     });
 }}
-
-/// Label caps shared by every request of one plugin instance.
-struct Labels {
-    models: LabelCap,
-    consumers: LabelCap,
-}
-
-impl Default for Labels {
-    fn default() -> Self {
-        Labels { models: LabelCap::new(MAX_MODELS), consumers: LabelCap::new(MAX_CONSUMERS) }
-    }
-}
 
 struct Root {
     config: Option<Rc<ProxyConfig>>,
@@ -75,6 +60,7 @@ impl RootContext for Root {
             context_id,
             consumer: None,
             headers: Vec::new(),
+            started: false,
             timing: Timing::default(),
             streamed_logged: 0,
             replied: false,
@@ -87,17 +73,8 @@ impl RootContext for Root {
     }
 }
 
-/// Points in a request's life, for latency metrics.
-#[derive(Default)]
-struct Timing {
-    started: Option<SystemTime>,
-    sent: Option<SystemTime>,
-    answered: Option<SystemTime>,
-    first_chunk: Option<SystemTime>,
-}
-
-fn millis(from: Option<SystemTime>, to: Option<SystemTime>) -> Option<u64> {
-    Some(to?.duration_since(from?).ok()?.as_millis() as u64)
+fn now_ms() -> Option<u64> {
+    Some(host::now().duration_since(SystemTime::UNIX_EPOCH).ok()?.as_millis() as u64)
 }
 
 fn capped(body: &[u8]) -> String {
@@ -117,6 +94,9 @@ struct Request {
     consumer: Option<String>,
     /// Request headers read in the headers phase, used again in the body phase.
     headers: Vec<(String, String)>,
+    /// The request reached this filter (on_log also comes for requests an
+    /// earlier filter refused).
+    started: bool,
     timing: Timing,
     streamed_logged: usize,
     /// The filter answered the client itself; its reply passes untouched.
@@ -171,105 +151,32 @@ impl Request {
         // (always ours, never the client's) lets the route table send the
         // rewritten request where this instance meant it to go.
         host::set_request_header(ROUTE_HEADER, &self.instance);
-        self.timing.sent = Some(host::now());
+        self.timing.sent_ms = now_ms();
     }
 
     /// Makes usage, model, cost and timings readable by later filters and
     /// access logs, and counts the request in the metrics.
     fn publish(&mut self) {
-        // on_log comes to every filter of the chain, also when an earlier
-        // filter refused the request before it reached this one.
-        if self.published || self.timing.started.is_none() {
+        if self.published || !self.started {
             return;
         }
         self.published = true;
-        let end = Some(host::now());
-        let x = &self.exchange;
-        let usage = x.usage();
-        if let Some(model) = x.response_model() {
-            host::set_property("ai.response_model", model.as_bytes());
+        self.timing.end_ms = now_ms();
+        let report = self.exchange.report(self.replied, self.consumer.as_deref(), &self.timing, &mut self.labels.borrow_mut());
+        for (key, value) in &report.properties {
+            host::set_property(key, value.as_bytes());
         }
-        if let Some(u) = usage {
-            host::set_property("ai.prompt_tokens", u.prompt_tokens.to_string().as_bytes());
-            host::set_property("ai.completion_tokens", u.completion_tokens.to_string().as_bytes());
-            host::set_property("ai.total_tokens", u.total_tokens.to_string().as_bytes());
-            if let Some(d) = u.prompt_tokens_details {
-                host::set_property("ai.cached_tokens", d.cached_tokens.to_string().as_bytes());
-            }
-            if let Some(d) = u.completion_tokens_details {
-                host::set_property("ai.reasoning_tokens", d.reasoning_tokens.to_string().as_bytes());
-            }
+        for (metric, n) in &report.counters {
+            host::count(metric, *n);
         }
-        if let Some(cost) = x.cost() {
-            host::set_property("ai.cost", format!("{cost:.8}").as_bytes());
+        for (metric, value) in &report.histograms {
+            host::record(metric, *value);
         }
-        let latency = millis(self.timing.sent, self.timing.answered);
-        let ttft = millis(self.timing.sent, self.timing.first_chunk).filter(|_| x.is_stream());
-        if let Some(ms) = latency {
-            host::set_property("ai.upstream_latency_ms", ms.to_string().as_bytes());
-        }
-        if let Some(ms) = ttft {
-            host::set_property("ai.ttft_ms", ms.to_string().as_bytes());
-        }
-        if let Some(problem) = x.problem() {
+        if let Some(problem) = &report.problem {
             log::warn!("{problem}");
         }
-
-        // Metrics, labelled by provider, model and consumer (capped).
-        let provider = x.config().provider.as_str();
-        let (model, consumer) = {
-            let mut labels = self.labels.borrow_mut();
-            let model = labels.models.admit(x.response_model().or(x.requested_model()).unwrap_or("unknown"));
-            let consumer = labels.consumers.admit(self.consumer.as_deref().unwrap_or("anonymous"));
-            (model, consumer)
-        };
-        let outcome = match (self.replied, x.status()) {
-            (true, _) | (false, 0) => "gateway_reject",
-            (false, s) if (200..300).contains(&s) && x.problem().is_none() => "success",
-            _ => "upstream_error",
-        };
-        let who = [("provider", provider), ("model", model.as_str()), ("consumer", consumer.as_str())];
-        host::count(&name("ai_llm_requests_total", &[who[0], who[1], who[2], ("outcome", outcome)]), 1);
-        if let Some(u) = usage {
-            let mut kinds = vec![("prompt", u.prompt_tokens), ("completion", u.completion_tokens), ("total", u.total_tokens)];
-            if let Some(d) = u.prompt_tokens_details {
-                kinds.push(("cached", d.cached_tokens));
-            }
-            if let Some(d) = u.completion_tokens_details {
-                kinds.push(("reasoning", d.reasoning_tokens));
-            }
-            for (kind, n) in kinds {
-                host::count(&name("ai_llm_tokens_total", &[who[0], who[1], who[2], ("token_type", kind)]), n);
-            }
-            if let Some(cost) = x.cost() {
-                host::count(&name("ai_llm_cost_microunits_total", &who), (cost * 1_000_000.0).round() as u64);
-            }
-            if let (Some(first), true) = (self.timing.first_chunk, u.completion_tokens > 1) {
-                if let Some(ms) = millis(Some(first), end) {
-                    host::record(&name("ai_llm_time_per_output_token_ms", &who[..2]), ms / (u.completion_tokens - 1));
-                }
-            }
-        }
-        if let Some(ms) = latency {
-            host::record(&name("ai_llm_provider_latency_ms", &who[..2]), ms);
-        }
-        if let Some(ms) = ttft {
-            host::record(&name("ai_llm_time_to_first_token_ms", &who[..2]), ms);
-        }
-        if x.config().logging.log_statistics {
-            let u = usage.unwrap_or_default();
-            log::info!(
-                "provider={provider} model={} response_model={} consumer={consumer} status={} outcome={outcome} stream={} prompt_tokens={} completion_tokens={} total_tokens={} latency_ms={} ttft_ms={}",
-                x.requested_model().unwrap_or("-"),
-                x.response_model().unwrap_or("-"),
-                x.status(),
-                x.is_stream(),
-                u.prompt_tokens,
-                u.completion_tokens,
-                u.total_tokens,
-                latency.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
-                ttft.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
-            );
+        if let Some(line) = &report.statistics {
+            log::info!("{line}");
         }
     }
 }
@@ -281,7 +188,7 @@ impl Context for Request {}
 // upstream before the body is checked, and headers may still be changed.
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        self.timing.started = Some(host::now());
+        self.started = true;
         let headers = host::request_headers();
         let header = |name: &str| host::lookup(&headers, name);
         let request_id = header("x-request-id").unwrap_or_default();
@@ -342,7 +249,7 @@ impl HttpContext for Request {
         if self.replied {
             return Action::Continue; // our own error reply: already in shape
         }
-        self.timing.answered = Some(host::now());
+        self.timing.answered_ms = now_ms();
         let status = host::response_header(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
         let content_type = host::response_header("content-type");
         let edits = self.exchange.response_headers(status, content_type.as_deref());
@@ -391,8 +298,8 @@ impl HttpContext for Request {
             ResponseMode::Stream => {
                 let chunk = host::response_body(body_size);
                 let out = self.exchange.response_chunk(&chunk, end_of_stream);
-                if self.timing.first_chunk.is_none() && !out.is_empty() {
-                    self.timing.first_chunk = Some(host::now());
+                if self.timing.first_chunk_ms.is_none() && !out.is_empty() {
+                    self.timing.first_chunk_ms = now_ms();
                 }
                 if self.exchange.config().logging.log_payloads && self.streamed_logged < PAYLOAD_LOG_CAP {
                     self.streamed_logged = self.streamed_logged.saturating_add(out.len());

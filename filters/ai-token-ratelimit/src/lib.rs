@@ -3,7 +3,7 @@
 //! `strategy: cluster` a rate-limit service counts (see `publish_descriptors`).
 
 use codec::openai::{Usage, UsageProbe};
-use codec::ratelimit::{client_headers, cluster_partition, cluster_state_key, counter_key, Backend, LimitState, RateLimitConfig, RequestFacts, Window};
+use codec::ratelimit::{cluster_partition, cluster_state_key, Backend, Counter, CounterStore, LimitState, RateLimitConfig, RequestFacts};
 use codec::{ErrorKind, GatewayError};
 use host::proxy_wasm::traits::{Context, HttpContext, RootContext};
 use host::proxy_wasm::types::{Action, ContextType, LogLevel};
@@ -53,7 +53,7 @@ impl RootContext for Root {
         Some(Box::new(Limiter {
             shared: self.shared.clone()?,
             matched: Vec::new(),
-            keys: Vec::new(),
+            counters: Vec::new(),
             states: Vec::new(),
             replied: false,
             body_usage: None,
@@ -69,11 +69,11 @@ impl RootContext for Root {
 
 struct Limiter {
     shared: Rc<Shared>,
-    /// Matched (policy index, partition) pairs, charged when the request ends.
+    /// Matched (policy index, partition) pairs.
     matched: Vec<(usize, String)>,
-    /// Counter keys of the matched limits as (policy index, window, key),
-    /// hashed once at admission and reused when charging.
-    keys: Vec<(usize, u64, String)>,
+    /// The counters to charge when the request ends, keyed once at admission.
+    counters: Vec<Counter>,
+    /// The checked limits, for the client's headers.
     states: Vec<LimitState>,
     replied: bool,
     /// Usage read from the response itself, when no ai-proxy published it.
@@ -83,7 +83,18 @@ struct Limiter {
 }
 
 const MAX_COPY: usize = 1024 * 1024;
-const CAS_RETRIES: usize = 64;
+
+/// proxy-wasm shared data: one store for every worker of this Envoy.
+struct SharedData;
+
+impl CounterStore for SharedData {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        host::shared_data(key)
+    }
+    fn set(&self, key: &str, value: &[u8], version: Option<u32>) -> Result<bool, String> {
+        host::set_shared_data(key, value, version).map_err(|e| format!("{e:?}"))
+    }
+}
 
 fn now_ms() -> u64 {
     host::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -124,68 +135,30 @@ impl Limiter {
         if config.strategy == Backend::Cluster {
             return self.publish_descriptors();
         }
-        let now = now_ms();
-        let mut retry_after_ms: Option<u64> = None;
-        let mut rejected_by: Vec<usize> = Vec::new();
-        for (policy_idx, partition) in &self.matched {
-            let Some(policy) = config.policies.get(*policy_idx) else { continue };
-            for &(limit, window_ms) in &policy.limits {
-                let key = counter_key(&policy.name, window_ms, partition);
-                let (data, _) = host::shared_data(&key);
-                self.keys.push((*policy_idx, window_ms, key.clone()));
-                if data.is_none() {
-                    // Create the counter at admission, before any charge on it
-                    // can exist: two workers racing here both write zero.
-                    let _ = host::set_shared_data(&key, &Window::default().encode(), None);
-                }
-                let w = Window::decode(data.as_deref());
-                let used = w.used(now, window_ms, config.window_type);
-                let reset = w.retry_after_ms(now, window_ms, limit, config.window_type).max(Window::reset_ms(now, window_ms));
-                self.states.push(LimitState {
-                    window_s: window_ms / 1000,
-                    limit,
-                    remaining: limit.saturating_sub(used),
-                    reset_s: Window::reset_ms(now, window_ms).div_ceil(1000),
-                });
-                if used >= limit {
-                    let wait = w.retry_after_ms(now, window_ms, limit, config.window_type);
-                    retry_after_ms = Some(retry_after_ms.unwrap_or(0).max(wait).max(1).min(reset.max(1)));
-                    if !rejected_by.contains(policy_idx) {
-                        rejected_by.push(*policy_idx);
-                    }
-                }
+        let admission = config.admit(&self.matched, &SharedData, now_ms());
+        let headers = config.client_headers(&admission);
+        if admission.rejected() {
+            let names: Vec<&str> = admission.rejected_by.iter().filter_map(|i| config.policies.get(*i)).map(|p| p.name.as_str()).collect();
+            for i in &admission.rejected_by {
+                host::increment(self.shared.metrics.get(*i).and_then(|m| m.rejected), 1);
             }
-        }
-        if let Some(wait) = retry_after_ms {
-            for i in &rejected_by {
-                if let (Some(m), Some(p)) = (self.shared.metrics.get(*i), config.policies.get(*i)) {
-                    host::increment(m.rejected, 1);
-                    log::info!("ai-token-ratelimit: rejected by policy {}", p.name);
-                }
-            }
-            let names: Vec<&str> = rejected_by.iter().filter_map(|i| config.policies.get(*i)).map(|p| p.name.as_str()).collect();
+            log::info!("ai-token-ratelimit: rejected by policy {}", names.join(","));
             host::set_property("ai.ratelimit", format!("rejected:{}", names.join(",")).as_bytes());
-            self.matched.clear(); // nothing is charged for a refused request
-            self.keys.clear();
+            self.matched.clear();
             self.replied = true;
-            let headers = if config.hide_client_headers {
-                vec![("retry-after".to_string(), wait.div_ceil(1000).to_string())]
-            } else {
-                client_headers(&self.states, Some(wait.div_ceil(1000)))
-            };
             let refs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             host::send_error(&config.rejection(), &refs);
             return Action::Pause;
         }
         for (i, _) in &self.matched {
-            if let Some(m) = self.shared.metrics.get(*i) {
-                host::increment(m.allowed, 1);
-            }
+            host::increment(self.shared.metrics.get(*i).and_then(|m| m.allowed), 1);
         }
         if !self.matched.is_empty() {
             let names: Vec<&str> = self.matched.iter().filter_map(|(i, _)| config.policies.get(*i)).map(|p| p.name.as_str()).collect();
             host::set_property("ai.ratelimit", names.join(",").as_bytes());
         }
+        self.counters = admission.counters;
+        self.states = admission.states;
         Action::Continue
     }
 
@@ -233,51 +206,17 @@ impl Limiter {
             })
     }
 
-    /// Adds the request's real usage to every matched counter, with
-    /// compare-and-swap so concurrent workers never lose an update.
+    /// Charges the request's real usage to its counters.
     fn charge(&mut self) {
-        let shared = self.shared.clone();
-        let config = &shared.config;
         self.matched.clear();
-        let keys = std::mem::take(&mut self.keys);
-        if keys.is_empty() {
+        let counters = std::mem::take(&mut self.counters);
+        if counters.is_empty() {
             return; // nothing matched (or cluster strategy): no usage reads
         }
         let Some(usage) = self.usage() else { return };
-        let now = now_ms();
-        let mut charged: Vec<usize> = Vec::new();
-        for (policy_idx, window_ms, key) in keys {
-            let Some(policy) = config.policies.get(policy_idx) else { continue };
-            let amount = config.charge_for(policy, &usage);
-            if amount == 0 {
-                continue;
-            }
-            let mut done = false;
-            for _ in 0..CAS_RETRIES {
-                let (data, cas) = host::shared_data(&key);
-                let next = Window::decode(data.as_deref()).charged(now, window_ms, amount);
-                match host::set_shared_data(&key, &next.encode(), cas) {
-                    Ok(true) => {
-                        done = true;
-                        break;
-                    }
-                    Ok(false) => continue,
-                    Err(e) => {
-                        log::warn!("ai-token-ratelimit: shared data write failed: {e:?}");
-                        break;
-                    }
-                }
-            }
-            if !done {
-                log::warn!("ai-token-ratelimit: could not charge {amount} to policy {} after {CAS_RETRIES} tries", policy.name);
-            }
-            // Count each policy once, however many limits it has.
-            if !charged.contains(&policy_idx) {
-                charged.push(policy_idx);
-                if let Some(m) = shared.metrics.get(policy_idx) {
-                    host::increment(m.charged, amount);
-                }
-            }
+        let shared = self.shared.clone();
+        for (policy, amount) in shared.config.charge(&counters, &usage, &SharedData, now_ms()) {
+            host::increment(shared.metrics.get(policy).and_then(|m| m.charged), amount);
         }
     }
 }
@@ -316,7 +255,7 @@ impl HttpContext for Limiter {
             return Action::Continue;
         }
         if !self.config().hide_client_headers && !self.states.is_empty() {
-            host::set_response_headers(&client_headers(&self.states, None));
+            host::set_response_headers(&codec::ratelimit::client_headers(&self.states, None));
         }
         // Without ai-proxy in the chain, usage is read from the answer itself.
         if !self.matched.is_empty() && host::property_string(&["ai.provider"]).is_none() {

@@ -15,6 +15,7 @@ mod golden;
 pub mod ollama;
 pub mod openai;
 pub mod provider;
+pub mod report;
 pub mod request;
 pub mod response;
 pub mod sigv4;
