@@ -10,6 +10,18 @@ pub mod prometheus;
 pub mod redis_server;
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Polls `condition` every 20 ms until it holds, and fails the test after
+/// 10 s. For effects that land just after the client has its answer:
+/// budget charges and metrics are written in the request's log phase.
+pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(Instant::now() < deadline, "{what}: not so after 10 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
 
 /// A unique id per test request, sent as `x-test-id` so the fake provider's
 /// records can be told apart while tests run in parallel.

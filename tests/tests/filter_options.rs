@@ -5,7 +5,7 @@
 
 use ai_gateway_tests::fake::Recorded;
 use ai_gateway_tests::http::{send, Request, Response};
-use ai_gateway_tests::{test_id, Gateway};
+use ai_gateway_tests::{eventually, test_id, Gateway};
 use serde_json::{json, Value};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -96,17 +96,6 @@ fn chat(consumer: &str, policy: &'static str, words: usize) -> Response {
     post(budgets(), "/v1/chat/completions", json!({"model": "m", "messages": [{"role": "user", "content": text}]}), &headers).0
 }
 
-/// Waits (bounded) until `f` holds: charges land when a request ends,
-/// just after its client has the answer.
-fn eventually(what: &str, f: impl Fn() -> bool) {
-    for _ in 0..100 {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("{what} never happened");
-}
 
 #[test]
 fn consumers_get_their_own_budgets_with_headers_hidden() {

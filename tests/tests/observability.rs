@@ -5,7 +5,7 @@
 
 use ai_gateway_tests::envoy::repo_root;
 use ai_gateway_tests::http::{send, Request, Response};
-use ai_gateway_tests::{test_id, Gateway};
+use ai_gateway_tests::{eventually, test_id, Gateway};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -78,11 +78,15 @@ fn known_traffic_gives_exact_metrics_and_log_lines() {
     let (r, _) = chat("carol", &long, &[("x-team", "trial")], false);
     assert_eq!(r.status, 200);
     add("carol", usage_of(&r));
-    std::thread::sleep(Duration::from_millis(150));
+    let carol_total = usage_of(&r).0 + usage_of(&r).1;
+    let charged = |policy: &str| scrape().get(&format!(r#"ai_ratelimit_units_charged_total{{policy="{policy}"}}"#)).copied();
+    eventually("carol's spend is charged", || charged("trial-team") == Some(carol_total));
     let (r, _) = chat("carol", "again", &[("x-team", "trial")], false);
     assert_eq!(r.status, 429);
 
-    std::thread::sleep(Duration::from_millis(200));
+    // Every request's log phase has run once the budgets hold all usage.
+    let total: u64 = expect_tokens.iter().filter(|((_, k), _)| *k == "total").map(|(_, n)| n).sum();
+    eventually("every request is charged", || charged("gateway-total") == Some(total));
     let m = scrape();
     let get = |k: &str| m.get(k).copied().unwrap_or_else(|| panic!("no series {k} in\n{m:#?}"));
     let req = |consumer: &str, outcome: &str| get(&format!(r#"ai_llm_requests_total{{provider="openai",model="gpt-4o-mini",consumer="{consumer}",outcome="{outcome}"}}"#));
@@ -106,7 +110,6 @@ fn known_traffic_gives_exact_metrics_and_log_lines() {
     assert_eq!(get(r#"ai_ratelimit_requests_total{outcome="rejected",policy="trial-team"}"#), 1);
     assert_eq!(get(r#"ai_ratelimit_requests_total{outcome="allowed",policy="trial-team"}"#), 1);
     assert_eq!(get(r#"ai_ratelimit_requests_total{outcome="allowed",policy="gateway-total"}"#), 5);
-    let total: u64 = expect_tokens.iter().filter(|((_, k), _)| *k == "total").map(|(_, n)| n).sum();
     assert_eq!(get(r#"ai_ratelimit_units_charged_total{policy="gateway-total"}"#), total, "budgets charged what ai-proxy counted");
 
     // Histograms reach Prometheus at Envoy's stats flush (every 5 s).

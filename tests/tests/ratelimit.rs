@@ -3,7 +3,7 @@
 
 use ai_gateway_tests::fake::Recorded;
 use ai_gateway_tests::http::{send, Request, Response};
-use ai_gateway_tests::{test_id, Gateway};
+use ai_gateway_tests::{eventually, test_id, Gateway};
 use serde_json::{json, Value};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -40,10 +40,23 @@ fn header_u64(r: &Response, name: &str) -> u64 {
     r.header(name).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no {name} in {:?}", r.headers))
 }
 
-/// Waits until the previous requests' charges (made when each request
-/// ends, after the client has its answer) have landed.
-fn settle() {
-    std::thread::sleep(Duration::from_millis(150));
+/// Admission as the key's next request sees it, spending nothing: the fake
+/// provider fails this one (no usage, so no charge).
+fn peek(key: &str) -> Response {
+    let req = Request::post_json("/v1/chat/completions", &json!({"model": "m", "messages": [{"role": "user", "content": "peek"}]}))
+        .header("authorization", format!("Bearer {key}"))
+        .header("x-fake-status", "500");
+    send(gateway().envoy.ports.listener, &req)
+}
+
+fn remaining_today(key: &str) -> u64 {
+    header_u64(&peek(key), "x-ai-ratelimit-remaining-86400")
+}
+
+/// Waits until the key's spent requests are charged (charges land when a
+/// request ends, just after its client has the answer) and it is refused.
+fn wait_until_refused(key: &str) {
+    eventually("the key's budget is spent", || peek(key).status == 429);
 }
 
 #[test]
@@ -65,10 +78,10 @@ fn parallel_clients_are_charged_exactly_what_the_provider_reported() {
         })
         .collect();
     let results: Vec<(String, u64)> = threads.into_iter().map(|t| t.join().unwrap_or_default()).collect();
-    settle();
     for (key, reported) in results {
-        // The next request is admitted against the daily counter, which
-        // holds every charge of the 12 before it, from either worker.
+        // The daily counter holds every charge of the 12, from either
+        // worker, once the last has landed; a lost update never does.
+        eventually(&format!("{key}: charged {reported}"), || remaining_today(&key) == 1_000_000 - reported);
         let (resp, _) = hello(&key, 1);
         assert_eq!(resp.status, 200);
         assert_eq!(header_u64(&resp, "x-ai-ratelimit-remaining-86400"), 1_000_000 - reported, "{key}: no lost update");
@@ -86,7 +99,7 @@ fn an_exhausted_key_is_refused_before_the_provider_and_others_are_not() {
     let (resp, _) = hello(&heavy, 300);
     assert_eq!(resp.status, 200);
     assert_eq!(header_u64(&resp, "x-ai-ratelimit-limit-2"), 300);
-    settle();
+    wait_until_refused(&heavy);
     let (resp, got) = hello(&heavy, 1);
     assert_eq!(resp.status, 429, "{}", resp.text());
     let v = resp.json();
@@ -108,7 +121,7 @@ fn the_window_rolls_over_and_traffic_flows_again() {
     let key = test_id("roll");
     let (resp, _) = hello(&key, 300);
     assert_eq!(resp.status, 200);
-    settle();
+    wait_until_refused(&key);
     let (resp, _) = hello(&key, 1);
     assert_eq!(resp.status, 429);
     let retry = header_u64(&resp, "retry-after");
@@ -124,11 +137,9 @@ fn streamed_responses_are_charged() {
     let (resp, _) = chat("/v1/chat/completions", &key, json!({"model": "m", "messages": [{"role": "user", "content": "a b c d e"}], "stream": true}));
     assert_eq!(resp.status, 200);
     assert!(resp.sse_data().iter().all(|e| !e.contains("\"usage\":{")), "no usage chunk was asked for");
-    settle();
-    let (resp, _) = hello(&key, 1);
     // 5 prompt words, "You said: a b c d e" is 7: 12 tokens, charged from
     // the usage ai-proxy read in the stream (and dropped for the client).
-    assert_eq!(header_u64(&resp, "x-ai-ratelimit-remaining-86400"), 1_000_000 - 12);
+    eventually("the stream is charged 12", || remaining_today(&key) == 1_000_000 - 12);
 }
 
 #[test]
@@ -151,17 +162,19 @@ fn provider_policy_charges_cost_from_route_metadata() {
     assert_eq!(got.len(), 1);
     let usage = resp.json()["usage"].clone();
     let (p, c) = (usage["prompt_tokens"].as_u64().unwrap_or(0), usage["completion_tokens"].as_u64().unwrap_or(0));
-    settle();
-    // input 3 / output 15 per million tokens, counted in millionths.
+    // input 3 / output 15 per million tokens, counted in millionths (only
+    // this test sends to the Anthropic route).
     let expected = p * 3 + c * 15;
-    let charged = g.envoy.stat("wasmcustom.ai_ratelimit_units_charged_total.policy.anthropic-spend");
-    assert_eq!(charged, expected);
+    let spent = || g.envoy.stat("wasmcustom.ai_ratelimit_units_charged_total.policy.anthropic-spend");
+    eventually("the Anthropic spend is charged", || spent() == expected);
     assert!(g.envoy.stat("wasmcustom.ai_ratelimit_requests_total.policy.anthropic-spend.outcome.allowed") >= 1);
     // Traffic to another provider is not charged to the Anthropic budget.
+    let before = remaining_today(&key);
     let (resp, _) = hello(&key, 3);
     assert_eq!(resp.status, 200);
-    settle();
-    assert_eq!(g.envoy.stat("wasmcustom.ai_ratelimit_units_charged_total.policy.anthropic-spend"), charged);
+    let tokens = resp.usage()["total_tokens"].as_u64().unwrap_or(0);
+    eventually("the OpenAI request is charged to the key", || remaining_today(&key) == before - tokens);
+    assert_eq!(spent(), expected);
 }
 
 #[test]
@@ -171,7 +184,7 @@ fn rejections_are_counted() {
     let before = g.envoy.stat("wasmcustom.ai_ratelimit_requests_total.policy.per-api-key.outcome.rejected");
     let (resp, _) = hello(&key, 300);
     assert_eq!(resp.status, 200);
-    settle();
+    wait_until_refused(&key);
     assert_eq!(hello(&key, 1).0.status, 429);
     let after = g.envoy.stat("wasmcustom.ai_ratelimit_requests_total.policy.per-api-key.outcome.rejected");
     assert!(after > before, "{before} -> {after}");
