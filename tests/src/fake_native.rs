@@ -166,6 +166,20 @@ pub fn gemini(req: &Recorded, path: &str, body: &Value, out: &mut TcpStream) -> 
         return write_reply(out, &err(403, "PERMISSION_DENIED", "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API."));
     }
     let model = path.rsplit('/').next().unwrap_or_default().split(':').next().unwrap_or_default().to_string();
+    if path.ends_with(":predict") {
+        // Vertex AI's text-embedding predict: one prediction per instance.
+        let Some(instances) = body["instances"].as_array().filter(|i| vertex && !i.is_empty()) else {
+            return write_reply(out, &err(400, "INVALID_ARGUMENT", "Invalid JSON payload: `instances` is required."));
+        };
+        let predictions: Vec<Value> = instances
+            .iter()
+            .map(|i| {
+                let t = i["content"].as_str().unwrap_or_default();
+                json!({"embeddings": {"values": [t.len() as f64, words(t) as f64, 0.25], "statistics": {"token_count": words(t), "truncated": false}}})
+            })
+            .collect();
+        return write_reply(out, &json_reply(200, json!({"predictions": predictions, "metadata": {"billableCharacterCount": 10}})));
+    }
     if path.ends_with(":batchEmbedContents") {
         let requests = body["requests"].as_array().cloned().unwrap_or_default();
         let embeddings: Vec<Value> = requests.iter().map(|r| { let t = block_text(&r["content"]["parts"]); json!({"values": [t.len() as f64, words(&t) as f64, 0.125]}) }).collect();
