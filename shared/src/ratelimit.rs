@@ -707,16 +707,16 @@ mod tests {
             let mut map = self.map.borrow_mut();
             let current = map.get(key).map(|(_, v)| *v);
             if self.conflicts.get() > 0 && version.is_some() {
-                self.conflicts.set(self.conflicts.get() - 1);
+                self.conflicts.set(self.conflicts.get().saturating_sub(1));
                 let (old, v) = map.get(key).cloned().unwrap_or_default();
                 let theirs = Window::decode(Some(&old)).charged(MIN, MIN, 5);
-                map.insert(key.to_string(), (theirs.encode().to_vec(), v + 1));
+                map.insert(key.to_string(), (theirs.encode().to_vec(), v.saturating_add(1)));
                 return Ok(false);
             }
             if version.is_some() && version != current {
                 return Ok(false);
             }
-            map.insert(key.to_string(), (value.to_vec(), current.unwrap_or(0) + 1));
+            map.insert(key.to_string(), (value.to_vec(), current.unwrap_or(0).saturating_add(1)));
             Ok(true)
         }
     }

@@ -50,7 +50,7 @@ fn gateway() -> &'static (Gateway, u64) {
                 "model": {"provider": "gemini", "name": "text-embedding-004", "options": {"gemini": {"project_id": "my-project", "location_id": "us-central1"}}}
             }))
         };
-        let env = [("MISTRAL_API_KEY", "mi-opt"), ("GEMINI_API_KEY", "gm-opt"), ("VERTEX_ACCESS_TOKEN", "ya29.opt")];
+        let env = [("ANTHROPIC_API_KEY", "sk-ant-opt"), ("MISTRAL_API_KEY", "mi-opt"), ("GEMINI_API_KEY", "gm-opt"), ("VERTEX_ACCESS_TOKEN", "ya29.opt")];
         let g = Gateway::start("envoy.yaml", &env, &rewrite);
         let vms = g.envoy.vm_baseline();
         (g, vms)
@@ -155,4 +155,20 @@ fn vertex_embeddings_use_predict() {
     assert_eq!(v["data"].as_array().map(Vec::len), Some(2));
     assert_eq!(v["data"][1]["index"], 1);
     assert_eq!(v["usage"]["prompt_tokens"], 4, "token counts from Vertex's statistics");
+}
+
+#[test]
+fn fields_a_provider_cannot_honour_are_refused_before_it() {
+    let (resp, got, _) = post("/anthropic/v1/chat/completions", json!({"messages": [{"role": "user", "content": "hi"}], "n": 3}), &[]);
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert!(got.is_empty());
+    let v = resp.json();
+    assert_eq!(v["error"]["message"], "`n` is not supported by anthropic");
+    assert_eq!(v["error"]["code"], "unsupported_parameter");
+    // The same field asking for nothing passes, and what maps is mapped.
+    let (resp, got, _) = post("/anthropic/v1/chat/completions", json!({"messages": [{"role": "user", "content": "hi"}], "n": 1, "user": "u-42", "seed": 5}), &[]);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let sent = got[0].json();
+    assert_eq!(sent["metadata"], json!({"user_id": "u-42"}));
+    assert!(sent.get("seed").is_none() && sent.get("n").is_none());
 }

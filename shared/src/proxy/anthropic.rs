@@ -8,7 +8,7 @@ use super::config::{ModelOptions, ProxyConfig, RouteType};
 use super::provider::{to_vec, Endpoint, Meta, Provider, RequestContext};
 use super::response::{translated, Answer};
 use crate::config::ConfigError;
-use super::common::{single_choice, arguments_object, parse_data_url, system_text, tool_call, ChunkWriter, SseInput};
+use super::common::{field_policy, single_choice, arguments_object, parse_data_url, system_text, tool_call, ChunkWriter, SseInput};
 use super::stream::{StreamTranslator, UNREADABLE_EVENT};
 use crate::error::GatewayError;
 use crate::openai::{
@@ -20,6 +20,11 @@ use serde_json::{json, Value};
 /// Anthropic requires `max_tokens`; used when neither the request nor the
 /// route's `model.options.max_tokens` sets one.
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
+/// OpenAI fields Anthropic cannot honour (no JSON mode, one answer, no logprobs).
+const REFUSED: [&str; 5] = ["logprobs", "top_logprobs", "logit_bias", "n", "response_format"];
+/// `user` becomes `metadata.user_id`; `parallel_tool_calls: false` becomes
+/// `disable_parallel_tool_use`.
+const DROPPED: [&str; 5] = ["seed", "store", "metadata", "service_tier", "reasoning_effort"];
 
 #[derive(Debug, Serialize)]
 pub struct MessagesRequest {
@@ -75,6 +80,7 @@ fn content_blocks(content: &Option<Content>) -> Vec<Value> {
 }
 
 pub fn chat_request(req: ChatRequest, stream: bool, default_max_tokens: Option<u64>) -> Result<MessagesRequest, GatewayError> {
+    field_policy("anthropic", &req.rest, &REFUSED, &DROPPED)?;
     let system = system_text(&req.messages);
     let mut messages: Vec<Message> = Vec::new();
     for m in &req.messages {
@@ -135,6 +141,13 @@ pub fn chat_request(req: ChatRequest, stream: bool, default_max_tokens: Option<u
             None => return Err(GatewayError::bad_request("tool_choice must be none, auto, required or a named function")),
         },
     };
+    let mut tool_choice = tool_choice.filter(|_| !tools.is_empty());
+    if req.rest.get("parallel_tool_calls") == Some(&Value::Bool(false)) && !tools.is_empty() {
+        let choice = tool_choice.get_or_insert_with(|| json!({"type": "auto"}));
+        if choice["type"] != "none" {
+            choice["disable_parallel_tool_use"] = Value::Bool(true);
+        }
+    }
     let user = req.rest.get("user").and_then(Value::as_str).map(|u| json!({"user_id": u}));
     Ok(MessagesRequest {
         model: req.model.unwrap_or_default(),
@@ -146,7 +159,7 @@ pub fn chat_request(req: ChatRequest, stream: bool, default_max_tokens: Option<u
         top_k: req.top_k,
         stop_sequences: req.stop.as_ref().map(|s| s.to_vec()),
         stream,
-        tool_choice: tool_choice.filter(|_| !tools.is_empty()),
+        tool_choice,
         tools,
         metadata: user,
     })

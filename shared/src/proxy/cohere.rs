@@ -7,7 +7,7 @@ use super::config::{ModelOptions, RouteType};
 use super::provider::{to_vec, Endpoint, Meta, Provider, RequestContext, CHAT_AND_EMBEDDINGS};
 use super::response::{translated, Answer};
 use crate::config::ConfigError;
-use super::common::{single_choice, embeddings, tool_call, ChunkWriter, SseInput};
+use super::common::{field_policy, DROPPED_BY_NATIVE, REFUSED_BY_NATIVE, single_choice, embeddings, tool_call, ChunkWriter, SseInput};
 use super::stream::{StreamTranslator, UNREADABLE_EVENT};
 use crate::error::GatewayError;
 use crate::openai::{
@@ -34,6 +34,8 @@ pub struct CohereChatRequest {
     pub stop_sequences: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<Value>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tools: Vec<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -57,7 +59,20 @@ fn content(c: &Option<Content>, images: bool) -> Value {
     }
 }
 
+/// OpenAI's `response_format` in Cohere v2's shape.
+fn response_format(rest: &crate::openai::Rest) -> Option<Value> {
+    let rf = rest.get("response_format")?;
+    match rf.get("type")?.as_str()? {
+        "json_object" => Some(json!({"type": "json_object"})),
+        "json_schema" => Some(json!({"type": "json_object", "json_schema": rf.get("json_schema")?.get("schema")?})),
+        _ => None,
+    }
+}
+
 pub fn chat_request(req: ChatRequest, stream: bool) -> Result<CohereChatRequest, GatewayError> {
+    let mut dropped = DROPPED_BY_NATIVE.to_vec();
+    dropped.push("parallel_tool_calls");
+    field_policy("cohere", &req.rest, &REFUSED_BY_NATIVE, &dropped)?;
     let mut messages = Vec::with_capacity(req.messages.len());
     for m in &req.messages {
         messages.push(match m.role.as_str() {
@@ -119,6 +134,7 @@ pub fn chat_request(req: ChatRequest, stream: bool) -> Result<CohereChatRequest,
         k: req.top_k,
         stop_sequences: req.stop.as_ref().map(|s| s.to_vec()),
         seed: req.rest.get("seed").cloned(),
+        response_format: response_format(&req.rest),
         tool_choice: tool_choice.filter(|_| !tools.is_empty()),
         tools,
     })

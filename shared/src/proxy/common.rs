@@ -9,6 +9,40 @@ use crate::openai::{
 use crate::sse::{encode_event, SseDecoder, SseEvent};
 use serde_json::{Map, Value};
 
+/// OpenAI fields that ask for something most native APIs cannot give.
+pub const REFUSED_BY_NATIVE: [&str; 4] = ["logprobs", "top_logprobs", "logit_bias", "n"];
+/// OpenAI fields with no native equivalent that change nothing the client
+/// relies on: dropped.
+pub const DROPPED_BY_NATIVE: [&str; 5] = ["user", "store", "metadata", "service_tier", "reasoning_effort"];
+
+/// True when a field's value asks for nothing beyond the default.
+fn asks_nothing(field: &str, value: &Value) -> bool {
+    match value {
+        Value::Null | Value::Bool(false) => true,
+        Value::Object(o) if o.is_empty() => true,
+        Value::Number(n) if field == "n" => n.as_u64() == Some(1),
+        v if field == "response_format" => v.get("type").and_then(Value::as_str) == Some("text"),
+        _ => false,
+    }
+}
+
+/// Applies a provider's field policy to the OpenAI fields it does not map:
+/// a refused field that asks for something is a 400 naming it (never a
+/// silent answer without it); a dropped one is logged at debug.
+pub fn field_policy(provider: &str, rest: &Map<String, Value>, refused: &[&str], dropped: &[&str]) -> Result<(), GatewayError> {
+    for field in refused {
+        if rest.get(*field).is_some_and(|v| !asks_nothing(field, v)) {
+            return Err(GatewayError::bad_request(format!("`{field}` is not supported by {provider}")).with_code("unsupported_parameter"));
+        }
+    }
+    for field in dropped {
+        if rest.contains_key(*field) {
+            log::debug!("{provider}: dropped `{field}` (no equivalent)");
+        }
+    }
+    Ok(())
+}
+
 /// `data:image/png;base64,AAAA` → (`image/png`, `AAAA`).
 pub fn parse_data_url(url: &str) -> Option<(&str, &str)> {
     let rest = url.strip_prefix("data:")?;

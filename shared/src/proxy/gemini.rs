@@ -8,7 +8,7 @@ use super::config::{is_header_value, is_path_segment, ModelOptions, ProxyConfig,
 use super::provider::{to_vec, Endpoint, Meta, Provider, RequestContext, CHAT_AND_EMBEDDINGS};
 use super::response::{self, translated};
 use crate::config::ConfigError;
-use super::common::{arguments_object, embeddings, parse_data_url, result_object, system_text, tool_call, tool_name_for, ChunkWriter, SseInput};
+use super::common::{field_policy, DROPPED_BY_NATIVE, REFUSED_BY_NATIVE, arguments_object, embeddings, parse_data_url, result_object, system_text, tool_call, tool_name_for, ChunkWriter, SseInput};
 use super::stream::{StreamTranslator, UNREADABLE_EVENT};
 use crate::error::GatewayError;
 use crate::openai::{
@@ -50,7 +50,12 @@ fn parts_of(content: &Option<Content>) -> Vec<Value> {
     }
 }
 
-pub fn chat_request(req: &ChatRequest) -> Result<Value, GatewayError> {
+pub fn chat_request(req: &ChatRequest, stream: bool) -> Result<Value, GatewayError> {
+    let mut dropped = DROPPED_BY_NATIVE.to_vec();
+    dropped.push("parallel_tool_calls");
+    // Several candidates come back whole, but streams carry only the first.
+    let refused: &[&str] = if stream { &REFUSED_BY_NATIVE } else { &REFUSED_BY_NATIVE[..3] };
+    field_policy("gemini", &req.rest, refused, &dropped)?;
     let mut contents: Vec<Value> = Vec::new();
     for m in &req.messages {
         let (role, parts) = match m.role.as_str() {
@@ -101,8 +106,14 @@ pub fn chat_request(req: &ChatRequest) -> Result<Value, GatewayError> {
     put("stopSequences", req.stop.as_ref().map(|s| json!(s.to_vec())));
     put("candidateCount", req.rest.get("n").cloned());
     put("seed", req.rest.get("seed").cloned());
-    if req.rest.get("response_format").and_then(|f| f.get("type")).and_then(Value::as_str) == Some("json_object") {
-        put("responseMimeType", Some(json!("application/json")));
+    let format = req.rest.get("response_format");
+    match format.and_then(|f| f.get("type")).and_then(Value::as_str) {
+        Some("json_object") => put("responseMimeType", Some(json!("application/json"))),
+        Some("json_schema") => {
+            put("responseMimeType", Some(json!("application/json")));
+            put("responseJsonSchema", format.and_then(|f| f.get("json_schema")?.get("schema").cloned()));
+        }
+        _ => {}
     }
     if !generation.is_empty() {
         body.insert("generationConfig".into(), Value::Object(generation));
@@ -427,8 +438,8 @@ impl Provider for Gemini {
             None => format!("/v1beta/models/{model}:{op}"),
         }))
     }
-    fn chat_request(&self, req: ChatRequest, _: &RequestContext) -> Result<Option<Vec<u8>>, GatewayError> {
-        to_vec(&chat_request(&req)?).map(Some)
+    fn chat_request(&self, req: ChatRequest, cx: &RequestContext) -> Result<Option<Vec<u8>>, GatewayError> {
+        to_vec(&chat_request(&req, cx.stream)?).map(Some)
     }
     fn embeddings_request(&self, req: EmbeddingRequest, cx: &RequestContext) -> Result<Option<Vec<u8>>, GatewayError> {
         let model = req.model.clone().unwrap_or_default();

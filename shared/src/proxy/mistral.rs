@@ -14,18 +14,19 @@ use crate::openai::ChatRequest;
 
 /// Fields with no Mistral equivalent that change nothing the client sees.
 const DROPPED: [&str; 5] = ["user", "store", "metadata", "service_tier", "reasoning_effort"];
-/// Fields asking for something Mistral cannot return.
+/// Fields asking for something Mistral cannot return (it has `n`).
 const REFUSED: [&str; 3] = ["logprobs", "top_logprobs", "logit_bias"];
 
 /// Rewrites an OpenAI chat request for Mistral (call after streaming has
 /// read `stream_options`). Sets `changed` when the body must be re-sent.
 pub fn adapt_chat_request(req: &mut ChatRequest, changed: &mut bool) -> Result<(), GatewayError> {
+    super::common::field_policy("mistral", &req.rest, &REFUSED, &[])?;
     for field in REFUSED {
-        match req.rest.remove(field) {
-            None => continue,
-            Some(serde_json::Value::Null | serde_json::Value::Bool(false)) => {}
-            Some(_) => return Err(GatewayError::bad_request(format!("`{field}` is not supported by mistral"))),
-        }
+        *changed |= req.rest.remove(field).is_some(); // `false` or null: accepted, not sent
+    }
+    // Mistral's roles are system, user, assistant and tool.
+    for m in req.messages.iter_mut().filter(|m| m.role == "developer") {
+        m.role = "system".into();
         *changed = true;
     }
     if req.stream_options.take().is_some() {

@@ -1,7 +1,7 @@
 //! Ollama's native API (`/api/chat`, `/api/generate`, `/api/embed`):
 //! wire types and translation to and from OpenAI's format.
 
-use super::common::ChunkWriter;
+use super::common::{field_policy, ChunkWriter, DROPPED_BY_NATIVE, REFUSED_BY_NATIVE};
 use super::config::RouteType;
 use super::provider::{to_vec, Meta, Provider, RequestContext, StreamFraming};
 use super::response::{translated, Answer};
@@ -143,6 +143,8 @@ fn format_of(rest: &Rest) -> Option<Value> {
 }
 
 pub fn chat_request(req: ChatRequest, stream: bool) -> Result<ChatRequestOut, GatewayError> {
+    let dropped = [&DROPPED_BY_NATIVE[..], &["parallel_tool_calls"]].concat();
+    field_policy("ollama", &req.rest, &REFUSED_BY_NATIVE, &dropped)?;
     let options = Options {
         temperature: req.temperature,
         top_p: req.top_p,

@@ -153,3 +153,104 @@ pub fn openai_body<T: Serialize>(req: &T, changed: bool) -> Result<Option<Vec<u8
         Ok(None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The README's provider field table, as tests: what each provider does
+    //! with the OpenAI fields clients commonly send.
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+    use crate::proxy::config::ProxyConfig;
+    use crate::proxy::request::translate_request;
+    use serde_json::{json, Value};
+
+    const NATIVE: [&str; 6] = ["anthropic", "cohere", "gemini", "bedrock", "ollama", "mistral"];
+
+    fn config(provider: &str) -> ProxyConfig {
+        let options = match provider {
+            "bedrock" => json!({"bedrock": {"aws_region": "us-east-1"}}),
+            "ollama" => json!({"upstream_url": "http://ollama:11434"}),
+            _ => json!({}),
+        };
+        let auth = if provider == "bedrock" { json!({"aws_access_key_id": "a", "aws_secret_access_key": "b"}) } else { json!({}) };
+        let raw = json!({"auth": auth, "model": {"provider": provider, "name": "m", "options": options}});
+        ProxyConfig::from_json(raw.to_string().as_bytes(), &|_| None).unwrap()
+    }
+
+    /// The body sent upstream, or the client's error message.
+    fn send(provider: &str, extra: Value) -> Result<Value, String> {
+        let mut body = json!({"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]});
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            body[k] = v.clone();
+        }
+        match translate_request(&config(provider), body.to_string().as_bytes()) {
+            Ok(t) => Ok(t.body.map(|b| serde_json::from_slice(&b).unwrap()).unwrap_or(body)),
+            Err(e) => Err(format!("{} {}", e.status, e.message)),
+        }
+    }
+
+    #[test]
+    fn logprobs_are_refused_by_every_native_api_unless_off() {
+        for p in NATIVE {
+            assert_eq!(send(p, json!({"logprobs": true})).err(), Some(format!("400 `logprobs` is not supported by {p}")));
+            assert!(send(p, json!({"logprobs": false, "top_logprobs": null, "logit_bias": {}})).is_ok(), "{p}");
+        }
+        assert!(send("openai", json!({"logprobs": true})).is_ok());
+    }
+
+    #[test]
+    fn several_answers() {
+        for p in ["anthropic", "cohere", "bedrock", "ollama"] {
+            assert!(send(p, json!({"n": 2})).is_err(), "{p}");
+            assert!(send(p, json!({"n": 1})).is_ok(), "{p}");
+        }
+        assert_eq!(send("gemini", json!({"n": 2})).unwrap()["generationConfig"]["candidateCount"], 2);
+        assert!(send("gemini", json!({"n": 2, "stream": true})).is_err(), "streams carry one candidate");
+        assert_eq!(send("mistral", json!({"n": 2})).unwrap()["n"], 2);
+    }
+
+    #[test]
+    fn json_output() {
+        let object = json!({"response_format": {"type": "json_object"}});
+        let schema = json!({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}});
+        for p in ["anthropic", "bedrock"] {
+            assert!(send(p, object.clone()).is_err_and(|e| e.contains("`response_format`")), "{p}");
+            assert!(send(p, json!({"response_format": {"type": "text"}})).is_ok(), "{p}");
+        }
+        assert_eq!(send("cohere", object.clone()).unwrap()["response_format"], json!({"type": "json_object"}));
+        assert_eq!(send("cohere", schema.clone()).unwrap()["response_format"], json!({"type": "json_object", "json_schema": {"type": "object"}}));
+        assert_eq!(send("gemini", object.clone()).unwrap()["generationConfig"]["responseMimeType"], "application/json");
+        assert_eq!(send("gemini", schema.clone()).unwrap()["generationConfig"]["responseJsonSchema"], json!({"type": "object"}));
+        assert_eq!(send("ollama", object).unwrap()["format"], "json");
+        assert_eq!(send("ollama", schema.clone()).unwrap()["format"], json!({"type": "object"}));
+        assert_eq!(send("mistral", schema).unwrap()["response_format"]["type"], "json_schema");
+    }
+
+    #[test]
+    fn mapped_fields() {
+        assert_eq!(send("anthropic", json!({"parallel_tool_calls": false})).unwrap()["tool_choice"], json!({"type": "auto", "disable_parallel_tool_use": true}));
+        assert_eq!(send("anthropic", json!({"user": "u1"})).unwrap()["metadata"], json!({"user_id": "u1"}));
+        assert_eq!(send("mistral", json!({"seed": 7})).unwrap()["random_seed"], 7);
+        assert_eq!(send("cohere", json!({"seed": 7})).unwrap()["seed"], 7);
+        assert_eq!(send("gemini", json!({"seed": 7})).unwrap()["generationConfig"]["seed"], 7);
+        assert_eq!(send("ollama", json!({"seed": 7})).unwrap()["options"]["seed"], 7);
+        let limits = [("anthropic", "/max_tokens"), ("cohere", "/max_tokens"), ("gemini", "/generationConfig/maxOutputTokens"), ("bedrock", "/inferenceConfig/maxTokens"), ("ollama", "/options/num_predict"), ("mistral", "/max_tokens")];
+        for (p, at) in limits {
+            assert_eq!(send(p, json!({"max_completion_tokens": 9})).unwrap().pointer(at), Some(&json!(9)), "{p}");
+        }
+    }
+
+    #[test]
+    fn dropped_fields_are_not_sent() {
+        let extra = json!({"user": "u", "store": true, "metadata": {"k": "v"}, "service_tier": "auto", "reasoning_effort": "low", "seed": 1, "parallel_tool_calls": true});
+        for p in NATIVE {
+            let sent = send(p, extra.clone()).unwrap_or_else(|e| panic!("{p}: {e}"));
+            for field in ["store", "service_tier", "reasoning_effort", "parallel_tool_calls"] {
+                if (p, field) == ("mistral", "parallel_tool_calls") {
+                    continue; // Mistral has it
+                }
+                assert!(sent.get(field).is_none(), "{p} sent {field}");
+            }
+        }
+    }
+}
