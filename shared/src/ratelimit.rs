@@ -7,7 +7,7 @@
 
 use crate::config::{check_range, parse_strict, ConfigError};
 use crate::error::GatewayError;
-use crate::openai::Usage;
+use crate::openai::{Usage, UsageProbe};
 use serde::Deserialize;
 
 const MAX_POLICIES: usize = 32;
@@ -485,6 +485,60 @@ pub fn client_headers(states: &[LimitState], retry_after_s: Option<u64>) -> Vec<
     out
 }
 
+/// Reads usage from an OpenAI-format answer as it passes, for routes with
+/// no ai-proxy to publish it: a JSON body (kept up to a bound) or the usage
+/// chunk of an SSE stream.
+pub enum UsageTap {
+    Json { copy: Vec<u8>, max: usize },
+    Sse(crate::sse::SseDecoder),
+}
+
+impl UsageTap {
+    /// The tap for a response's content type, if it can carry usage.
+    pub fn for_content_type(content_type: &str, max: usize) -> Option<UsageTap> {
+        let ct = content_type.to_ascii_lowercase();
+        if ct.starts_with("text/event-stream") {
+            Some(UsageTap::Sse(crate::sse::SseDecoder::new(max)))
+        } else if ct.contains("json") {
+            Some(UsageTap::Json { copy: Vec::new(), max })
+        } else {
+            None
+        }
+    }
+
+    /// One body chunk; returns the usage once it is known.
+    pub fn push(&mut self, chunk: &[u8], end_of_stream: bool) -> Option<Usage> {
+        match self {
+            UsageTap::Json { copy, max } => {
+                if copy.len().saturating_add(chunk.len()) <= *max {
+                    copy.extend_from_slice(chunk);
+                }
+                end_of_stream.then(|| serde_json::from_slice::<UsageProbe>(copy).ok()?.usage).flatten()
+            }
+            UsageTap::Sse(decoder) => {
+                let mut events = Vec::new();
+                decoder.push(chunk, &mut events);
+                if end_of_stream {
+                    decoder.finish(&mut events);
+                }
+                events.iter().rev().find_map(|e| serde_json::from_str::<UsageProbe>(&e.data).ok()?.usage)
+            }
+        }
+    }
+}
+
+/// The usage to charge: what the answer reported plus the AI transformers'
+/// own LLM calls on the same request.
+pub fn total_usage(served: Option<Usage>, transformers: &[Usage]) -> Option<Usage> {
+    transformers.iter().fold(served, |sum, u| {
+        let mut total = sum.unwrap_or_default();
+        total.prompt_tokens = total.prompt_tokens.saturating_add(u.prompt_tokens);
+        total.completion_tokens = total.completion_tokens.saturating_add(u.completion_tokens);
+        total.total_tokens = total.total_tokens.saturating_add(u.total_tokens);
+        Some(total)
+    })
+}
+
 /// Where counters live, with compare-and-swap: proxy-wasm shared data (one
 /// budget for every worker of an Envoy) in the filter, a map in tests.
 pub trait CounterStore {
@@ -768,6 +822,30 @@ mod tests {
         c.charge(&a.counters, &Usage::new(1, 0), &store, MIN);
         let a = c.admit(&[(0, String::new())], &store, MIN + 1);
         assert_eq!(c.client_headers(&a), vec![("retry-after".to_string(), "60".to_string())]);
+    }
+
+    #[test]
+    fn usage_is_tapped_from_json_and_sse_answers_at_any_split() {
+        let json = br#"{"id":"x","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#;
+        let sse = b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4,\"total_tokens\":7}}\n\ndata: [DONE]\n\n";
+        for (ct, body) in [("application/json", &json[..]), ("text/event-stream", &sse[..])] {
+            for at in 0..=body.len() {
+                let mut tap = UsageTap::for_content_type(ct, 1 << 20).unwrap();
+                let first = tap.push(&body[..at], false);
+                let usage = first.or(tap.push(&body[at..], true));
+                assert_eq!(usage, Some(Usage::new(3, 4)), "{ct} split at {at}");
+            }
+        }
+        assert!(UsageTap::for_content_type("text/html", 10).is_none());
+        let mut small = UsageTap::for_content_type("application/json", 8).unwrap();
+        assert_eq!(small.push(json, true), None, "beyond the bound nothing is read");
+    }
+
+    #[test]
+    fn transformer_calls_add_to_the_served_usage() {
+        assert_eq!(total_usage(None, &[]), None);
+        assert_eq!(total_usage(Some(Usage::new(1, 2)), &[Usage::new(10, 20), Usage::new(100, 200)]), Some(Usage::new(111, 222)));
+        assert_eq!(total_usage(None, &[Usage::new(5, 5)]), Some(Usage::new(5, 5)));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! `strategy: cluster` a rate-limit service counts (see `publish_descriptors`).
 
 use codec::openai::{Usage, UsageProbe};
-use codec::ratelimit::{cluster_partition, cluster_state_key, Backend, Counter, CounterStore, LimitState, RateLimitConfig, RequestFacts};
+use codec::ratelimit::{cluster_partition, cluster_state_key, total_usage, Backend, Counter, CounterStore, LimitState, RateLimitConfig, RequestFacts, UsageTap};
 use codec::{ErrorKind, GatewayError};
 use host::proxy_wasm::traits::{Context, HttpContext, RootContext};
 use host::proxy_wasm::types::{Action, ContextType, LogLevel};
@@ -57,8 +57,7 @@ impl RootContext for Root {
             states: Vec::new(),
             replied: false,
             body_usage: None,
-            copy: None,
-            sse: None,
+            tap: None,
         }))
     }
 
@@ -78,8 +77,7 @@ struct Limiter {
     replied: bool,
     /// Usage read from the response itself, when no ai-proxy published it.
     body_usage: Option<Usage>,
-    copy: Option<Vec<u8>>,
-    sse: Option<codec::sse::SseDecoder>,
+    tap: Option<UsageTap>,
 }
 
 const MAX_COPY: usize = 1024 * 1024;
@@ -194,16 +192,11 @@ impl Limiter {
         };
         // The transformers' LLM calls on this request spend tokens too
         // (one property each: "prompt,completion,total").
-        ["ai.transformer.request.usage", "ai.transformer.response.usage"]
+        let transformers: Vec<Usage> = ["ai.transformer.request.usage", "ai.transformer.response.usage"]
             .iter()
             .filter_map(|k| codec::transformer::parse_usage(&host::property_string(&[k])?))
-            .fold(served, |sum, u| {
-                let mut total = sum.unwrap_or_default();
-                total.prompt_tokens = total.prompt_tokens.saturating_add(u.prompt_tokens);
-                total.completion_tokens = total.completion_tokens.saturating_add(u.completion_tokens);
-                total.total_tokens = total.total_tokens.saturating_add(u.total_tokens);
-                Some(total)
-            })
+            .collect();
+        total_usage(served, &transformers)
     }
 
     /// Charges the request's real usage to its counters.
@@ -259,40 +252,17 @@ impl HttpContext for Limiter {
         }
         // Without ai-proxy in the chain, usage is read from the answer itself.
         if !self.matched.is_empty() && host::property_string(&["ai.provider"]).is_none() {
-            let ct = host::response_header("content-type").unwrap_or_default().to_ascii_lowercase();
-            if ct.starts_with("text/event-stream") {
-                self.sse = Some(codec::sse::SseDecoder::new(MAX_COPY));
-            } else if ct.contains("json") {
-                self.copy = Some(Vec::new());
-            }
+            let ct = host::response_header("content-type").unwrap_or_default();
+            self.tap = UsageTap::for_content_type(&ct, MAX_COPY);
         }
         Action::Continue
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if self.copy.is_none() && self.sse.is_none() {
-            return Action::Continue;
-        }
+        let Some(tap) = self.tap.as_mut() else { return Action::Continue };
         let chunk = host::response_body(body_size);
-        if let Some(copy) = self.copy.as_mut() {
-            if copy.len() + chunk.len() <= MAX_COPY {
-                copy.extend_from_slice(&chunk);
-            }
-            if end_of_stream {
-                self.body_usage = serde_json::from_slice::<UsageProbe>(copy).ok().and_then(|p| p.usage);
-            }
-        }
-        if let Some(decoder) = self.sse.as_mut() {
-            let mut events = Vec::new();
-            decoder.push(&chunk, &mut events);
-            if end_of_stream {
-                decoder.finish(&mut events);
-            }
-            for e in events {
-                if let Some(u) = serde_json::from_str::<UsageProbe>(&e.data).ok().and_then(|p| p.usage) {
-                    self.body_usage = Some(u);
-                }
-            }
+        if let Some(usage) = tap.push(&chunk, end_of_stream) {
+            self.body_usage = Some(usage);
         }
         Action::Continue
     }
