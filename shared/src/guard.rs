@@ -4,7 +4,7 @@
 use crate::config::{check_range, check_strings, parse_strict, ConfigError};
 use crate::error::GatewayError;
 use crate::openai::{ChatMessage, Prompt};
-use regex_lite::Regex;
+use crate::patterns::PatternSet;
 use serde::Deserialize;
 
 const MAX_PATTERNS: usize = 100;
@@ -43,13 +43,10 @@ fn default_max_body() -> u64 {
 pub const DEFAULT_MESSAGE: &str = "the request was blocked by the gateway's content policy";
 
 pub struct Guard {
-    allow: Vec<Regex>,
-    deny: Vec<Regex>,
-    /// All patterns of a list as one alternation: one scan of the text
-    /// instead of one per pattern (regex-lite has no prefilters, so each
-    /// scan costs about the same). The single patterns only name the rule.
-    allow_any: Option<Regex>,
-    deny_any: Option<Regex>,
+    /// Each list is one automaton: one pass over a text, which also names
+    /// the pattern that matched.
+    allow: Option<PatternSet>,
+    deny: Option<PatternSet>,
     pub allow_all_conversation_history: bool,
     pub match_all_roles: bool,
     pub max_request_body_size: u64,
@@ -84,21 +81,9 @@ impl std::fmt::Display for Block {
     }
 }
 
-fn alternation(patterns: &[String]) -> Option<Regex> {
-    if patterns.is_empty() {
-        return None;
-    }
-    let joined: Vec<String> = patterns.iter().map(|p| format!("(?:{p})")).collect();
-    Regex::new(&joined.join("|")).ok()
-}
-
-fn compile(field: &str, patterns: &[String]) -> Result<Vec<Regex>, ConfigError> {
+fn compile(field: &str, patterns: &[String]) -> Result<Option<PatternSet>, ConfigError> {
     check_strings(field, patterns, MAX_PATTERNS, MAX_PATTERN_LEN)?;
-    patterns
-        .iter()
-        .enumerate()
-        .map(|(i, p)| Regex::new(p).map_err(|e| ConfigError::new(format!("{field}[{i}]"), format!("invalid pattern: {e}"))))
-        .collect()
+    PatternSet::new(field, patterns)
 }
 
 #[derive(Deserialize)]
@@ -124,8 +109,6 @@ impl Guard {
         let allow = compile("allow_patterns", &raw.allow_patterns)?;
         let deny = compile("deny_patterns", &raw.deny_patterns)?;
         Ok(Guard {
-            allow_any: alternation(&raw.allow_patterns),
-            deny_any: alternation(&raw.deny_patterns),
             allow,
             deny,
             allow_all_conversation_history: raw.allow_all_conversation_history,
@@ -141,11 +124,7 @@ impl Guard {
     /// allow patterns, every checked text must match one of them.
     pub fn check_text(&self, text: &str) -> Result<(), Block> {
         self.check_answer(text)?;
-        let allowed = match &self.allow_any {
-            Some(any) => any.is_match(text),
-            None => self.allow.is_empty() || self.allow.iter().any(|r| r.is_match(text)),
-        };
-        if !allowed {
+        if self.allow.as_ref().is_some_and(|allow| !allow.is_match(text)) {
             return Err(Block::NotAllowed);
         }
         Ok(())
@@ -153,10 +132,7 @@ impl Guard {
 
     /// Deny patterns only: for model answers.
     pub fn check_answer(&self, text: &str) -> Result<(), Block> {
-        if self.deny_any.as_ref().is_some_and(|any| !any.is_match(text)) {
-            return Ok(());
-        }
-        match self.deny.iter().position(|r| r.is_match(text)) {
+        match self.deny.as_ref().and_then(|deny| deny.first_match(text)) {
             Some(index) => Err(Block::Denied { index }),
             None => Ok(()),
         }

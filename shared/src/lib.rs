@@ -9,6 +9,7 @@ pub mod error;
 pub mod guard;
 pub mod metrics;
 pub mod openai;
+pub mod patterns;
 pub mod proxy;
 pub mod ratelimit;
 pub mod sse;
