@@ -23,6 +23,8 @@ def free_port():
 
 
 FLOOR_WASM = ROOT / "target/wasm32-wasip1/release/bench_floor_filter.wasm"
+MODULES = ROOT / "dist"  # switched to COUNTING_MODULES for the host-call table
+COUNTING_MODULES = ROOT / "target/count/wasm32-wasip1/release"
 
 
 def wasm_filter(name, module, config):
@@ -38,7 +40,7 @@ def wasm_filter(name, module, config):
                 vm_config:
                   vm_id: {module}
                   runtime: envoy.wasm.runtime.v8
-                  code: {{ local: {{ filename: {FLOOR_WASM if module == "floor" else ROOT / "dist" / (module + ".wasm")} }} }}
+                  code: {{ local: {{ filename: {FLOOR_WASM if module == "floor" else MODULES / (module + ".wasm")} }} }}
                 configuration:
                   "@type": type.googleapis.com/google.protobuf.StringValue
                   value: '{body}'"""
@@ -49,9 +51,8 @@ def filters(upstream):
     return {
         "proxy": ("ai-proxy", "ai_proxy", {"route_type": "llm/v1/chat", "model": {"provider": "openai", "options": {"upstream_url": url + "/v1/chat/completions"}}}),
         "anthropic": ("ai-proxy-anthropic", "ai_proxy", {"auth": {"header_name": "x-api-key", "header_value": "bench"}, "model": {"provider": "anthropic", "options": {"upstream_url": url}}}),
-        "guard": ("ai-prompt-guard", "ai_prompt_guard", {"deny_patterns": [
-            "(?i)\\b(password|passwd)\\b", "\\b\\d{16}\\b", "(?i)ignore (all )?previous instructions", "(?i)api[_ -]?key",
-            "(?i)ssn:?\\s*\\d{3}-\\d{2}-\\d{4}", "(?i)drop\\s+table", "(?i)<script", "(?i)sudo\\s+rm", "(?i)jailbreak", "(?i)secret\\s+token"]}),
+        "guard": ("ai-prompt-guard", "ai_prompt_guard", {"deny_patterns": GUARD_PATTERNS}),
+        "guard_stream": ("ai-prompt-guard", "ai_prompt_guard", {"deny_patterns": GUARD_PATTERNS, "guard_response": True}),
         "decorator": ("ai-prompt-decorator", "ai_prompt_decorator", {"prompts": {"prepend": [{"role": "system", "content": "You are the ACME assistant."}], "append": [{"role": "user", "content": "Answer briefly."}]}}),
         "template": ("ai-prompt-template", "ai_prompt_template", {"templates": [{"name": "t", "template": "{\"messages\":[{\"role\":\"user\",\"content\":\"{{q}}\"}]}"}]}),
         "ratelimit": ("ai-token-ratelimit", "ai_token_ratelimit", {"policies": RATELIMIT_POLICIES}),
@@ -63,6 +64,10 @@ def filters(upstream):
         "ratelimit_shared": ("ai-token-ratelimit", "ai_token_ratelimit", dict(SHARED_POLICIES)),
     }
 
+
+GUARD_PATTERNS = [
+    "(?i)\\b(password|passwd)\\b", "\\b\\d{16}\\b", "(?i)ignore (all )?previous instructions", "(?i)api[_ -]?key",
+    "(?i)ssn:?\\s*\\d{3}-\\d{2}-\\d{4}", "(?i)drop\\s+table", "(?i)<script", "(?i)sudo\\s+rm", "(?i)jailbreak", "(?i)secret\\s+token"]
 
 RATELIMIT_POLICIES = [
     {"name": "total", "limits": [{"limit": 4e9, "window_size": 86400}]},
@@ -88,6 +93,9 @@ TARGETS = [
     ("full chain", ["template", "decorator", "guard", "ratelimit", "proxy"]),
 ]
 
+
+# The 128 KB prompt goes through these only (c=8).
+BIG_BODY_TARGETS = {"bare envoy", "floor: 1 parse-and-rewrite filter", "guard, 10 patterns", "full chain"}
 
 SHARED = {}  # rls port and rendered rate_limits, set in main() when a target needs them
 
@@ -169,9 +177,11 @@ def workloads():
         {"role": "user", "content": "Summarize the following shipment notes: " + filler}]}
     long_history = {"model": "bench-model", "messages": [{"role": "system", "content": "You are a helpful assistant."}] + [
         {"role": "user" if i % 2 == 0 else "assistant", "content": f"Turn {i}: " + filler} for i in range(40)]}
+    huge = {"model": "bench-model", "messages": [{"role": "system", "content": "You are a helpful assistant."},
+                                                 {"role": "user", "content": "Review this document: " + filler * 170}]}
     stream = dict(small, stream=True)
     out = {}
-    for name, body in [("1kb", small), ("32kb", long_history), ("stream", stream)]:
+    for name, body in [("1kb", small), ("32kb", long_history), ("128kb", huge), ("stream", stream)]:
         path = WORK / f"body-{name}.json"
         path.write_text(json.dumps(body, separators=(",", ":")))
         out[name] = path
@@ -179,14 +189,14 @@ def workloads():
 
 
 class Envoy:
-    def __init__(self, name, make_config):
+    def __init__(self, name, make_config, log_level=("-l", "error")):
         self.port, self.admin = free_port(), free_port()
         text = make_config(self.port, self.admin)
         cfg = WORK / (re.sub(r"[^a-z0-9]+", "-", name.lower()) + ".yaml")
         cfg.write_text(text)
         self.log = open(WORK / (cfg.stem + ".log"), "w")
         started = time.perf_counter()
-        self.proc = subprocess.Popen(["taskset", "-c", "0", ENVOY, "-c", str(cfg), "--concurrency", "1", "--base-id", str(self.port), "-l", "error"],
+        self.proc = subprocess.Popen(["taskset", "-c", "0", ENVOY, "-c", str(cfg), "--concurrency", "1", "--base-id", str(self.port), *log_level],
                                      stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -203,6 +213,16 @@ class Envoy:
     def cpu_ticks(self):
         fields = pathlib.Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return int(fields[11]) + int(fields[12])
+
+    def cpu_ns(self):
+        """On-CPU time of all Envoy's threads (schedstat: nanoseconds)."""
+        total = 0
+        for task in pathlib.Path(f"/proc/{self.proc.pid}/task").iterdir():
+            try:
+                total += int((task / "schedstat").read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass
+        return total
 
     def rss_kib(self):
         for line in pathlib.Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -232,10 +252,12 @@ def wrk(port, body, connections, seconds):
             "errors": int(v["socket_errors"]) + int(v["status_errors"]), "p50_us": float(v["p50"]), "p90_us": float(v["p90"]), "p99_us": float(v["p99"])}
 
 
-def stream_times(port, body, n):
-    """Time to first byte and to the end of a ~50-event stream, one at a time."""
+def stream_times(port, body, n, events=None):
+    """Time to first byte and to the end of a stream (~50 events, or
+    `events`), one at a time."""
     data = body.read_bytes()
-    request = (f"POST /v1/chat/completions HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
+    extra = f"x-bench-events: {events}\r\n" if events else ""
+    request = (f"POST /v1/chat/completions HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n{extra}"
                f"authorization: Bearer bench-key\r\ncontent-length: {len(data)}\r\n\r\n").encode() + data
     ttfb, total, failed = [], [], 0
     with socket.create_connection(("127.0.0.1", port)) as s:
@@ -246,7 +268,7 @@ def stream_times(port, body, n):
             buf = s.recv(65536)
             first = time.perf_counter()
             s.settimeout(10)
-            while not buf.endswith(b"0\r\n\r\n"):
+            while not buf.endswith(b"\r\n0\r\n\r\n"):
                 more = s.recv(65536)
                 if not more:
                     break
@@ -286,8 +308,8 @@ def main():
                 if name == "full chain" and rnd == 0:
                     cold_start = envoy.ready_s
                 wrk(envoy.port, bodies["1kb"], 8, 1)  # warm up the VMs and pools
-                for workload in ["1kb", "32kb"]:
-                    for c in concurrencies:
+                for workload in ["1kb", "32kb"] + (["128kb"] if name in BIG_BODY_TARGETS else []):
+                    for c in (concurrencies if workload != "128kb" else [8]):
                         ticks = envoy.cpu_ticks()
                         r = wrk(envoy.port, bodies[workload], c, seconds)
                         cpu_us = (envoy.cpu_ticks() - ticks) / TICKS * 1e6 / max(r["requests"], 1)
@@ -298,11 +320,67 @@ def main():
                 results.append(dict(s, round=rnd, target=name, workload="stream", concurrency=1))
                 envoy.stop()
                 print(f"round {rnd + 1}/{rounds}: {name} done", file=sys.stderr)
+        per_event = stream_event_cost(upstream_port, bodies["stream"], 5 if args.quick else 20)
+        calls = host_calls(upstream_port, bodies)
     finally:
         for p in services:
             p.terminate()
-    report(results, rounds, seconds, cold_start, failed)
+    failed += per_event.pop("errors", 0)
+    report(results, rounds, seconds, cold_start, failed, per_event, calls)
     return 1 if failed else 0
+
+
+def stream_event_cost(upstream_port, body, n):
+    """CPU per streamed event through the guard with guard_response, against
+    bare Envoy: the marginal cost between 10 and 200 events and between
+    200 and 2,000 (flat means the work per event does not grow)."""
+    out = {"errors": 0}
+    for name, fs in [("bare envoy", []), ("guard, streamed answers", ["guard_stream"])]:
+        envoy = Envoy(name + " stream", lambda port, admin: config(fs, upstream_port, port, admin))
+        per_stream = {}
+        for events in [10, 200, 2000]:
+            stream_times(envoy.port, body, 2, events)  # warm up
+            before = envoy.cpu_ns()
+            r = stream_times(envoy.port, body, n, events)
+            per_stream[events] = (envoy.cpu_ns() - before) / n
+            out["errors"] += r["errors"]
+        envoy.stop()
+        out[name] = {"early_ns": (per_stream[200] - per_stream[10]) / 190, "late_ns": (per_stream[2000] - per_stream[200]) / 1800}
+    return out
+
+
+def host_calls(upstream_port, bodies):
+    """Host calls per request and filter, from the counting builds (one
+    request at a time, the last of a few: configuration-time calls excluded)."""
+    global MODULES
+    MODULES = COUNTING_MODULES
+    table = {}
+    try:
+        for name, fs in TARGETS:
+            if name == "bare envoy" or name.startswith("floor") or "shared" in name:
+                continue
+            envoy = Envoy(name + " counted", lambda port, admin: config(fs, upstream_port, port, admin),
+                          ("-l", "error", "--component-log-level", "wasm:info"))
+            for workload in ["1kb", "stream"]:
+                start = pathlib.Path(envoy.log.name).stat().st_size
+                for _ in range(3):
+                    req = urllib.request.Request(f"http://127.0.0.1:{envoy.port}/v1/chat/completions", data=bodies[workload].read_bytes(),
+                                                 headers={"content-type": "application/json", "authorization": "Bearer bench-key"})
+                    with urllib.request.urlopen(req, timeout=10) as r:
+                        r.read()
+                time.sleep(0.2)
+                envoy.log.flush()
+                with open(envoy.log.name) as f:
+                    f.seek(start)
+                    seen = re.findall(r"host calls: (\S+) (\d+)", f.read())
+                last = {}
+                for filt, n in seen:
+                    last[filt] = int(n)
+                table[(name, workload)] = last
+            envoy.stop()
+    finally:
+        MODULES = ROOT / "dist"
+    return table
 
 
 def start_shared_services(quick):
@@ -330,7 +408,7 @@ def start_shared_services(quick):
     return [rls, redis]
 
 
-def report(results, rounds, seconds, cold_start, failed):
+def report(results, rounds, seconds, cold_start, failed, per_event, calls):
     def rows(target, workload, c):
         return [r for r in results if r["target"] == target and r["workload"] == workload and r["concurrency"] == c]
 
@@ -351,7 +429,7 @@ def report(results, rounds, seconds, cold_start, failed):
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     summary = []
     for name, _ in TARGETS:
-        for workload in ["1kb", "32kb"]:
+        for workload in ["1kb", "32kb", "128kb"]:
             for c in sorted({r["concurrency"] for r in results if r["workload"] == workload}):
                 rs = rows(name, workload, c)
                 if not rs:
@@ -389,6 +467,20 @@ def report(results, rounds, seconds, cold_start, failed):
             total = statistics.median(r["total_p50_us"] for r in rs)
             summary.append({"target": name, "workload": "stream", "ttfb_p50_us": ttfb, "ttfb_added_us": delta, "total_p50_us": total})
             lines.append(f"| {name} | {ttfb:.0f} | {delta:+.0f} | {total:.0f} |")
+    bare, guard = per_event.get("bare envoy", {}), per_event.get("guard, streamed answers", {})
+    if bare and guard:
+        early, late = guard["early_ns"] - bare["early_ns"], guard["late_ns"] - bare["late_ns"]
+        summary.append({"target": "guard, streamed answers", "workload": "stream-events", "added_ns_per_event_10_200": early, "added_ns_per_event_200_2000": late})
+        lines += ["", "The guard on streamed answers (`guard_response`, 10 deny patterns), CPU per event above bare Envoy:", "",
+                  "| events 10 → 200 | events 200 → 2,000 | late / early |", "|---|---|---|",
+                  f"| {early / 1000:.1f} µs | {late / 1000:.1f} µs | {late / early:.2f} |" if early > 0 else f"| {early / 1000:.1f} µs | {late / 1000:.1f} µs | – |"]
+    if calls:
+        filters_seen = sorted({f for per in calls.values() for f in per})
+        lines += ["", "Host calls per request and filter (1 KB chat; a ~50-event stream), from builds that count them:", "",
+                  "| target | path | " + " | ".join(filters_seen) + " |", "|---|---|" + "---|" * len(filters_seen)]
+        for (name, workload), per in calls.items():
+            lines.append(f"| {name} | {workload} | " + " | ".join(str(per[f]) if f in per else "" for f in filters_seen) + " |")
+            summary.append({"target": name, "workload": workload, "host_calls": per})
     lines += ["", "Module sizes: " + ", ".join(f"{k} {v / 1024:.0f} KiB" for k, v in sizes.items()) + ".",
               f"Cold start to ready with the full chain loaded: {cold_start:.2f} s." if cold_start else "",
               f"Failed requests: {failed}."]

@@ -318,5 +318,6 @@ impl HttpContext for Request {
 
     fn on_log(&mut self) {
         self.publish();
+        host::report_host_calls("ai-proxy");
     }
 }

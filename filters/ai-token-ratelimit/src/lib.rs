@@ -269,5 +269,6 @@ impl HttpContext for Limiter {
 
     fn on_log(&mut self) {
         self.charge();
+        host::report_host_calls("ai-token-ratelimit");
     }
 }

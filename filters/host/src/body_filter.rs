@@ -36,6 +36,7 @@ pub trait Policy {
 }
 
 pub struct BodyFilter<P: Policy> {
+    name: &'static str,
     policy: P,
     replied: bool,
     response: ResponseState,
@@ -49,8 +50,8 @@ enum ResponseState {
 }
 
 impl<P: Policy> BodyFilter<P> {
-    pub fn new(policy: P) -> Self {
-        BodyFilter { policy, replied: false, response: ResponseState::Ignore }
+    pub fn new(name: &'static str, policy: P) -> Self {
+        BodyFilter { name, policy, replied: false, response: ResponseState::Ignore }
     }
 
     fn reject(&mut self, err: &GatewayError) -> Action {
@@ -153,6 +154,10 @@ impl<P: Policy> HttpContext for BodyFilter<P> {
             }
         }
     }
+
+    fn on_log(&mut self) {
+        crate::report_host_calls(self.name);
+    }
 }
 
 fn too_large(max: u64) -> GatewayError {
@@ -178,7 +183,7 @@ impl<C: 'static, P: Policy + 'static> proxy_wasm::traits::RootContext for Policy
 
     fn create_http_context(&self, _: u32) -> Option<Box<dyn HttpContext>> {
         let config = self.config.clone()?;
-        Some(Box::new(BodyFilter::new((self.make)(config))))
+        Some(Box::new(BodyFilter::new(self.name, (self.make)(config))))
     }
 
     fn get_type(&self) -> Option<proxy_wasm::types::ContextType> {

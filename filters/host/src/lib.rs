@@ -13,6 +13,32 @@ pub use proxy_wasm;
 pub mod body_filter;
 pub mod transformer;
 
+// Host calls this VM made since the last `report_host_calls`, counted only
+// in the benchmark's `count-host-calls` builds (compiled out otherwise).
+#[cfg(feature = "count-host-calls")]
+thread_local! {
+    static HOST_CALLS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+#[inline(always)]
+fn tick() {
+    #[cfg(feature = "count-host-calls")]
+    HOST_CALLS.with(|c| c.set(c.get().saturating_add(1)));
+}
+
+/// For the benchmark's host-call table: logs how many host calls `filter`
+/// made for the request that ends now, and starts counting afresh. A
+/// no-op in shipped builds.
+pub fn report_host_calls(filter: &str) {
+    #[cfg(feature = "count-host-calls")]
+    {
+        let calls = HOST_CALLS.with(|c| c.replace(0));
+        log::info!("host calls: {filter} {calls}");
+    }
+    #[cfg(not(feature = "count-host-calls"))]
+    let _ = filter;
+}
+
 fn warn_on_err(what: &str, result: Result<(), Status>) -> bool {
     match result {
         Ok(()) => true,
@@ -24,50 +50,62 @@ fn warn_on_err(what: &str, result: Result<(), Status>) -> bool {
 }
 
 pub fn plugin_configuration() -> Vec<u8> {
+    tick();
     hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX).ok().flatten().unwrap_or_default()
 }
 
 pub fn request_header(name: &str) -> Option<String> {
+    tick();
     hostcalls::get_map_value(MapType::HttpRequestHeaders, name).ok().flatten()
 }
 
 pub fn set_request_header(name: &str, value: &str) -> bool {
+    tick();
     warn_on_err("set_request_header", hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)))
 }
 
 pub fn remove_request_header(name: &str) -> bool {
+    tick();
     warn_on_err("remove_request_header", hostcalls::remove_map_value(MapType::HttpRequestHeaders, name))
 }
 
 pub fn response_header(name: &str) -> Option<String> {
+    tick();
     hostcalls::get_map_value(MapType::HttpResponseHeaders, name).ok().flatten()
 }
 
 pub fn set_response_header(name: &str, value: &str) -> bool {
+    tick();
     warn_on_err("set_response_header", hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value)))
 }
 
 pub fn add_response_header(name: &str, value: &str) -> bool {
+    tick();
     warn_on_err("add_response_header", hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value))
 }
 
 pub fn remove_response_header(name: &str) -> bool {
+    tick();
     warn_on_err("remove_response_header", hostcalls::remove_map_value(MapType::HttpResponseHeaders, name))
 }
 
 pub fn request_body(size: usize) -> Vec<u8> {
+    tick();
     hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size).ok().flatten().unwrap_or_default()
 }
 
 pub fn set_request_body(size: usize, body: &[u8]) -> bool {
+    tick();
     warn_on_err("set_request_body", hostcalls::set_buffer(BufferType::HttpRequestBody, 0, size, body))
 }
 
 pub fn response_body(size: usize) -> Vec<u8> {
+    tick();
     hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size).ok().flatten().unwrap_or_default()
 }
 
 pub fn set_response_body(size: usize, body: &[u8]) -> bool {
+    tick();
     warn_on_err("set_response_body", hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, body))
 }
 
@@ -77,20 +115,24 @@ pub fn send_error(err: &GatewayError, extra_headers: &[(&str, &str)]) {
     let body = err.to_json();
     let mut headers: Vec<(&str, &str)> = vec![("content-type", "application/json")];
     headers.extend_from_slice(extra_headers);
+    tick();
     warn_on_err("send_http_response", hostcalls::send_http_response(u32::from(err.status), headers, Some(&body)));
 }
 
 pub fn get_property(path: &[&str]) -> Option<Vec<u8>> {
+    tick();
     hostcalls::get_property(path.to_vec()).ok().flatten()
 }
 
 /// Publishes a value for later filters and access logs
 /// (`%FILTER_STATE(wasm.KEY:PLAIN)%`).
 pub fn set_property(key: &str, value: &[u8]) -> bool {
+    tick();
     warn_on_err("set_property", hostcalls::set_property(vec![key], Some(value)))
 }
 
 pub fn now() -> SystemTime {
+    tick();
     hostcalls::get_current_time().unwrap_or(UNIX_EPOCH)
 }
 
@@ -120,12 +162,14 @@ pub fn configure<T>(filter: &str, parse: impl FnOnce(&[u8]) -> Result<T, codec::
 
 /// Reads a shared-data entry and its CAS token.
 pub fn shared_data(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+    tick();
     hostcalls::get_shared_data(key).unwrap_or((None, None))
 }
 
 /// Writes a shared-data entry; `Ok(false)` when another worker changed it
 /// since `cas` was read.
 pub fn set_shared_data(key: &str, value: &[u8], cas: Option<u32>) -> Result<bool, Status> {
+    tick();
     match hostcalls::set_shared_data(key, Some(value), cas) {
         Ok(()) => Ok(true),
         Err(Status::CasMismatch) => Ok(false),
@@ -134,6 +178,7 @@ pub fn set_shared_data(key: &str, value: &[u8], cas: Option<u32>) -> Result<bool
 }
 
 pub fn define_counter(name: &str) -> Option<u32> {
+    tick();
     hostcalls::define_metric(proxy_wasm::types::MetricType::Counter, name)
         .map_err(|e| log::warn!("define_metric {name}: {e:?}"))
         .ok()
@@ -142,6 +187,7 @@ pub fn define_counter(name: &str) -> Option<u32> {
 pub fn increment(metric: Option<u32>, by: u64) {
     if let Some(id) = metric {
         let by = i64::try_from(by).unwrap_or(i64::MAX);
+        tick();
         if let Err(e) = hostcalls::increment_metric(id, by) {
             log::warn!("increment_metric: {e:?}");
         }
@@ -165,6 +211,7 @@ fn metric(kind: proxy_wasm::types::MetricType, name: &str) -> Option<u32> {
         if let Some(id) = m.get(name) {
             return Some(*id);
         }
+        tick();
         let id = hostcalls::define_metric(kind, name).map_err(|e| log::warn!("define_metric {name}: {e:?}")).ok()?;
         m.insert(name.to_string(), id);
         Some(id)
@@ -181,6 +228,7 @@ pub fn count(name: &str, by: u64) {
 /// Records a value in the histogram `name` (defined on first use).
 pub fn record(name: &str, value: u64) {
     if let Some(id) = metric(proxy_wasm::types::MetricType::Histogram, name) {
+        tick();
         if let Err(e) = hostcalls::record_metric(id, value) {
             log::warn!("record_metric {name}: {e:?}");
         }
@@ -190,6 +238,7 @@ pub fn record(name: &str, value: u64) {
 /// All request headers in one host call (names are lower case), for
 /// filters that look up several: one call instead of one per header.
 pub fn request_headers() -> Vec<(String, String)> {
+    tick();
     hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
 }
 
@@ -200,12 +249,14 @@ pub fn lookup(headers: &[(String, String)], name: &str) -> Option<String> {
 
 /// Adds several response headers with one read and one write of the map.
 pub fn set_response_headers(extra: &[(String, String)]) -> bool {
+    tick();
     let Ok(mut headers) = hostcalls::get_map(MapType::HttpResponseHeaders) else { return false };
     for (name, value) in extra {
         headers.retain(|(n, _)| n != name);
         headers.push((name.clone(), value.clone()));
     }
     let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    tick();
     warn_on_err("set_response_headers", hostcalls::set_map(MapType::HttpResponseHeaders, pairs))
 }
 
@@ -214,23 +265,28 @@ pub fn set_response_headers(extra: &[(String, String)]) -> bool {
 /// `:method`, `:path` and `:authority`.
 pub fn dispatch_http_call(cluster: &str, headers: &[(String, String)], body: &[u8], timeout: Duration) -> Result<u32, Status> {
     let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    tick();
     hostcalls::dispatch_http_call(cluster, pairs, Some(body), vec![], timeout)
 }
 
 /// The answer to a `dispatch_http_call`: headers (`:status` among them).
 pub fn http_call_response_headers() -> Vec<(String, String)> {
+    tick();
     hostcalls::get_map(MapType::HttpCallResponseHeaders).unwrap_or_default()
 }
 
 pub fn http_call_response_body(size: usize) -> Vec<u8> {
+    tick();
     hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size).ok().flatten().unwrap_or_default()
 }
 
 /// Lets a request paused in a body phase go on (after an HTTP call).
 pub fn resume_request() -> bool {
+    tick();
     warn_on_err("resume_http_request", hostcalls::resume_http_request())
 }
 
 pub fn resume_response() -> bool {
+    tick();
     warn_on_err("resume_http_response", hostcalls::resume_http_response())
 }

@@ -11,8 +11,13 @@ const CHAT: &str = r#"{"id":"chatcmpl-bench","object":"chat.completion","created
 const ANTHROPIC: &str = r#"{"id":"msg_bench","type":"message","role":"assistant","model":"claude-sonnet-4-20250514","content":[{"type":"text","text":"The quick brown fox jumps over the lazy dog."}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":250,"output_tokens":10}}"#;
 
 fn stream_body() -> Vec<u8> {
+    stream_of(50)
+}
+
+/// An OpenAI stream of `events` content events, then usage and `[DONE]`.
+fn stream_of(events: usize) -> Vec<u8> {
     let mut out = String::new();
-    for i in 0..50 {
+    for i in 0..events {
         out.push_str(&format!("data: {{\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"gpt-4o-mini\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"tok{i} \"}},\"finish_reason\":null}}],\"usage\":null}}\n\n"));
     }
     out.push_str("data: {\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"gpt-4o-mini\",\"choices\":[],\"usage\":{\"prompt_tokens\":250,\"completion_tokens\":50,\"total_tokens\":300}}\n\ndata: [DONE]\n\n");
@@ -39,7 +44,13 @@ fn serve(stream: TcpStream, chat: &[u8], anthropic: &[u8], openai_events: &[u8],
     while let Some(req) = read_request(&mut reader) {
         let compact: Vec<u8> = req.body.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
         let streamed = compact.windows(13).any(|w| w == br#""stream":true"#);
-        let events = if req.path.starts_with("/v1/messages") { anthropic_events } else { openai_events };
+        // `x-bench-events: N` asks for a stream of N events (the streamed guard's cost per event).
+        let custom = req.header("x-bench-events").and_then(|n| n.parse::<usize>().ok()).map(|n| stream_of(n.min(100_000)));
+        let events = match &custom {
+            Some(body) => body.as_slice(),
+            None if req.path.starts_with("/v1/messages") => anthropic_events,
+            None => openai_events,
+        };
         let result = if streamed {
             // Headers and the first event at once, the rest right after: a
             // stream's first byte is as fast as a whole answer's.
