@@ -207,7 +207,8 @@ impl Call {
             (":authority".to_string(), authority),
             ("content-type".to_string(), "application/json".to_string()),
         ];
-        headers.extend(edits.set);
+        // Envoy sizes a dispatched call's body itself.
+        headers.extend(edits.set.into_iter().filter(|(name, _)| name != "content-length"));
         Ok(LlmRequest { headers, body })
     }
 

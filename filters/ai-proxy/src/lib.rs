@@ -161,7 +161,10 @@ impl Request {
             return;
         }
         self.published = true;
-        self.timing.end_ms = now_ms();
+        // The end time only serves time per output token, for streams.
+        if self.timing.first_chunk_ms.is_some() {
+            self.timing.end_ms = now_ms();
+        }
         let report = self.exchange.report(self.replied, self.consumer.as_deref(), &self.timing, &mut self.labels.borrow_mut());
         for (key, value) in &report.properties {
             host::set_property(key, value.as_bytes());
@@ -250,8 +253,9 @@ impl HttpContext for Request {
             return Action::Continue; // our own error reply: already in shape
         }
         self.timing.answered_ms = now_ms();
-        let status = host::response_header(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
-        let content_type = host::response_header("content-type");
+        let headers = host::response_headers();
+        let status = host::lookup(&headers, ":status").and_then(|s| s.parse().ok()).unwrap_or(0);
+        let content_type = host::lookup(&headers, "content-type");
         let edits = self.exchange.response_headers(status, content_type.as_deref());
         if let Some(ct) = edits.content_type {
             host::set_response_header("content-type", ct);
@@ -292,6 +296,8 @@ impl HttpContext for Request {
                     host::set_response_header(":status", &status.to_string());
                 }
                 if let Some(new_body) = edit.body {
+                    // The headers were held for this: the new body's length.
+                    host::set_response_header("content-length", &new_body.len().to_string());
                     host::set_response_body(body_size, &new_body);
                 }
             }

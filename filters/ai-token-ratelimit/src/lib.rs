@@ -179,17 +179,9 @@ impl Limiter {
     }
 
     fn usage(&self) -> Option<Usage> {
-        let read = |k: &str| host::property_string(&[k]).and_then(|v| v.parse::<u64>().ok());
-        let served = match (read("ai.prompt_tokens"), read("ai.completion_tokens"), read("ai.total_tokens")) {
-            (None, None, None) => self.body_usage,
-            (p, c, t) => {
-                let mut u = Usage::new(p.unwrap_or(0), c.unwrap_or(0));
-                if let Some(t) = t {
-                    u.total_tokens = t;
-                }
-                Some(u)
-            }
-        };
+        // ai-proxy publishes what the provider reported as one property
+        // ("prompt,completion,total"); without it, the answer's own usage.
+        let served = host::property_string(&["ai.usage"]).and_then(|v| codec::transformer::parse_usage(&v)).or(self.body_usage);
         // The transformers' LLM calls on this request spend tokens too
         // (one property each: "prompt,completion,total").
         let transformers: Vec<Usage> = ["ai.transformer.request.usage", "ai.transformer.response.usage"]

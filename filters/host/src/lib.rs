@@ -235,6 +235,12 @@ pub fn record(name: &str, value: u64) {
     }
 }
 
+/// All response headers in one host call (names are lower case).
+pub fn response_headers() -> Vec<(String, String)> {
+    tick();
+    hostcalls::get_map(MapType::HttpResponseHeaders).unwrap_or_default()
+}
+
 /// All request headers in one host call (names are lower case), for
 /// filters that look up several: one call instead of one per header.
 pub fn request_headers() -> Vec<(String, String)> {

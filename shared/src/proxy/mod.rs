@@ -56,6 +56,8 @@ pub enum ResponseMode {
 pub struct ResponseHeaderEdits {
     pub status: Option<u16>,
     pub content_type: Option<&'static str>,
+    /// Only for streams: a buffered body that is replaced gets its exact
+    /// length when it is written.
     pub remove_content_length: bool,
     pub model_header: Option<String>,
 }
@@ -84,6 +86,8 @@ pub struct Exchange {
     upstream_path: Option<String>,
     /// SHA-256 of the body sent upstream (Bedrock signs it).
     body_sha256: Option<String>,
+    /// Length of the body the gateway wrote in place of the client's.
+    sent_body_len: Option<usize>,
 }
 
 fn is_json(content_type: &str) -> bool {
@@ -107,6 +111,7 @@ impl Exchange {
             problem: None,
             upstream_path: None,
             body_sha256: None,
+            sent_body_len: None,
         }
     }
 
@@ -159,14 +164,15 @@ impl Exchange {
     pub fn header_edits(&self, path: &str, header: &dyn Fn(&str) -> Option<String>) -> HeaderEdits {
         let cfg = &*self.cfg;
         let mut edits = HeaderEdits::default();
-        let body_rewritable = cfg.route_type != RouteType::Preserve
-            || cfg.credentials.iter().any(|c| matches!(c, Credential::Body { .. }));
-        if body_rewritable {
-            // The body may be rewritten: its length is no longer known.
-            edits.remove.push("content-length".into());
+        // Edits come after the body was read: a rewritten body gets its exact
+        // length (no chunked upload), an untouched one keeps the client's.
+        if let Some(len) = self.sent_body_len {
+            edits.set.push(("content-length".into(), len.to_string()));
         }
         // Upstream bodies are read (usage, translation): they must not be compressed.
-        edits.remove.push("accept-encoding".into());
+        if header("accept-encoding").is_some() {
+            edits.remove.push("accept-encoding".into());
+        }
 
         let mut target = match self.upstream_path.as_ref().or(cfg.path.as_ref()) {
             Some(p) => p.clone(),
@@ -229,6 +235,7 @@ impl Exchange {
         if cfg.aws.is_some() {
             self.body_sha256 = Some(sigv4::sha256_hex(translated.body.as_deref().unwrap_or(body)));
         }
+        self.sent_body_len = translated.body.as_ref().map(Vec::len);
         Ok(translated.body)
     }
 
@@ -282,7 +289,9 @@ impl Exchange {
                 route => cfg.api.stream(route, &meta, self.facts.client_wants_usage),
             });
         }
-        edits.remove_content_length = self.mode != ResponseMode::Passthrough;
+        // A buffered answer's headers wait for its body, which sets the
+        // length only if it replaces the body; a stream's length is unknown.
+        edits.remove_content_length = self.mode == ResponseMode::Stream;
         edits
     }
 
@@ -398,7 +407,17 @@ mod tests {
         assert_eq!(e.path, None, "path already right");
         assert_eq!(e.set, vec![("authorization".to_string(), "Bearer sk-gw".to_string())]);
         assert!(e.remove.contains(&"x-api-key".to_string()));
-        assert!(e.remove.contains(&"content-length".to_string()));
+        assert!(!e.remove.iter().chain(e.set.iter().map(|(n, _)| n)).any(|n| n == "content-length"), "no body was rewritten");
+        assert!(!e.remove.contains(&"accept-encoding".to_string()), "the client sent none");
+    }
+
+    #[test]
+    fn a_rewritten_body_gets_its_exact_length_and_compression_is_refused() {
+        let mut x = exchange(OPENAI);
+        let body = x.request_body(br#"{"messages":[{"role":"user","content":"hi"}]}"#).unwrap().unwrap();
+        let e = x.header_edits("/v1/chat/completions", &headers(&[("content-length", "44"), ("accept-encoding", "gzip")]));
+        assert!(e.set.contains(&("content-length".to_string(), body.len().to_string())), "{e:?}");
+        assert!(e.remove.contains(&"accept-encoding".to_string()));
     }
 
     #[test]

@@ -85,6 +85,8 @@ impl Exchange {
             r.properties.push(("ai.response_model", model.to_string()));
         }
         if let Some(u) = usage {
+            // For later filters, in one read; the split keys for access logs.
+            r.properties.push(("ai.usage", crate::transformer::format_usage(&u)));
             r.properties.push(("ai.prompt_tokens", u.prompt_tokens.to_string()));
             r.properties.push(("ai.completion_tokens", u.completion_tokens.to_string()));
             r.properties.push(("ai.total_tokens", u.total_tokens.to_string()));
@@ -187,6 +189,7 @@ mod tests {
         let timing = Timing { sent_ms: Some(100), answered_ms: Some(150), first_chunk_ms: Some(160), end_ms: Some(360) };
         let r = x.report(false, Some("alice"), &timing, &mut Labels::default());
         assert!(r.properties.contains(&("ai.total_tokens", "1011".into())));
+        assert!(r.properties.contains(&("ai.usage", "1000,11,1011".into())));
         assert!(r.properties.contains(&("ai.cost", "0.00261000".into())));
         assert!(r.properties.contains(&("ai.ttft_ms", "60".into())));
         assert_eq!(counter(&r, "ai_llm_requests_total.provider.openai.model.gpt-4o-2024.consumer.alice.outcome.success"), Some(1));
