@@ -3,8 +3,9 @@
 
 use crate::config::{check_range, parse_strict, ConfigError};
 use crate::error::GatewayError;
-use crate::openai::{ChatMessage, ChatRequest};
+use crate::openai::ChatMessage;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 const MAX_PROMPTS: usize = 16;
 const MAX_CONTENT: usize = 64 * 1024;
@@ -56,9 +57,23 @@ fn default_max_body() -> u64 {
 }
 
 pub struct Decorator {
-    prepend: Vec<ChatMessage>,
-    append: Vec<ChatMessage>,
+    /// The messages to insert, as JSON array elements (`{...},{...}`),
+    /// encoded once at load: a request only splices them in.
+    prepend: String,
+    append: String,
     pub max_request_body_size: u64,
+}
+
+/// A chat body as far as the decorator reads it: where `messages` is.
+#[derive(Deserialize)]
+struct ChatShape<'a> {
+    #[serde(borrow)]
+    messages: &'a RawValue,
+}
+
+fn elements(messages: &[ChatMessage]) -> Result<String, ConfigError> {
+    let array = serde_json::to_string(messages).map_err(|e| ConfigError::new("prompts", e.to_string()))?;
+    Ok(array.strip_prefix('[').and_then(|a| a.strip_suffix(']')).unwrap_or_default().to_string())
 }
 
 fn messages(field: &str, prompts: &[PromptMessage]) -> Result<Vec<ChatMessage>, ConfigError> {
@@ -86,12 +101,17 @@ impl Decorator {
         if prepend.is_empty() && append.is_empty() {
             return Err(ConfigError::new("prompts", "needs at least one prepend or append message"));
         }
-        Ok(Decorator { prepend, append, max_request_body_size: raw.max_request_body_size })
+        Ok(Decorator { prepend: elements(&prepend)?, append: elements(&append)?, max_request_body_size: raw.max_request_body_size })
     }
 
-    /// Returns the decorated body. Only chat bodies can be decorated.
+    /// Returns the decorated body. Only chat bodies can be decorated. The
+    /// configured messages are spliced into the client's `messages` array:
+    /// the client's bytes, messages included, are kept as they came.
     pub fn decorate(&self, body: &[u8]) -> Result<Vec<u8>, GatewayError> {
-        let mut req: ChatRequest = serde_json::from_slice(body).map_err(|e| {
+        // serde skips the fields it does not read without checking their
+        // UTF-8: check it here, so a body that goes on is JSON.
+        let text = std::str::from_utf8(body).map_err(|e| GatewayError::bad_request(format!("request body is not valid UTF-8: {e}")))?;
+        let shape: ChatShape = serde_json::from_str(text).map_err(|e| {
             let completions = serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v.get("prompt").is_some());
             if completions {
                 GatewayError::bad_request("ai-prompt-decorator works on chat requests (`messages`); completions requests (`prompt`) cannot be decorated")
@@ -99,12 +119,28 @@ impl Decorator {
                 GatewayError::bad_request(format!("request body is not a valid chat request: {e}"))
             }
         })?;
-        let mut messages = Vec::with_capacity(self.prepend.len() + req.messages.len() + self.append.len());
-        messages.extend(self.prepend.iter().cloned());
-        messages.append(&mut req.messages);
-        messages.extend(self.append.iter().cloned());
-        req.messages = messages;
-        serde_json::to_vec(&req).map_err(|e| GatewayError::bad_request(format!("cannot encode request: {e}")))
+        let raw = shape.messages.get();
+        let inner = raw.strip_prefix('[').and_then(|r| r.strip_suffix(']')).map(str::trim);
+        let Some(inner) = inner else {
+            return Err(GatewayError::bad_request("request body is not a valid chat request: `messages` must be an array"));
+        };
+        // The raw value borrows from `body`: its offset is where it starts.
+        let start = (raw.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
+        let (Some(before), Some(after)) = (body.get(..start), body.get(start.saturating_add(raw.len())..)) else {
+            return Err(GatewayError::bad_request("request body is not a valid chat request"));
+        };
+        let mut out = Vec::with_capacity(body.len() + self.prepend.len() + self.append.len() + 4);
+        out.extend_from_slice(before);
+        out.push(b'[');
+        for part in [self.prepend.as_str(), inner, self.append.as_str()].into_iter().filter(|p| !p.is_empty()) {
+            if out.last() != Some(&b'[') {
+                out.push(b',');
+            }
+            out.extend_from_slice(part.as_bytes());
+        }
+        out.push(b']');
+        out.extend_from_slice(after);
+        Ok(out)
     }
 }
 
@@ -125,6 +161,22 @@ mod tests {
         assert_eq!(out["messages"][3], json!({"role":"user","content":[{"type":"text","text":"hi"}],"name":"bob"}));
         assert_eq!(out["messages"][4]["content"], "Answer in French.");
         assert_eq!((out["stream"].clone(), out["x"].clone()), (json!(true), json!(1)));
+    }
+
+    #[test]
+    fn the_clients_bytes_are_kept_and_odd_arrays_work() {
+        let d = Decorator::from_json(br#"{"prompts":{"prepend":[{"role":"system","content":"P"}],"append":[{"role":"user","content":"A"}]}}"#).unwrap();
+        let body = br#"{ "messages" : [ {"role":"user",  "content":"x\u00e9"} ] , "z": [1,2] }"#;
+        let out = String::from_utf8(d.decorate(body).unwrap()).unwrap();
+        assert_eq!(out, r#"{ "messages" : [{"role":"system","content":"P"},{"role":"user",  "content":"x\u00e9"},{"role":"user","content":"A"}] , "z": [1,2] }"#);
+        let out: Value = serde_json::from_slice(&d.decorate(br#"{"messages":[ ]}"#).unwrap()).unwrap();
+        assert_eq!(out["messages"].as_array().map(Vec::len), Some(2));
+        let only_append = Decorator::from_json(br#"{"prompts":{"append":[{"role":"user","content":"A"}]}}"#).unwrap();
+        let out: Value = serde_json::from_slice(&only_append.decorate(br#"{"messages":[]}"#).unwrap()).unwrap();
+        assert_eq!(out["messages"], json!([{"role":"user","content":"A"}]));
+        for bad in [&br#"{"messages":"x"}"#[..], br#"{"messages":{}}"#, b"[]", b"{", br#"{"messages":[],"messages":[]}"#, b"{\"messages\":[],\"x\":\"\xff\"}"] {
+            assert_eq!(d.decorate(bad).err().map(|e| e.status), Some(400), "{}", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]
