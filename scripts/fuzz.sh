@@ -27,6 +27,8 @@ seed() {
             printf '\x04\x03\x00\x11' | cat - ../shared/fixtures/anthropic/stream.sse > "$dir/anthropic-sse" ;;
         configs) grep -ho "value: '.*'" ../envoy/*.yaml | sed "s/^value: '//; s/'$//" | split -l 1 - "$dir/cfg-" ;;
         governance) cp ../shared/fixtures/chat_request.json "$dir/" ;;
+        patterns) printf '(?i)\\b(password|api[_ -]?key)\\b\0my API key is x' > "$dir/deny"
+            printf '\\d{3}-\\d{2}-\\d{4}\0ssn 123-45-6789' > "$dir/digits" ;;
         transformer) printf '\x00{"choices":[{"message":{"content":"{\\"status_code\\":201,\\"headers\\":{\\"x-a\\":\\"b\\"},\\"body\\":\\"c\\"}"}}]}' > "$dir/instructions" ;;
         *) ;;
     esac
