@@ -8,7 +8,7 @@ use super::config::{encode_query, is_path_segment, ModelOptions, ProxyConfig, Ro
 use super::provider::{to_vec, Endpoint, Meta, Provider, RequestContext, StreamFraming, CHAT_AND_EMBEDDINGS};
 use super::response::{translated, Answer};
 use crate::config::ConfigError;
-use super::common::{field_policy, DROPPED_BY_NATIVE, REFUSED_BY_NATIVE, single_choice, arguments_object, embeddings, parse_data_url, system_text, tool_call, unprocessable, ChunkWriter};
+use super::common::{field_policy, single_choice, arguments_object, embeddings, parse_data_url, system_text, tool_call, unprocessable, ChunkWriter};
 use super::eventstream::{Decoder, Frame};
 use super::stream::{StreamTranslator, UNREADABLE_EVENT};
 use crate::error::GatewayError;
@@ -47,12 +47,13 @@ fn blocks(content: &Option<Content>) -> Result<Vec<Value>, GatewayError> {
     }
 }
 
+/// Converse has no JSON mode, one answer, no logprobs, no seed.
+const REFUSED: [&str; 5] = ["logprobs", "top_logprobs", "logit_bias", "n", "response_format"];
+const DROPPED: [&str; 7] = ["user", "store", "metadata", "service_tier", "reasoning_effort", "parallel_tool_calls", "seed"];
+
 /// The Converse request body (the model id goes in the path).
 pub fn chat_request(req: &ChatRequest) -> Result<Value, GatewayError> {
-    // Converse has no JSON mode, one answer, no logprobs, no seed.
-    let refused = [&REFUSED_BY_NATIVE[..], &["response_format"]].concat();
-    let dropped = [&DROPPED_BY_NATIVE[..], &["seed", "parallel_tool_calls"]].concat();
-    field_policy("bedrock", &req.rest, &refused, &dropped)?;
+    field_policy("bedrock", &req.rest, &REFUSED, &DROPPED)?;
     let mut messages: Vec<Value> = Vec::new();
     let mut has_tool_blocks = false;
     for m in &req.messages {

@@ -70,9 +70,7 @@ fn response_format(rest: &crate::openai::Rest) -> Option<Value> {
 }
 
 pub fn chat_request(req: ChatRequest, stream: bool) -> Result<CohereChatRequest, GatewayError> {
-    let mut dropped = DROPPED_BY_NATIVE.to_vec();
-    dropped.push("parallel_tool_calls");
-    field_policy("cohere", &req.rest, &REFUSED_BY_NATIVE, &dropped)?;
+    field_policy("cohere", &req.rest, &REFUSED_BY_NATIVE, &DROPPED_BY_NATIVE)?;
     let mut messages = Vec::with_capacity(req.messages.len());
     for m in &req.messages {
         messages.push(match m.role.as_str() {

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 pub const REFUSED_BY_NATIVE: [&str; 4] = ["logprobs", "top_logprobs", "logit_bias", "n"];
 /// OpenAI fields with no native equivalent that change nothing the client
 /// relies on: dropped.
-pub const DROPPED_BY_NATIVE: [&str; 5] = ["user", "store", "metadata", "service_tier", "reasoning_effort"];
+pub const DROPPED_BY_NATIVE: [&str; 6] = ["user", "store", "metadata", "service_tier", "reasoning_effort", "parallel_tool_calls"];
 
 /// True when a field's value asks for nothing beyond the default.
 fn asks_nothing(field: &str, value: &Value) -> bool {

@@ -51,11 +51,9 @@ fn parts_of(content: &Option<Content>) -> Vec<Value> {
 }
 
 pub fn chat_request(req: &ChatRequest, stream: bool) -> Result<Value, GatewayError> {
-    let mut dropped = DROPPED_BY_NATIVE.to_vec();
-    dropped.push("parallel_tool_calls");
     // Several candidates come back whole, but streams carry only the first.
     let refused: &[&str] = if stream { &REFUSED_BY_NATIVE } else { &REFUSED_BY_NATIVE[..3] };
-    field_policy("gemini", &req.rest, refused, &dropped)?;
+    field_policy("gemini", &req.rest, refused, &DROPPED_BY_NATIVE)?;
     let mut contents: Vec<Value> = Vec::new();
     for m in &req.messages {
         let (role, parts) = match m.role.as_str() {

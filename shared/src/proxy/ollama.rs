@@ -143,8 +143,7 @@ fn format_of(rest: &Rest) -> Option<Value> {
 }
 
 pub fn chat_request(req: ChatRequest, stream: bool) -> Result<ChatRequestOut, GatewayError> {
-    let dropped = [&DROPPED_BY_NATIVE[..], &["parallel_tool_calls"]].concat();
-    field_policy("ollama", &req.rest, &REFUSED_BY_NATIVE, &dropped)?;
+    field_policy("ollama", &req.rest, &REFUSED_BY_NATIVE, &DROPPED_BY_NATIVE)?;
     let options = Options {
         temperature: req.temperature,
         top_p: req.top_p,

@@ -21,18 +21,28 @@ pub fn openai_path(route: RouteType) -> Option<&'static str> {
     }
 }
 
-/// api.openai.com.
-pub struct OpenAi;
+/// OpenAI's wire format: OpenAI itself, and any OpenAI-compatible server at
+/// `upstream_url` (`llama2`, `ollama` with the `openai` format).
+pub struct OpenAiFormat {
+    name: &'static str,
+    /// The public host; None: `upstream_url` is required.
+    host: Option<&'static str>,
+    /// OpenAI rejects `top_k`; llama-style servers take it.
+    takes_top_k: bool,
+}
 
-impl Provider for OpenAi {
+pub const OPENAI: OpenAiFormat = OpenAiFormat { name: "openai", host: Some("api.openai.com"), takes_top_k: false };
+pub const COMPATIBLE: OpenAiFormat = OpenAiFormat { name: "openai-compatible", host: None, takes_top_k: true };
+
+impl Provider for OpenAiFormat {
     fn name(&self) -> &'static str {
-        "openai"
+        self.name
     }
     fn path(&self, route: RouteType) -> Option<&'static str> {
         openai_path(route)
     }
     fn endpoint(&self, _: &ModelOptions, route: RouteType) -> Result<Option<Endpoint>, ConfigError> {
-        Ok(Some(Endpoint { host: "api.openai.com".into(), path: openai_path(route).map(str::to_string) }))
+        Ok(self.host.map(|host| Endpoint { host: host.into(), path: openai_path(route).map(str::to_string) }))
     }
     fn speaks_openai(&self) -> bool {
         true
@@ -41,35 +51,7 @@ impl Provider for OpenAi {
         true
     }
     fn takes_top_k(&self) -> bool {
-        false // OpenAI rejects it
-    }
-    fn chat_request(&self, req: ChatRequest, cx: &RequestContext) -> Result<Option<Vec<u8>>, GatewayError> {
-        openai_body(&req, cx.changed)
-    }
-    fn answer(&self, route: RouteType, body: &[u8], _: &Meta) -> Answer {
-        usage_only(route, body)
-    }
-    fn stream(&self, _: RouteType, _: &Meta, client_wants_usage: bool) -> Box<dyn StreamTranslator> {
-        Box::new(OpenAiStream::new(client_wants_usage))
-    }
-}
-
-/// Any OpenAI-compatible server at `upstream_url` (`llama2`, `ollama` with
-/// the `openai` format): like OpenAI, but llama-style servers take `top_k`.
-pub struct Compatible;
-
-impl Provider for Compatible {
-    fn name(&self) -> &'static str {
-        "openai-compatible"
-    }
-    fn path(&self, route: RouteType) -> Option<&'static str> {
-        openai_path(route)
-    }
-    fn speaks_openai(&self) -> bool {
-        true
-    }
-    fn needs_stream_options(&self) -> bool {
-        true
+        self.takes_top_k
     }
     fn chat_request(&self, req: ChatRequest, cx: &RequestContext) -> Result<Option<Vec<u8>>, GatewayError> {
         openai_body(&req, cx.changed)

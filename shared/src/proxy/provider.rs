@@ -18,11 +18,11 @@ use serde::Serialize;
 /// `*_format: ollama` option puts OpenAI-compatible hosts on Ollama's native API.
 pub fn lookup(name: ProviderName, format: ModelFormat) -> &'static dyn Provider {
     match (name, format) {
-        (ProviderName::Openai, _) => &openai::OpenAi,
+        (ProviderName::Openai, _) => &openai::OPENAI,
         (ProviderName::Azure, _) => &azure::Azure,
         (ProviderName::Mistral | ProviderName::Llama2 | ProviderName::Ollama, ModelFormat::Ollama) => &ollama::Ollama,
         (ProviderName::Mistral, _) => &mistral::Mistral,
-        (ProviderName::Llama2 | ProviderName::Ollama, _) => &openai::Compatible,
+        (ProviderName::Llama2 | ProviderName::Ollama, _) => &openai::COMPATIBLE,
         (ProviderName::Anthropic, _) => &anthropic::Anthropic,
         (ProviderName::Cohere, _) => &cohere::Cohere,
         (ProviderName::Gemini, _) => &gemini::Gemini,
