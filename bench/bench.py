@@ -190,6 +190,15 @@ def workloads():
 
 class Envoy:
     def __init__(self, name, make_config, log_level=("-l", "error")):
+        # A free port can be taken by another process before Envoy binds it
+        # (ports are picked, then released): try again on fresh ones.
+        for attempt in range(3):
+            if self.start(name, make_config, log_level):
+                return
+            print(f"envoy for {name}: a port was taken, retrying ({attempt + 1})", file=sys.stderr)
+        sys.exit(f"envoy for {name} did not start; see {self.log.name}")
+
+    def start(self, name, make_config, log_level):
         self.port, self.admin = free_port(), free_port()
         text = make_config(self.port, self.admin)
         cfg = WORK / (re.sub(r"[^a-z0-9]+", "-", name.lower()) + ".yaml")
@@ -199,20 +208,17 @@ class Envoy:
         self.proc = subprocess.Popen(["taskset", "-c", "0", ENVOY, "-c", str(cfg), "--concurrency", "1", "--base-id", str(self.port), *log_level],
                                      stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.time() + 60
-        while time.time() < deadline:
+        while time.time() < deadline and self.proc.poll() is None:
             try:
                 if urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/ready", timeout=1).status == 200:
-                    break
+                    self.ready_s = time.perf_counter() - started
+                    return True
             except OSError:
                 time.sleep(0.02)
-        else:
-            self.stop()
-            sys.exit(f"envoy for {name} did not start; see {self.log.name}")
-        self.ready_s = time.perf_counter() - started
-
-    def cpu_ticks(self):
-        fields = pathlib.Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
+        self.stop()
+        if "Address already in use" in pathlib.Path(self.log.name).read_text(errors="replace"):
+            return False
+        sys.exit(f"envoy for {name} did not start; see {self.log.name}")
 
     def cpu_ns(self):
         """On-CPU time of all Envoy's threads (schedstat: nanoseconds)."""
