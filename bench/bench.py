@@ -220,6 +220,10 @@ class Envoy:
             return False
         sys.exit(f"envoy for {name} did not start; see {self.log.name}")
 
+    def cpu_ticks(self):
+        fields = pathlib.Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+
     def cpu_ns(self):
         """On-CPU time of all Envoy's threads (schedstat: nanoseconds)."""
         total = 0
