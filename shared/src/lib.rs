@@ -3,6 +3,7 @@
 //! of it runs under `cargo test` natively and compiled to wasm32.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
+pub mod balancer;
 pub mod config;
 pub mod decorator;
 pub mod error;

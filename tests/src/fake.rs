@@ -157,6 +157,22 @@ enum Flavor {
     Bedrock,
 }
 
+impl Flavor {
+    fn name(self) -> &'static str {
+        match self {
+            Flavor::OpenAi => "openai",
+            Flavor::Azure => "azure",
+            Flavor::Mistral => "mistral",
+            Flavor::Local => "local",
+            Flavor::Ollama => "ollama",
+            Flavor::Anthropic => "anthropic",
+            Flavor::Cohere => "cohere",
+            Flavor::Gemini => "gemini",
+            Flavor::Bedrock => "bedrock",
+        }
+    }
+}
+
 fn flavor(req: &Recorded) -> Flavor {
     let host = req.header("host").unwrap_or_default();
     let path = req.path.split('?').next().unwrap_or_default();
@@ -246,7 +262,7 @@ fn respond(req: &Recorded, out: &mut TcpStream) -> std::io::Result<()> {
         return legacy_api(req, out);
     }
     let flavor = flavor(req);
-    let steer = Steering::of(req);
+    let steer = Steering::of(req, flavor);
     if let Some(ms) = steer.delay_ms {
         thread::sleep(Duration::from_millis(ms));
     }
@@ -279,7 +295,8 @@ fn respond(req: &Recorded, out: &mut TcpStream) -> std::io::Result<()> {
 }
 
 /// Failures a test asks for: `x-fake-status` and `x-fake-delay-ms` request
-/// headers, or, for calls the gateway makes itself (which carry no client
+/// headers (`x-fake-status-anthropic`: only when playing that provider, for
+/// requests that fall over from one provider to another), or, for calls the gateway makes itself (which carry no client
 /// header: the transformers' LLM calls), the configured model name
 /// `fake-status-503` or `fake-delay-ms-2000`.
 struct Steering {
@@ -288,11 +305,12 @@ struct Steering {
 }
 
 impl Steering {
-    fn of(req: &Recorded) -> Steering {
+    fn of(req: &Recorded, flavor: Flavor) -> Steering {
+        let own = |name: &str| req.header(&format!("{name}-{}", flavor.name())).or_else(|| req.header(name));
         let model = serde_json::from_slice::<Value>(&req.body).ok().and_then(|b| b["model"].as_str().map(str::to_string)).unwrap_or_default();
         Steering {
-            status: req.header("x-fake-status").and_then(|v| v.parse().ok()).or_else(|| model.strip_prefix("fake-status-")?.parse().ok()),
-            delay_ms: req.header("x-fake-delay-ms").and_then(|v| v.parse().ok()).or_else(|| model.strip_prefix("fake-delay-ms-")?.parse().ok()),
+            status: own("x-fake-status").and_then(|v| v.parse().ok()).or_else(|| model.strip_prefix("fake-status-")?.parse().ok()),
+            delay_ms: own("x-fake-delay-ms").and_then(|v| v.parse().ok()).or_else(|| model.strip_prefix("fake-delay-ms-")?.parse().ok()),
         }
     }
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub use proxy_wasm;
 
 pub mod body_filter;
+pub mod proxy;
 pub mod transformer;
 
 // Host calls this VM made since the last `report_host_calls`, counted only
@@ -228,6 +229,16 @@ pub fn count(name: &str, by: u64) {
 /// Records a value in the histogram `name` (defined on first use).
 pub fn record(name: &str, value: u64) {
     if let Some(id) = metric(proxy_wasm::types::MetricType::Histogram, name) {
+        tick();
+        if let Err(e) = hostcalls::record_metric(id, value) {
+            log::warn!("record_metric {name}: {e:?}");
+        }
+    }
+}
+
+/// Sets the gauge `name` (defined on first use).
+pub fn gauge(name: &str, value: u64) {
+    if let Some(id) = metric(proxy_wasm::types::MetricType::Gauge, name) {
         tick();
         if let Err(e) = hostcalls::record_metric(id, value) {
             log::warn!("record_metric {name}: {e:?}");

@@ -244,6 +244,9 @@ pub struct ProxyConfig {
     pub vertex: Option<(String, String)>,
     pub anthropic_version: String,
     pub consumer_header: Option<String>,
+    /// The configured model replaces the client's instead of refusing a
+    /// different one (ai-proxy-advanced: the balancer picks the model).
+    pub replace_client_model: bool,
 }
 
 /// A parsed `upstream_url`.
@@ -308,10 +311,11 @@ impl ProxyConfig {
     /// Parses and validates; `env` resolves `{vault://env/NAME}` secrets.
     pub fn from_json(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let raw: RawConfig = parse_strict(bytes)?;
-        Self::validate(raw, env)
+        Self::from_raw(raw, env)
     }
 
-    fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    /// Validates a parsed configuration (ai-proxy-advanced builds one per target).
+    pub fn from_raw(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let o = &raw.model.options;
         check_range("model.options.temperature", o.temperature, 0.0, 5.0)?;
         check_range("model.options.top_p", o.top_p, 0.0, 1.0)?;
@@ -457,6 +461,7 @@ impl ProxyConfig {
             vertex,
             anthropic_version,
             consumer_header: raw.consumer_header.map(|h| h.to_ascii_lowercase()),
+            replace_client_model: false,
         })
     }
 

@@ -72,9 +72,15 @@ fn route_mismatch_hint(body: &[u8], route: RouteType) -> &'static str {
 }
 
 /// The shared handling of `model`: pinned by config (Kong's rule: a request
-/// naming another model is refused), else required from the client.
+/// naming another model is refused, unless the balancer picks the model),
+/// else required from the client.
 fn pin_model(cfg: &ProxyConfig, model: &mut Option<String>, changed: &mut bool) -> Result<(), GatewayError> {
     match (&cfg.model_name, model.as_deref()) {
+        (Some(pinned), Some(asked)) if asked != pinned && cfg.replace_client_model => {
+            *model = Some(pinned.clone());
+            *changed = true;
+            Ok(())
+        }
         (Some(pinned), Some(asked)) if asked != pinned => Err(GatewayError::bad_request(format!(
             "cannot use own model - must be: {pinned}"
         ))
@@ -269,6 +275,13 @@ mod tests {
     fn max_completion_tokens_blocks_the_default() {
         let t = translate_request(&cfg(OPENAI), br#"{"messages":[],"max_completion_tokens":5}"#).unwrap();
         assert!(body_json(&t).get("max_tokens").is_none());
+    }
+
+    #[test]
+    fn a_balancer_target_replaces_the_clients_model() {
+        let cfg = ProxyConfig { replace_client_model: true, ..cfg(OPENAI) };
+        let t = translate_request(&cfg, br#"{"model":"gpt-3.5","messages":[]}"#).unwrap();
+        assert_eq!(body_json(&t)["model"], "gpt-4o");
     }
 
     #[test]

@@ -1,0 +1,399 @@
+//! ai-proxy-advanced: one module, two roles in Envoy (README,
+//! "ai-proxy-advanced").
+//!
+//! - The **balancer** (a downstream HTTP filter, root id `ai-proxy-advanced`)
+//!   orders the targets for each request and writes the router's headers:
+//!   `x-ai-try-<k>` (the route's matcher maps them to clusters) and the
+//!   retry policy. When the request ends it publishes which target served
+//!   and updates the balancer's statistics.
+//! - The **translator** (an upstream HTTP filter, root id
+//!   `ai-proxy-advanced-upstream`, run once per try) translates the request
+//!   for the try's target, and the answer back, as ai-proxy does.
+//!
+//! Both must share one VM (the same `vm_config`): the translator finds the
+//! balancer's parsed configuration in this VM's memory.
+
+use codec::balancer::{self, AdvancedConfig, SavedHeaders, TryRecord, UsageWindow};
+use codec::proxy::report::{Labels, Timing};
+use codec::proxy::{Exchange, HeaderEdits};
+use codec::{ErrorKind, GatewayError};
+use host::proxy::{apply_edits, now_ms, Hooks, ProxyRequest};
+use host::proxy_wasm::traits::{Context, HttpContext, RootContext};
+use host::proxy_wasm::types::{Action, ContextType, LogLevel};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// The translator's root id; any other root id is a balancer.
+const UPSTREAM_ROOT_ID: &str = "ai-proxy-advanced-upstream";
+const TRY_HEADER_PREFIX: &str = "x-ai-try-";
+/// CAS attempts on a shared counter before giving up on exactness.
+const CAS_ATTEMPTS: usize = 8;
+
+struct Instance {
+    name: String,
+    config: AdvancedConfig,
+    labels: Rc<RefCell<Labels>>,
+    /// This worker's own count, when the shared one cannot be had.
+    local_counter: Cell<u64>,
+}
+
+thread_local! {
+    /// Balancer instances configured in this VM, by plugin name.
+    static INSTANCES: RefCell<HashMap<String, Rc<Instance>>> = RefCell::new(HashMap::new());
+}
+
+host::proxy_wasm::main! {{
+    host::proxy_wasm::set_log_level(LogLevel::Info);
+    host::proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { role: None }) });
+}}
+
+enum Role {
+    Balancer(Rc<Instance>),
+    Translator,
+}
+
+struct Root {
+    role: Option<Role>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let root_id = host::property_string(&["plugin_root_id"]).unwrap_or_default();
+        if root_id == UPSTREAM_ROOT_ID {
+            let raw = host::plugin_configuration();
+            if !(raw.iter().all(u8::is_ascii_whitespace) || raw.trim_ascii() == b"{}") {
+                log::error!("ai-proxy-advanced: invalid plugin configuration at `.`: the upstream filter takes none (the balancer's targets are used)");
+                return false;
+            }
+            self.role = Some(Role::Translator);
+            return true;
+        }
+        let name = host::property_string(&["plugin_name"]).unwrap_or_default();
+        let Some(config) = host::configure("ai-proxy-advanced", |raw| AdvancedConfig::from_json(raw, &host::env_var)) else { return false };
+        for t in &config.targets {
+            if let Some(missing) = &t.proxy.missing_secret {
+                log::warn!("target {}: no credential at {missing}; it is left out of every plan", t.name);
+            }
+        }
+        log::info!(
+            "configured {name}: {:?} over {}",
+            config.algorithm,
+            config.targets.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
+        );
+        let instance = Rc::new(Instance { name: name.clone(), config, labels: Rc::default(), local_counter: Cell::new(0) });
+        INSTANCES.with(|m| m.borrow_mut().insert(name, instance.clone()));
+        self.role = Some(Role::Balancer(instance));
+        true
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        match self.role.as_ref()? {
+            Role::Balancer(instance) => Some(Box::new(Balance { instance: instance.clone(), planned: false })),
+            Role::Translator => Some(Box::new(Try::Waiting { context_id })),
+        }
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+fn shared_key(instance: &str, what: &str) -> String {
+    format!("ai-proxy-advanced/{instance}/{what}")
+}
+
+/// Adds one to a shared counter, exactly across workers; None when other
+/// workers kept winning the race.
+fn next_shared(key: &str) -> Option<u64> {
+    for _ in 0..CAS_ATTEMPTS {
+        let (value, cas) = host::shared_data(key);
+        let n = value.and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok()).map_or(0, u64::from_le_bytes);
+        match host::set_shared_data(key, &n.wrapping_add(1).to_le_bytes(), cas) {
+            Ok(true) => return Some(n),
+            Ok(false) => continue,
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+/// Rewrites a shared value, exactly across workers.
+fn update_shared(key: &str, update: impl Fn(Option<&[u8]>) -> String) -> Option<String> {
+    for _ in 0..CAS_ATTEMPTS {
+        let (value, cas) = host::shared_data(key);
+        let new = update(value.as_deref());
+        match host::set_shared_data(key, new.as_bytes(), cas) {
+            Ok(true) => return Some(new),
+            Ok(false) => continue,
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+fn parse_f64(bytes: Option<&[u8]>) -> Option<f64> {
+    std::str::from_utf8(bytes?).ok()?.parse().ok().filter(|v: &f64| v.is_finite())
+}
+
+/// The balancer's per-request context (downstream).
+struct Balance {
+    instance: Rc<Instance>,
+    planned: bool,
+}
+
+impl Balance {
+    fn scores(&self) -> Vec<Option<f64>> {
+        let c = &self.instance.config;
+        let now = host::unix_seconds();
+        (0..c.targets.len())
+            .map(|i| match c.algorithm {
+                codec::balancer::Algorithm::LowestLatency => {
+                    parse_f64(host::shared_data(&shared_key(&self.instance.name, &format!("latency/{i}"))).0.as_deref())
+                }
+                _ => host::shared_data(&shared_key(&self.instance.name, &format!("usage/{i}")))
+                    .0
+                    .and_then(|v| UsageWindow::parse(&v))
+                    .map(|w| w.estimate(now)),
+            })
+            .collect()
+    }
+
+    /// Updates latency or usage statistics from the tries of one request.
+    fn learn(&self, records: &[TryRecord]) {
+        let c = &self.instance.config;
+        let name = &self.instance.name;
+        for r in records {
+            let Some(target) = c.target(r.target) else { continue };
+            match c.algorithm {
+                codec::balancer::Algorithm::LowestLatency => {
+                    let key = shared_key(name, &format!("latency/{}", r.target));
+                    let new = update_shared(&key, |old| {
+                        let current = parse_f64(old);
+                        balancer::ewma(current, c.latency_sample(r, current)).to_string()
+                    });
+                    if let Some(v) = new.as_deref().and_then(|v| v.parse::<f64>().ok()) {
+                        host::gauge(&codec::metrics::name("ai_balancer_latency_ms", &[("target", &target.name)]), v as u64);
+                    }
+                }
+                codec::balancer::Algorithm::LowestUsage if r.succeeded() => {
+                    let now = host::unix_seconds();
+                    let amount = c.usage_amount(r);
+                    let key = shared_key(name, &format!("usage/{}", r.target));
+                    let new = update_shared(&key, |old| old.and_then(UsageWindow::parse).unwrap_or_default().add(now, amount).encode());
+                    if let Some(w) = new.and_then(|v| UsageWindow::parse(v.as_bytes())) {
+                        host::gauge(&codec::metrics::name("ai_balancer_usage", &[("target", &target.name)]), w.estimate(now) as u64);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+impl Context for Balance {}
+
+impl HttpContext for Balance {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let c = &self.instance.config;
+        let headers = host::request_headers();
+        let hash_key = match c.algorithm {
+            codec::balancer::Algorithm::ConsistentHashing => host::lookup(&headers, &c.hash_header),
+            _ => None,
+        };
+        let counter = if c.needs_counter() && hash_key.is_none() {
+            next_shared(&shared_key(&self.instance.name, "counter"))
+        } else {
+            None
+        }
+        .unwrap_or_else(|| {
+            let n = self.instance.local_counter.get();
+            self.instance.local_counter.set(n.wrapping_add(1));
+            n
+        });
+        let scores = if c.needs_scores() { self.scores() } else { Vec::new() };
+        let order = c.order(counter, &scores, hash_key.as_deref());
+        if order.is_empty() {
+            log::error!("{}: no target has its credentials set", self.instance.name);
+            host::send_error(&GatewayError::new(ErrorKind::Internal, "the gateway has no credential configured for any target of this route"), &[]);
+            return Action::Pause;
+        }
+        self.planned = true;
+
+        // The router reads these; the client's own values never count.
+        for (name, _) in &headers {
+            let ours = |k: &str| k.parse::<usize>().is_ok_and(|k| k < c.tries);
+            if name.strip_prefix(TRY_HEADER_PREFIX).is_some_and(|k| !ours(k)) {
+                host::remove_request_header(name);
+            }
+        }
+        for k in 0..c.tries {
+            let target = AdvancedConfig::target_of_try(&order, k).unwrap_or_default();
+            host::set_request_header(&format!("{TRY_HEADER_PREFIX}{k}"), &target.to_string());
+        }
+        host::set_request_header("x-envoy-attempt-count", "0");
+        let retries = if c.retry_on.is_empty() { 0 } else { c.tries - 1 };
+        host::set_request_header("x-envoy-max-retries", &retries.to_string());
+        let optional = [
+            ("x-envoy-retry-on", Some(c.retry_on.clone()).filter(|v| !v.is_empty())),
+            ("x-envoy-retriable-status-codes", Some(c.retriable_status_codes.clone()).filter(|v| !v.is_empty())),
+            ("x-envoy-upstream-rq-per-try-timeout-ms", c.per_try_timeout_ms.map(|ms| ms.to_string())),
+        ];
+        for (name, value) in optional {
+            match value {
+                Some(v) => host::set_request_header(name, &v),
+                None => host::lookup(&headers, name).is_some() && host::remove_request_header(name),
+            };
+        }
+        host::set_property("ai.plan", balancer::encode_plan(&self.instance.name, &order).as_bytes());
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        if !self.planned {
+            return;
+        }
+        let records = balancer::parse_tries(&host::property_string(&["ai.tries"]).unwrap_or_default());
+        let report = self.instance.config.report(&records);
+        for (key, value) in &report.properties {
+            host::set_property(key, value.as_bytes());
+        }
+        for (metric, n) in &report.counters {
+            host::count(metric, *n);
+        }
+        self.learn(&records);
+        host::report_host_calls("ai-proxy-advanced");
+    }
+}
+
+/// The translator's per-try context (upstream).
+enum Try {
+    /// Before the request headers: which target is not known yet.
+    Waiting { context_id: u32 },
+    Active(Box<ProxyRequest<TryHooks>>),
+    /// Not a balanced request (no plan): left alone.
+    Passthrough,
+}
+
+struct TryHooks {
+    target: u8,
+    /// The records of earlier tries of this request.
+    earlier: String,
+    saved: SavedHeaders,
+    started_ms: Option<u64>,
+}
+
+impl TryHooks {
+    fn record(&self, record: &TryRecord) {
+        let mut tries = self.earlier.clone();
+        if !tries.is_empty() {
+            tries.push(',');
+        }
+        tries.push_str(&record.encode());
+        host::set_property("ai.tries", tries.as_bytes());
+    }
+}
+
+impl Hooks for TryHooks {
+    fn filter(&self) -> &'static str {
+        "ai-proxy-advanced-upstream"
+    }
+
+    fn apply(&mut self, edits: &HeaderEdits, headers: &[(String, String)]) {
+        let (restores, grew) = balancer::prepare_try(&mut self.saved, edits, &|name| host::lookup(headers, name));
+        for (name, value) in restores {
+            match value {
+                Some(v) => host::set_request_header(&name, &v),
+                None => host::remove_request_header(&name),
+            };
+        }
+        apply_edits(edits);
+        if grew {
+            if let Ok(json) = serde_json::to_vec(&self.saved) {
+                host::set_property("ai.saved_headers", &json);
+            }
+        }
+        self.started_ms = now_ms();
+        // Recorded now: a try that gets no answer (connect failure, per-try
+        // timeout) is known to the balancer too.
+        self.record(&TryRecord { target: self.target, ..Default::default() });
+    }
+
+    fn finished(&mut self, exchange: &Exchange, replied: bool, _timing: &Timing) {
+        if replied {
+            return;
+        }
+        let latency_ms = match (self.started_ms, now_ms()) {
+            (Some(a), Some(b)) => b.saturating_sub(a),
+            _ => 0,
+        };
+        self.record(&TryRecord { target: self.target, status: exchange.status(), latency_ms, usage: exchange.usage(), cost: exchange.cost() });
+    }
+}
+
+impl Try {
+    fn start(context_id: u32, end_of_stream: bool) -> (Try, Action) {
+        let Some(plan) = host::property_string(&["ai.plan"]) else { return (Try::Passthrough, Action::Continue) };
+        let fail = |why: String| {
+            log::error!("ai-proxy-advanced upstream: {why}");
+            host::send_error(&GatewayError::new(ErrorKind::Internal, "the gateway's balancer is misconfigured"), &[]);
+            (Try::Passthrough, Action::Pause)
+        };
+        let Some((name, order)) = balancer::parse_plan(&plan) else { return fail(format!("unreadable plan {plan:?}")) };
+        let Some(instance) = INSTANCES.with(|m| m.borrow().get(name).cloned()) else {
+            return fail(format!("no balancer `{name}` in this VM: give both filters the same vm_config"));
+        };
+        // Envoy hands integer properties over as 8 little-endian bytes.
+        let attempt = host::get_property(&["upstream", "request_attempt_count"])
+            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+            .map_or(1, u64::from_le_bytes) as usize;
+        let Some(index) = AdvancedConfig::target_of_try(&order, attempt.saturating_sub(1)) else { return fail("empty plan".into()) };
+        let Some(target) = instance.config.target(index) else { return fail(format!("no target {index}")) };
+        let saved: SavedHeaders = host::get_property(&["ai.saved_headers"]).and_then(|v| serde_json::from_slice(&v).ok()).unwrap_or_default();
+        let hooks = TryHooks { target: index, earlier: host::property_string(&["ai.tries"]).unwrap_or_default(), saved, started_ms: None };
+        let view = balancer::client_view(host::request_headers(), &hooks.saved);
+        let mut request = Box::new(ProxyRequest::new(target.proxy.clone(), hooks, instance.labels.clone(), context_id));
+        let action = request.request_headers(view, end_of_stream);
+        (Try::Active(request), action)
+    }
+}
+
+impl Context for Try {}
+
+impl HttpContext for Try {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let Try::Waiting { context_id } = *self else { return Action::Continue };
+        let (next, action) = Try::start(context_id, end_of_stream);
+        *self = next;
+        action
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        match self {
+            Try::Active(r) => r.on_http_request_body(body_size, end_of_stream),
+            _ => Action::Continue,
+        }
+    }
+
+    fn on_http_response_headers(&mut self, num_headers: usize, end_of_stream: bool) -> Action {
+        match self {
+            Try::Active(r) => r.on_http_response_headers(num_headers, end_of_stream),
+            _ => Action::Continue,
+        }
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        match self {
+            Try::Active(r) => r.on_http_response_body(body_size, end_of_stream),
+            _ => Action::Continue,
+        }
+    }
+
+    fn on_log(&mut self) {
+        if let Try::Active(r) = self {
+            r.on_log();
+        }
+    }
+}
