@@ -56,6 +56,11 @@ def filters(upstream):
         "decorator": ("ai-prompt-decorator", "ai_prompt_decorator", {"prompts": {"prepend": [{"role": "system", "content": "You are the ACME assistant."}], "append": [{"role": "user", "content": "Answer briefly."}]}}),
         "template": ("ai-prompt-template", "ai_prompt_template", {"templates": [{"name": "t", "template": "{\"messages\":[{\"role\":\"user\",\"content\":\"{{q}}\"}]}"}]}),
         "ratelimit": ("ai-token-ratelimit", "ai_token_ratelimit", {"policies": RATELIMIT_POLICIES}),
+        # Round-robin over two OpenAI-format targets, no failures: the
+        # balancer, the route's matcher and a translator on every try.
+        "advanced": ("ai-proxy-advanced", "ai_proxy_advanced", {
+            "balancer": {"algorithm": "round-robin", "retries": 1, "failover_criteria": ["error", "http_429"]},
+            "targets": [{"model": {"provider": "openai", "name": f"bench-{i}", "options": {"upstream_url": url + "/v1/chat/completions"}}} for i in range(2)]}),
         # The host's own cost: a bench-only filter (bench/floor-filter).
         "noop": ("floor-noop", "floor", "noop"),
         "read": ("floor-read", "floor", "read"),
@@ -84,6 +89,7 @@ TARGETS = [
     ("floor: 5 parse-and-rewrite filters", ["rewrite"] * 5),
     ("ai-proxy openai passthrough", ["proxy"]),
     ("ai-proxy to anthropic", ["anthropic"]),
+    ("ai-proxy-advanced, round-robin", ["advanced"]),
     ("guard, 10 patterns", ["guard"]),
     ("decorator", ["decorator"]),
     ("template", ["template"]),
@@ -136,6 +142,11 @@ def config(target_filters, upstream, port, admin):
       endpoints:
       - lb_endpoints:
         - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {SHARED["port"]} }} }} }}"""
+    route = "route: { cluster: upstream, timeout: 60s }"
+    router_filters = attempt_count = ""
+    if "advanced" in target_filters:
+        route, router_filters = advanced_routing(fs["advanced"][1])
+        attempt_count = "\n              include_request_attempt_count: true"
     return f"""static_resources:
   listeners:
   - address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
@@ -149,14 +160,14 @@ def config(target_filters, upstream, port, admin):
           route_config:
             virtual_hosts:
             - name: all
-              domains: ["*"]
+              domains: ["*"]{attempt_count}
               routes:
               - match: {{ prefix: "/" }}
-                route: {{ cluster: upstream, timeout: 60s }}
+                {route}
           http_filters:{chain}
           - name: envoy.filters.http.router
             typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router{router_filters}
   clusters:
   - name: upstream
     connect_timeout: 1s
@@ -168,6 +179,39 @@ def config(target_filters, upstream, port, admin):
 admin:
   address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}
 """
+
+
+def advanced_routing(module):
+    """The route and router of envoy/advanced.yaml, both targets on one cluster."""
+    header = lambda name: f'{{ "@type": type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput, header_name: {name} }}'
+    action = '{ action: { name: up, typed_config: { "@type": type.googleapis.com/envoy.extensions.router.cluster_specifiers.matcher.v3.ClusterAction, cluster: upstream } } }'
+    tries = ", ".join(f'"{k}": {{ matcher: {{ matcher_tree: {{ input: {{ name: t, typed_config: {header(f"x-ai-try-{k}")} }}, exact_match_map: {{ map: {{ "0": {action}, "1": {action} }} }} }} }} }}' for k in range(2))
+    route = f"""route:
+                  timeout: 60s
+                  retry_policy: {{ num_retries: 0, refresh_cluster_on_retry: true }}
+                  inline_cluster_specifier_plugin:
+                    extension:
+                      name: envoy.router.cluster_specifier_plugin.matcher
+                      typed_config:
+                        "@type": type.googleapis.com/envoy.extensions.router.cluster_specifiers.matcher.v3.MatcherClusterSpecifier
+                        cluster_matcher: {{ matcher_tree: {{ input: {{ name: a, typed_config: {header("x-envoy-attempt-count")} }}, exact_match_map: {{ map: {{ {tries} }} }} }} }}"""
+    router = f"""
+              upstream_http_filters:
+              - name: ai-proxy-advanced-upstream
+                typed_config:
+                  "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+                  config:
+                    name: ai-proxy-advanced-upstream
+                    root_id: ai-proxy-advanced-upstream
+                    allow_on_headers_stop_iteration: true
+                    vm_config:
+                      vm_id: {module}
+                      runtime: envoy.wasm.runtime.v8
+                      code: {{ local: {{ filename: {MODULES / (module + ".wasm")} }} }}
+              - name: envoy.filters.http.upstream_codec
+                typed_config:
+                  "@type": type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"""
+    return route, router
 
 
 def workloads():

@@ -580,7 +580,7 @@ impl TryRecord {
     }
 }
 
-/// The `ai.tries` value: one record per try, in order.
+/// The `ai.try_log` value (written by each try): one record per try, in order.
 pub fn parse_tries(text: &str) -> Vec<TryRecord> {
     text.split(',').filter_map(TryRecord::parse).collect()
 }

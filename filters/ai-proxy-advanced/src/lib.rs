@@ -255,7 +255,7 @@ impl HttpContext for Balance {
         if !self.planned {
             return;
         }
-        let records = balancer::parse_tries(&host::property_string(&["ai.tries"]).unwrap_or_default());
+        let records = balancer::parse_tries(&host::property_string(&["ai.try_log"]).unwrap_or_default());
         let report = self.instance.config.report(&records);
         for (key, value) in &report.properties {
             host::set_property(key, value.as_bytes());
@@ -292,7 +292,7 @@ impl TryHooks {
             tries.push(',');
         }
         tries.push_str(&record.encode());
-        host::set_property("ai.tries", tries.as_bytes());
+        host::set_property("ai.try_log", tries.as_bytes());
     }
 }
 
@@ -352,7 +352,7 @@ impl Try {
         let Some(index) = AdvancedConfig::target_of_try(&order, attempt.saturating_sub(1)) else { return fail("empty plan".into()) };
         let Some(target) = instance.config.target(index) else { return fail(format!("no target {index}")) };
         let saved: SavedHeaders = host::get_property(&["ai.saved_headers"]).and_then(|v| serde_json::from_slice(&v).ok()).unwrap_or_default();
-        let hooks = TryHooks { target: index, earlier: host::property_string(&["ai.tries"]).unwrap_or_default(), saved, started_ms: None };
+        let hooks = TryHooks { target: index, earlier: host::property_string(&["ai.try_log"]).unwrap_or_default(), saved, started_ms: None };
         let view = balancer::client_view(host::request_headers(), &hooks.saved);
         let mut request = Box::new(ProxyRequest::new(target.proxy.clone(), hooks, instance.labels.clone(), context_id));
         let action = request.request_headers(view, end_of_stream);
