@@ -39,10 +39,32 @@ fn start(rewrite: &dyn Fn(String) -> String, mapped: &[(u16, u16)]) -> Gw {
     Gw { fake, envoy, vms }
 }
 
-/// The shipped configuration, with a 1 s per-try timeout.
+/// A token budget in front of the balancer: it charges what the serving
+/// try published.
+const BUDGET: &str = r#"          - name: ai-token-ratelimit
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: ai-token-ratelimit
+                root_id: ai-token-ratelimit
+                allow_on_headers_stop_iteration: true
+                vm_config: { vm_id: ai-token-ratelimit, runtime: envoy.wasm.runtime.v8, code: { local: { filename: /etc/envoy/wasm/ai_token_ratelimit.wasm } } }
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: '{"policies": [{"name": "advanced", "partition_by": "header", "partition_header": "x-budget", "limits": [{"limit": 1000000, "window_size": 3600}]}]}'
+"#;
+
+/// The shipped configuration, with a 1 s per-try timeout and a token
+/// budget in front.
 fn shipped() -> &'static Gw {
     static GW: OnceLock<Gw> = OnceLock::new();
-    GW.get_or_init(|| start(&|yaml| yaml.replace(r#""read_timeout": 60000"#, r#""read_timeout": 1000"#), &[]))
+    GW.get_or_init(|| {
+        let rewrite = |yaml: String| {
+            yaml.replace(r#""read_timeout": 60000"#, r#""read_timeout": 1000"#)
+                .replacen("          - name: ai-proxy-advanced\n", &format!("{BUDGET}          - name: ai-proxy-advanced\n"), 1)
+        };
+        start(&rewrite, &[])
+    })
 }
 
 /// The shipped configuration with OpenAI's cluster on a port where nothing listens.
@@ -196,6 +218,24 @@ fn a_429_then_a_503_fall_over_to_the_third_provider_translated_each_time() {
             && gw.envoy.stat("wasmcustom.ai_balancer_fallbacks_total.from.anthropic.to.bedrock") >= 1
             && gw.envoy.stat("wasmcustom.ai_balancer_tries_total.target.bedrock.outcome.success") >= 1
     });
+    no_crash(gw);
+}
+
+#[test]
+fn the_token_budget_is_charged_what_the_serving_target_used() {
+    let gw = shipped();
+    let budget = ("x-budget", test_id("budget"));
+    let (resp, got, _) = post(gw, &chat(false), &[budget.clone(), ("x-fake-status-openai", "429".into())]);
+    assert_eq!(resp.status, 200);
+    assert_eq!(providers(&got), ["openai", "anthropic"]);
+    let total = resp.json()["usage"]["total_tokens"].as_u64().unwrap_or(0);
+    assert!(total > 0);
+    // A request every target fails uses nothing and shows what is left
+    // (charges land when a request ends, just after its client has the answer).
+    let all_fail: Vec<(&'static str, String)> =
+        vec![budget, ("x-fake-status-openai", "500".into()), ("x-fake-status-anthropic", "500".into()), ("x-fake-status-bedrock", "500".into())];
+    let remaining = || post(gw, &chat(false), &all_fail).0.header("x-ai-ratelimit-remaining-3600").and_then(|v| v.parse::<u64>().ok());
+    eventually("the served try's usage is charged", || remaining() == Some(1_000_000 - total));
     no_crash(gw);
 }
 
