@@ -234,6 +234,7 @@ impl AdvancedConfig {
                     model_name_header: raw.model_name_header,
                     logging: t.logging,
                     consumer_header: raw.consumer_header.clone(),
+                    llm_format: Default::default(),
                 },
                 env,
             )

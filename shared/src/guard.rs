@@ -3,7 +3,7 @@
 
 use crate::config::{check_range, check_strings, parse_strict, ConfigError};
 use crate::error::GatewayError;
-use crate::openai::{ChatMessage, Prompt};
+use crate::openai::{ChatMessage, Content, Prompt};
 use crate::patterns::PatternSet;
 use serde::Deserialize;
 
@@ -92,6 +92,9 @@ struct Body {
     messages: Option<Vec<ChatMessage>>,
     #[serde(default)]
     prompt: Option<Prompt>,
+    /// Anthropic's Messages API keeps the system prompt out of `messages`.
+    #[serde(default)]
+    system: Option<Content>,
 }
 
 impl Guard {
@@ -144,6 +147,11 @@ impl Guard {
     pub fn check_request(&self, body: &[u8]) -> Result<Result<(), Block>, GatewayError> {
         let parsed: Body = serde_json::from_slice(body)
             .map_err(|e| GatewayError::bad_request(format!("request body is not a valid chat or completions request: {e}")))?;
+        if let (true, false, Some(system)) = (self.match_all_roles, self.allow_all_conversation_history, &parsed.system) {
+            if let Err(block) = self.check_text(&system.joined_text("\n")) {
+                return Ok(Err(block));
+            }
+        }
         if let Some(messages) = &parsed.messages {
             let checked: Vec<&ChatMessage> =
                 messages.iter().filter(|m| self.match_all_roles || m.role == "user").collect();
@@ -316,6 +324,15 @@ mod tests {
         assert_eq!(verdict(&g, body), Ok(()), "system content is not checked by default");
         let g = guard(r#"{"deny_patterns":["rule"],"match_all_roles":true}"#);
         assert!(verdict(&g, body).is_err());
+    }
+
+    #[test]
+    fn a_messages_api_body_is_checked_too() {
+        let g = guard(r#"{"deny_patterns":["password"],"match_all_roles":true}"#);
+        let blocks = r#"{"max_tokens":9,"system":[{"type":"text","text":"tell the password"}],"messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}]}"#;
+        assert!(verdict(&g, blocks).is_err(), "a top-level system prompt is checked with match_all_roles");
+        let user = r#"{"max_tokens":9,"messages":[{"role":"user","content":[{"type":"text","text":"my password"}]}]}"#;
+        assert!(verdict(&guard(r#"{"deny_patterns":["password"]}"#), user).is_err());
     }
 
     #[test]

@@ -409,9 +409,17 @@ fn openai_like(req: &Recorded, flavor: Flavor, path: &str, body: &Value, out: &m
             Some(kb) => "lorem ipsum ".repeat(kb * 1024 / 12),
             None => text,
         };
+        // A model stops at max_tokens (a token here is a word).
+        let limit = body["max_tokens"].as_u64().or_else(|| body["max_completion_tokens"].as_u64());
+        let cut = limit.filter(|n| tool_call.is_none() && words(&text) > *n);
+        let text = match cut {
+            Some(n) => text.split_inclusive(' ').take(n as usize).collect::<String>().trim_end().to_string(),
+            None => text,
+        };
+        let text_finish = if cut.is_some() { "length" } else { "stop" };
         if stream {
             let include_usage = flavor == Flavor::Mistral || body["stream_options"]["include_usage"] == true;
-            return stream_openai_chat(req, out, flavor, &model, &text, prompt_tokens, tool_call, include_usage);
+            return stream_openai_chat(req, out, flavor, &model, &text, prompt_tokens, tool_call, include_usage, text_finish);
         }
         let completion_tokens = words(&text);
         let (message, finish) = match tool_call {
@@ -419,7 +427,7 @@ fn openai_like(req: &Recorded, flavor: Flavor, path: &str, body: &Value, out: &m
                 json!({"role": "assistant", "content": null, "tool_calls": [{"id": "call_abc123", "type": "function", "function": {"name": call["name"], "arguments": call["arguments"].to_string()}}]}),
                 "tool_calls",
             ),
-            None => (json!({"role": "assistant", "content": text, "refusal": null}), "stop"),
+            None => (json!({"role": "assistant", "content": text, "refusal": null}), text_finish),
         };
         return write_reply(out, &json_reply(200, json!({
             "id": "chatcmpl-fake123", "object": "chat.completion", "created": 1_700_000_000, "model": model,
@@ -482,6 +490,7 @@ fn stream_openai_chat(
     prompt_tokens: u64,
     tool_call: Option<Value>,
     include_usage: bool,
+    text_finish: &str,
 ) -> std::io::Result<()> {
     let completion_tokens = words(text);
     let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens});
@@ -513,7 +522,7 @@ fn stream_openai_chat(
         for word in text.split_inclusive(' ') {
             events.push(chunk(json!({"content": word}), Value::Null).to_string());
         }
-        "stop"
+        text_finish
     };
     let mut last = chunk(json!({}), json!(finish));
     if flavor == Flavor::Mistral {

@@ -120,6 +120,12 @@ pub fn send_error(err: &GatewayError, extra_headers: &[(&str, &str)]) {
     warn_on_err("send_http_response", hostcalls::send_http_response(u32::from(err.status), headers, Some(&body)));
 }
 
+/// Answers the client with a JSON body already in the route's error shape.
+pub fn send_json(status: u16, body: &[u8]) {
+    tick();
+    warn_on_err("send_http_response", hostcalls::send_http_response(u32::from(status), vec![("content-type", "application/json")], Some(body)));
+}
+
 pub fn get_property(path: &[&str]) -> Option<Vec<u8>> {
     tick();
     hostcalls::get_property(path.to_vec()).ok().flatten()

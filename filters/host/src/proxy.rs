@@ -102,7 +102,7 @@ impl<H: Hooks> ProxyRequest<H> {
         if client_err.code.as_deref().is_some_and(|c| c.starts_with("missing_secret:")) {
             client_err.code = None; // the variable name is for the operator only
         }
-        crate::send_error(&client_err, &[]);
+        crate::send_json(client_err.status, &self.exchange.error_reply(&client_err));
         Action::Pause
     }
 

@@ -74,6 +74,16 @@ pub enum ModelFormat {
     Raw,
 }
 
+/// The format the route's clients speak (Kong's `llm_format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LlmFormat {
+    #[default]
+    Openai,
+    /// Anthropic's Messages API (`POST /v1/messages`).
+    Anthropic,
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StreamingPolicy {
@@ -186,6 +196,8 @@ pub struct RawConfig {
     /// label and an access-log field.
     #[serde(default)]
     pub consumer_header: Option<String>,
+    #[serde(default)]
+    pub llm_format: LlmFormat,
 }
 
 fn default_route_type() -> RouteType {
@@ -247,6 +259,7 @@ pub struct ProxyConfig {
     /// The configured model replaces the client's instead of refusing a
     /// different one (ai-proxy-advanced: the balancer picks the model).
     pub replace_client_model: bool,
+    pub llm_format: LlmFormat,
 }
 
 /// A parsed `upstream_url`.
@@ -367,6 +380,9 @@ impl ProxyConfig {
                 format!("{} is not supported for provider {}", route.as_str(), provider.as_str()),
             ));
         }
+        if raw.llm_format == LlmFormat::Anthropic && route != RouteType::Chat {
+            return Err(ConfigError::new("llm_format", "`anthropic` (the Messages API) needs route_type llm/v1/chat"));
+        }
         let aws = if provider == ProviderName::Bedrock { Some(super::bedrock::region(o)?) } else { None };
 
         // Where requests go: upstream_url, else the provider's public endpoint.
@@ -462,6 +478,7 @@ impl ProxyConfig {
             anthropic_version,
             consumer_header: raw.consumer_header.map(|h| h.to_ascii_lowercase()),
             replace_client_model: false,
+            llm_format: raw.llm_format,
         })
     }
 

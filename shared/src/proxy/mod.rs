@@ -9,6 +9,7 @@ pub mod common;
 pub mod config;
 pub mod eventstream;
 pub mod gemini;
+pub mod messages;
 pub mod mistral;
 #[cfg(test)]
 mod golden;
@@ -23,7 +24,7 @@ pub mod stream;
 
 use crate::error::{ErrorKind, GatewayError};
 use crate::openai::Usage;
-use config::{Credential, ProxyConfig, RouteType};
+use config::{Credential, LlmFormat, ProxyConfig, RouteType};
 use provider::{Meta, StreamFraming};
 use std::rc::Rc;
 use stream::StreamTranslator;
@@ -179,6 +180,20 @@ impl Exchange {
             None => path.to_string(),
         };
         cfg.api.headers(cfg, &mut edits.set);
+        if self.messages_client() {
+            if self.native_messages() {
+                // A Claude client's own API version (and its betas) stand.
+                if header("anthropic-version").is_some() {
+                    edits.set.retain(|(n, _)| n != "anthropic-version");
+                }
+            } else {
+                for name in ["anthropic-version", "anthropic-beta"] {
+                    if header(name).is_some() {
+                        edits.remove.push(name.to_string());
+                    }
+                }
+            }
+        }
         let client_overrides = |name: &str| cfg.allow_override && header(name).is_some();
         for cred in &cfg.credentials {
             match cred {
@@ -227,7 +242,21 @@ impl Exchange {
         if body.len() as u64 > cfg.max_request_body_size {
             return Err(too_large(cfg.max_request_body_size));
         }
-        let translated = request::translate_request(cfg, body)?;
+        if self.native_messages() {
+            return self.native_messages_body(body);
+        }
+        // A Claude client's request goes through OpenAI's shape.
+        let chat;
+        let body = if self.messages_client() {
+            chat = messages::to_chat(body)?.0;
+            &chat[..]
+        } else {
+            body
+        };
+        let mut translated = request::translate_request(cfg, body)?;
+        if self.messages_client() && translated.body.is_none() {
+            translated.body = Some(body.to_vec());
+        }
         self.facts = translated.facts;
         self.upstream_path = cfg
             .request_path(self.facts.model.as_deref(), self.facts.stream)
@@ -237,6 +266,52 @@ impl Exchange {
         }
         self.sent_body_len = translated.body.as_ref().map(Vec::len);
         Ok(translated.body)
+    }
+
+    /// Whether the route's clients speak Anthropic's Messages API.
+    pub fn messages_client(&self) -> bool {
+        self.cfg.llm_format == LlmFormat::Anthropic
+    }
+
+    /// A Messages client in front of Anthropic itself: bodies pass as sent.
+    fn native_messages(&self) -> bool {
+        self.messages_client() && self.cfg.provider == config::ProviderName::Anthropic
+    }
+
+    fn native_messages_body(&mut self, body: &[u8]) -> Result<Option<Vec<u8>>, GatewayError> {
+        let cfg = &*self.cfg;
+        let (mut req, stream) = messages::check_native(body)?;
+        let asked = req.get("model").and_then(|m| m.as_str()).map(str::to_string);
+        let model = match (&cfg.model_name, asked) {
+            (Some(pinned), Some(asked)) if &asked != pinned && !cfg.replace_client_model => {
+                return Err(GatewayError::bad_request(format!("cannot use own model - must be: {pinned}")).with_code("model_not_allowed"))
+            }
+            (Some(pinned), _) => pinned.clone(),
+            (None, Some(asked)) if !asked.is_empty() && asked.len() <= 256 => asked,
+            (None, _) => return Err(GatewayError::bad_request("model: Field required (1 to 256 characters)")),
+        };
+        let changed = req.get("model").and_then(|m| m.as_str()) != Some(model.as_str());
+        self.facts.model = Some(model.clone());
+        self.facts.stream = stream;
+        self.upstream_path = cfg.request_path(Some(&model), stream).map_err(GatewayError::bad_request)?;
+        if !changed {
+            return Ok(None);
+        }
+        if let Some(obj) = req.as_object_mut() {
+            obj.insert("model".into(), model.into());
+        }
+        let out = req.to_string().into_bytes();
+        self.sent_body_len = Some(out.len());
+        Ok(Some(out))
+    }
+
+    /// The gateway's own error reply, in the shape the route's clients speak.
+    pub fn error_reply(&self, err: &GatewayError) -> Vec<u8> {
+        if self.messages_client() {
+            messages::gateway_error(err)
+        } else {
+            err.to_json()
+        }
     }
 
     /// Response headers: choose how to read the body, and what to change.
@@ -286,6 +361,10 @@ impl Exchange {
             let meta = Meta { id: &self.id, created: self.created, model };
             self.stream = Some(match cfg.route_type {
                 RouteType::Preserve => Box::new(openai::OpenAiStream::new(true)),
+                _ if self.native_messages() => Box::new(messages::NativeStream::new(&self.id, self.created, model)),
+                route if self.messages_client() => {
+                    Box::new(messages::ToMessagesStream::new(cfg.api.stream(route, &meta, true), &self.id, model))
+                }
                 route => cfg.api.stream(route, &meta, self.facts.client_wants_usage),
             });
         }
@@ -304,11 +383,19 @@ impl Exchange {
     pub fn response_body(&mut self, body: &[u8]) -> BodyEdit {
         if self.status == 502 && self.problem.is_some() {
             let error = GatewayError::new(ErrorKind::BadGateway, "upstream returned a response that is not JSON");
-            return BodyEdit { body: Some(error.to_json()), status: None };
+            return BodyEdit { body: Some(self.error_reply(&error)), status: None };
         }
         if self.status >= 400 {
+            if self.native_messages() && messages::is_error_body(body) {
+                return BodyEdit::default(); // already Anthropic's shape
+            }
             let openai = self.cfg.api.speaks_openai() || self.cfg.route_type == RouteType::Preserve;
-            return BodyEdit { body: response::normalize_error(self.status, body, openai), status: None };
+            let normalized = response::normalize_error(self.status, body, openai);
+            if self.messages_client() {
+                let openai_body = normalized.as_deref().unwrap_or(body);
+                return BodyEdit { body: Some(messages::error_from_openai(self.status, openai_body)), status: None };
+            }
+            return BodyEdit { body: normalized, status: None };
         }
         let meta = Meta { id: &self.id, created: self.created, model: self.requested_model().unwrap_or_default() };
         let answer = match self.cfg.route_type {
@@ -324,7 +411,27 @@ impl Exchange {
                 // A 2xx whose body cannot be read is a bad gateway answer.
                 self.status = 502;
                 status = Some(502);
+                if self.messages_client() {
+                    let error = GatewayError::new(ErrorKind::BadGateway, "upstream returned a response that could not be read");
+                    return BodyEdit { body: Some(self.error_reply(&error)), status };
+                }
             }
+            return BodyEdit { body: answer.body, status };
+        }
+        if self.native_messages() {
+            return BodyEdit::default(); // Anthropic's answer, as it came
+        }
+        if self.messages_client() {
+            let openai_body = answer.body.as_deref().unwrap_or(body);
+            return match messages::from_chat_response(openai_body) {
+                Ok(converted) => BodyEdit { body: Some(converted), status },
+                Err(e) => {
+                    self.problem = Some(format!("answer could not be read for a Messages client: {e}"));
+                    self.status = 502;
+                    let error = GatewayError::new(ErrorKind::BadGateway, "upstream returned a response that could not be read");
+                    BodyEdit { body: Some(self.error_reply(&error)), status: Some(502) }
+                }
+            };
         }
         BodyEdit { body: answer.body, status }
     }
