@@ -245,3 +245,110 @@ fn an_unreadable_event_ends_every_translated_stream_with_an_error() {
         assert!(!text.contains("[DONE]"), "{}: the stream is not presented as complete", case.name);
     }
 }
+
+// Claude clients (`llm_format: anthropic`): one Messages request to every
+// provider, and every provider's answer and stream back to Anthropic's
+// message and named events. Expected files: `messages.*` beside the others.
+
+const MESSAGES_REQUEST: &str = include_str!("../../fixtures/messages_request.json");
+
+fn messages_cases() -> Vec<Case> {
+    let mut cases = cases();
+    cases.push(Case {
+        name: "openai",
+        config: r#"{"auth":{"header_name":"Authorization","header_value":"Bearer k"},"model":{"provider":"openai","name":"test-model"}}"#,
+        expected_request: fixture!("openai", "messages.request.expected.json"),
+        response: fixture!("openai", "response.json"),
+        expected_response: fixture!("openai", "messages.response.expected.json"),
+        stream_content_type: "text/event-stream",
+        stream: || sse(fixture!("openai", "stream.sse")),
+        expected_stream: fixture!("openai", "messages.stream.expected.txt"),
+    });
+    for case in &mut cases {
+        let (request, response, stream) = match case.name {
+            "anthropic" => (fixture!("anthropic", "messages.request.expected.json"), fixture!("anthropic", "messages.response.expected.json"), fixture!("anthropic", "messages.stream.expected.txt")),
+            "cohere" => (fixture!("cohere", "messages.request.expected.json"), fixture!("cohere", "messages.response.expected.json"), fixture!("cohere", "messages.stream.expected.txt")),
+            "gemini" => (fixture!("gemini", "messages.request.expected.json"), fixture!("gemini", "messages.response.expected.json"), fixture!("gemini", "messages.stream.expected.txt")),
+            "bedrock" => (fixture!("bedrock", "messages.request.expected.json"), fixture!("bedrock", "messages.response.expected.json"), fixture!("bedrock", "messages.stream.expected.txt")),
+            "ollama" => (fixture!("ollama", "messages.request.expected.json"), fixture!("ollama", "messages.response.expected.json"), fixture!("ollama", "messages.stream.expected.txt")),
+            "mistral" => (fixture!("mistral", "messages.request.expected.json"), fixture!("mistral", "messages.response.expected.json"), fixture!("mistral", "messages.stream.expected.txt")),
+            _ => continue,
+        };
+        case.expected_request = request;
+        case.expected_response = response;
+        case.expected_stream = stream;
+    }
+    cases
+}
+
+fn messages_exchange(config: &str) -> Exchange {
+    exchange(&config.replacen('{', r#"{"llm_format":"anthropic","#, 1))
+}
+
+#[test]
+fn messages_requests_translate_to_each_providers_format() {
+    for case in messages_cases() {
+        let mut x = messages_exchange(case.config);
+        let body = x.request_body(MESSAGES_REQUEST.as_bytes()).unwrap().unwrap_or_else(|| MESSAGES_REQUEST.as_bytes().to_vec());
+        let got: Value = serde_json::from_slice(&body).unwrap();
+        if update(case.name, "messages.request.expected.json", &pretty(&got)) {
+            continue;
+        }
+        let want: Value = serde_json::from_str(case.expected_request).unwrap_or(Value::Null);
+        assert_eq!(got, want, "{}", case.name);
+    }
+}
+
+#[test]
+fn messages_responses_translate_to_anthropic() {
+    for case in messages_cases() {
+        let mut x = messages_exchange(case.config);
+        x.request_body(MESSAGES_REQUEST.as_bytes()).unwrap();
+        x.response_headers(200, Some("application/json"));
+        let edit = x.response_body(case.response.as_bytes());
+        assert_eq!(edit.status, None, "{}", case.name);
+        let got: Value = serde_json::from_slice(&edit.body.unwrap_or_else(|| case.response.as_bytes().to_vec())).unwrap();
+        if update(case.name, "messages.response.expected.json", &pretty(&got)) {
+            continue;
+        }
+        let want: Value = serde_json::from_str(case.expected_response).unwrap_or(Value::Null);
+        assert_eq!(got, want, "{}", case.name);
+        assert_eq!(got["type"], "message", "{}", case.name);
+        assert!(x.usage().is_some(), "{}: usage published", case.name);
+    }
+}
+
+fn run_messages_stream(case: &Case, input: &[u8], split: usize) -> String {
+    let mut x = messages_exchange(case.config);
+    let mut req: Value = serde_json::from_str(MESSAGES_REQUEST).unwrap();
+    req["stream"] = Value::Bool(true);
+    x.request_body(req.to_string().as_bytes()).unwrap();
+    x.response_headers(200, Some(case.stream_content_type));
+    assert!(x.is_stream(), "{}", case.name);
+    let (a, b) = input.split_at(split);
+    let mut out = x.response_chunk(a, false);
+    out.extend(x.response_chunk(b, false));
+    out.extend(x.response_chunk(b"", true));
+    assert!(x.usage().is_some(), "{}: usage known after the stream", case.name);
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn messages_streams_are_anthropic_events_at_every_split() {
+    for case in messages_cases() {
+        let input = (case.stream)();
+        let whole = run_messages_stream(&case, &input, 0);
+        if !update(case.name, "messages.stream.expected.txt", &whole) {
+            assert_eq!(whole, case.expected_stream, "{}", case.name);
+        }
+        if case.name != "anthropic" {
+            // Anthropic's order: start, blocks, delta with usage, stop.
+            let names: Vec<&str> = whole.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
+            assert_eq!(names.first(), Some(&"message_start"), "{}", case.name);
+            assert_eq!(&names[names.len() - 2..], ["message_delta", "message_stop"], "{}", case.name);
+        }
+        for at in 1..=input.len() {
+            assert_eq!(run_messages_stream(&case, &input, at), whole, "{} split at {at}", case.name);
+        }
+    }
+}
