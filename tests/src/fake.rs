@@ -178,7 +178,7 @@ fn flavor(req: &Recorded) -> Flavor {
     let path = req.path.split('?').next().unwrap_or_default();
     if req.path.starts_with("/api/") {
         Flavor::Ollama
-    } else if path == "/v1/messages" {
+    } else if path == "/v1/messages" || path.contains("/publishers/anthropic/models/") {
         Flavor::Anthropic
     } else if path.starts_with("/v2/") {
         Flavor::Cohere

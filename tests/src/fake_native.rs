@@ -47,11 +47,23 @@ fn named_sse(events: &[(&str, Value)]) -> Vec<u8> {
 
 pub fn anthropic(req: &Recorded, body: &Value, out: &mut TcpStream) -> std::io::Result<()> {
     let err = |status: u16, kind: &str, message: &str| json_reply(status, json!({"type": "error", "error": {"type": kind, "message": message}}));
-    if req.header("x-api-key").is_none() {
-        return write_reply(out, &err(401, "authentication_error", "x-api-key header is required"));
-    }
-    if req.header("anthropic-version").is_none() {
-        return write_reply(out, &err(400, "invalid_request_error", "anthropic-version: header is required"));
+    // Claude on Vertex AI (rawPredict): a Google token, the model in the
+    // path, the version in the body.
+    let vertex = req.path.contains("/publishers/anthropic/models/");
+    if vertex {
+        if !req.header("authorization").is_some_and(|a| a.starts_with("Bearer ")) {
+            return write_reply(out, &err(401, "authentication_error", "Request had invalid authentication credentials."));
+        }
+        if body["anthropic_version"] != "vertex-2023-10-16" || body.get("model").is_some() {
+            return write_reply(out, &err(400, "invalid_request_error", "anthropic_version: vertex-2023-10-16 required in the body; model is not allowed"));
+        }
+    } else {
+        if req.header("x-api-key").is_none() {
+            return write_reply(out, &err(401, "authentication_error", "x-api-key header is required"));
+        }
+        if req.header("anthropic-version").is_none() {
+            return write_reply(out, &err(400, "invalid_request_error", "anthropic-version: header is required"));
+        }
     }
     if body.get("max_tokens").is_none() {
         return write_reply(out, &err(400, "invalid_request_error", "max_tokens: Field required"));
@@ -71,7 +83,8 @@ pub fn anthropic(req: &Recorded, body: &Value, out: &mut TcpStream) -> std::io::
     let images = last["content"].as_array().map(|b| b.iter().filter(|b| b["type"] == "image").count()).unwrap_or(0);
     let tool = body["tools"][0]["name"].as_str().filter(|_| matches!(turn, Turn::User(_)));
     let text = if images > 0 { format!("{} I see {images} image(s).", reply(&turn)) } else { reply(&turn) };
-    let model = body["model"].as_str().unwrap_or_default();
+    let in_path = req.path.split("/models/").nth(1).and_then(|m| m.split(':').next()).unwrap_or_default();
+    let model = body["model"].as_str().unwrap_or(in_path);
     let output = words(&text);
     if body["stream"] == true {
         let mut events = vec![

@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 fn gateway() -> &'static (Gateway, u64) {
     static GATEWAY: OnceLock<(Gateway, u64)> = OnceLock::new();
     GATEWAY.get_or_init(|| {
-        let env = [("ANTHROPIC_API_KEY", "sk-ant-messages"), ("AWS_ACCESS_KEY_ID", AWS_ACCESS_KEY_ID), ("AWS_SECRET_ACCESS_KEY", AWS_SECRET_ACCESS_KEY)];
+        let env = [("VERTEX_ACCESS_TOKEN", "ya29.messages"), ("ANTHROPIC_API_KEY", "sk-ant-messages"), ("AWS_ACCESS_KEY_ID", AWS_ACCESS_KEY_ID), ("AWS_SECRET_ACCESS_KEY", AWS_SECRET_ACCESS_KEY)];
         let g = Gateway::start("envoy.yaml", &env, &|yaml| yaml);
         let vms = g.envoy.vm_baseline();
         (g, vms)
@@ -31,6 +31,8 @@ enum Target {
     Anthropic,
     /// Bedrock's Converse API.
     Bedrock,
+    /// Claude on Vertex AI (rawPredict): passed through, reshaped for Vertex.
+    Vertex,
 }
 
 impl Target {
@@ -39,6 +41,7 @@ impl Target {
             Target::Local => "",
             Target::Anthropic => "/anthropic",
             Target::Bedrock => "/bedrock",
+            Target::Vertex => "/vertex",
         }
     }
 
@@ -47,6 +50,7 @@ impl Target {
             Target::Local => "claude-haiku-local",
             Target::Anthropic => "claude-sonnet-4-20250514",
             Target::Bedrock => "anthropic.claude-3-5-haiku-20241022-v1:0",
+            Target::Vertex => "claude-sonnet-4-5@20250929",
         }
     }
 
@@ -67,11 +71,17 @@ impl Target {
                 assert!(r.header("authorization").is_some_and(|a| a.starts_with("AWS4-HMAC-SHA256")));
                 assert!(r.header("x-api-key").is_none());
             }
+            Target::Vertex => {
+                assert!(r.path.starts_with("/v1/projects/my-project/locations/us-central1/publishers/anthropic/models/claude-sonnet-4-5@20250929:"), "{}", r.path);
+                assert_eq!(r.header("authorization"), Some("Bearer ya29.messages"));
+                assert_eq!(r.json()["anthropic_version"], "vertex-2023-10-16");
+                assert!(r.json().get("model").is_none());
+            }
         }
     }
 }
 
-const ALL: [Target; 3] = [Target::Local, Target::Anthropic, Target::Bedrock];
+const ALL: [Target; 4] = [Target::Local, Target::Anthropic, Target::Bedrock, Target::Vertex];
 
 /// Runs one SDK scenario; returns its JSON result and what the fake got.
 fn sdk(target: Target, scenario: &str) -> (Value, Vec<Recorded>) {
@@ -121,7 +131,7 @@ fn the_system_prompt_arrives_in_each_providers_place() {
         let body = got[0].json();
         match target {
             Target::Local => assert_eq!(body["messages"][0], json!({"role": "system", "content": "Answer in one line."})),
-            Target::Anthropic => assert_eq!(body["system"], "Answer in one line."),
+            Target::Anthropic | Target::Vertex => assert_eq!(body["system"], "Answer in one line."),
             Target::Bedrock => assert_eq!(body["system"][0]["text"], "Answer in one line."),
         }
     }
@@ -135,7 +145,7 @@ fn an_image_reaches_every_target() {
         let body = got[0].json();
         match target {
             Target::Local => assert!(body["messages"][0]["content"][0]["image_url"]["url"].as_str().is_some_and(|u| u.starts_with("data:image/png;base64,iVBOR")), "{body}"),
-            Target::Anthropic => assert_eq!(body["messages"][0]["content"][0]["source"]["media_type"], "image/png"),
+            Target::Anthropic | Target::Vertex => assert_eq!(body["messages"][0]["content"][0]["source"]["media_type"], "image/png"),
             Target::Bedrock => assert_eq!(body["messages"][0]["content"][0]["image"]["format"], "png", "{body}"),
         }
     }
@@ -188,6 +198,7 @@ fn the_sdks_stream_accumulator_gets_the_whole_message() {
         assert!(final_message["usage"]["output_tokens"].as_u64().unwrap_or(0) > 0, "{final_message}");
         match target {
             Target::Bedrock => assert!(got[0].path.ends_with("/converse-stream"), "{}", got[0].path),
+            Target::Vertex => assert!(got[0].path.ends_with(":streamRawPredict"), "{}", got[0].path),
             _ => assert_eq!(got[0].json()["stream"], true),
         }
         target.assert_native(&got[0]);

@@ -352,7 +352,20 @@ impl StreamTranslator for AnthropicStream {
     }
 }
 
-/// Anthropic's Messages API.
+/// Vertex AI's version of the Messages API body (`rawPredict`).
+pub const VERTEX_ANTHROPIC_VERSION: &str = "vertex-2023-10-16";
+
+/// A Messages body as Vertex AI takes it: the model is in the path, the
+/// version in the body.
+pub fn for_vertex(body: &mut Value) {
+    if let Some(obj) = body.as_object_mut() {
+        obj.remove("model");
+        obj.insert("anthropic_version".into(), VERTEX_ANTHROPIC_VERSION.into());
+    }
+}
+
+/// Anthropic's Messages API (on api.anthropic.com, or Claude on Vertex AI
+/// when `model.options.gemini` names a project and location).
 pub struct Anthropic;
 
 impl Provider for Anthropic {
@@ -365,14 +378,37 @@ impl Provider for Anthropic {
     fn path(&self, _: RouteType) -> Option<&'static str> {
         Some("/v1/messages")
     }
-    fn endpoint(&self, _: &ModelOptions, route: RouteType) -> Result<Option<Endpoint>, ConfigError> {
+    fn endpoint(&self, options: &ModelOptions, route: RouteType) -> Result<Option<Endpoint>, ConfigError> {
+        if super::gemini::vertex(options)?.is_some() {
+            // Claude on Vertex AI: the path names the model (request_path).
+            let Some(Endpoint { host, .. }) = super::gemini::Gemini.endpoint(options, route)? else { return Ok(None) };
+            return Ok(Some(Endpoint { host, path: None }));
+        }
         Ok(Some(Endpoint { host: "api.anthropic.com".into(), path: self.path(route).map(str::to_string) }))
     }
+    fn request_path(&self, cfg: &ProxyConfig, model: &str, stream: bool) -> Result<Option<String>, String> {
+        let Some((project, location)) = &cfg.vertex else { return Ok(None) };
+        // Vertex names Claude versions `claude-sonnet-4-5@20250929`.
+        if !model.split('@').all(super::config::is_path_segment) {
+            return Err(format!("model name {model:?} is not valid here"));
+        }
+        let op = if stream { "streamRawPredict" } else { "rawPredict" };
+        Ok(Some(format!("/v1/projects/{project}/locations/{location}/publishers/anthropic/models/{model}:{op}")))
+    }
     fn headers(&self, cfg: &ProxyConfig, out: &mut Vec<(String, String)>) {
-        out.push(("anthropic-version".into(), cfg.anthropic_version.clone()));
+        // Vertex AI takes the version in the body instead.
+        if cfg.vertex.is_none() {
+            out.push(("anthropic-version".into(), cfg.anthropic_version.clone()));
+        }
     }
     fn chat_request(&self, req: ChatRequest, cx: &RequestContext) -> Result<Option<Vec<u8>>, GatewayError> {
-        to_vec(&chat_request(req, cx.stream, cx.cfg.options.max_tokens)?).map(Some)
+        let body = chat_request(req, cx.stream, cx.cfg.options.max_tokens)?;
+        if cx.cfg.vertex.is_some() {
+            let mut v = serde_json::to_value(&body).map_err(|e| GatewayError::new(crate::ErrorKind::Internal, e.to_string()))?;
+            for_vertex(&mut v);
+            return to_vec(&v).map(Some);
+        }
+        to_vec(&body).map(Some)
     }
     fn answer(&self, _: RouteType, body: &[u8], meta: &Meta) -> Answer {
         translated(chat_response(body, meta.created), "anthropic messages")

@@ -730,6 +730,26 @@ mod tests {
     }
 
     #[test]
+    fn claude_on_vertex_gets_the_model_in_the_path_and_the_version_in_the_body() {
+        let vertex = r#""auth":{"header_name":"Authorization","header_value":"Bearer ya29"},"model":{"provider":"anthropic","name":"claude-sonnet-4-5@20250929","options":{"gemini":{"project_id":"proj","location_id":"us-east5"}}}"#;
+        for (format, body, stream) in [
+            ("anthropic", CLAUDE_BODY.replace("claude-sonnet-4-5", "claude-sonnet-4-5@20250929"), false),
+            ("anthropic", CLAUDE_BODY.replace("claude-sonnet-4-5", "claude-sonnet-4-5@20250929").replace("\"max_tokens\"", "\"stream\":true,\"max_tokens\""), true),
+            ("openai", r#"{"messages":[{"role":"user","content":"hi"}]}"#.to_string(), false),
+        ] {
+            let mut x = exchange(&format!(r#"{{"llm_format":"{format}",{vertex}}}"#));
+            let sent: Value = serde_json::from_slice(&x.request_body(body.as_bytes()).unwrap().unwrap()).unwrap();
+            assert!(sent.get("model").is_none(), "{sent}");
+            assert_eq!(sent["anthropic_version"], "vertex-2023-10-16");
+            let e = x.header_edits("/v1/messages", &|_| None);
+            assert_eq!(e.authority.as_deref(), Some("us-east5-aiplatform.googleapis.com"));
+            let op = if stream { "streamRawPredict" } else { "rawPredict" };
+            assert_eq!(e.path.as_deref(), Some(format!("/v1/projects/proj/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:{op}").as_str()));
+            assert!(!e.set.iter().any(|(n, _)| n == "anthropic-version"), "Vertex takes the version in the body");
+        }
+    }
+
+    #[test]
     fn only_chat_routes_take_the_messages_format() {
         let err = ProxyConfig::from_json(br#"{"llm_format":"anthropic","route_type":"llm/v1/embeddings","model":{"provider":"openai"}}"#, &|_| None).unwrap_err();
         assert_eq!(err.path, "llm_format");

@@ -290,7 +290,7 @@ impl Exchange {
             (None, Some(asked)) if !asked.is_empty() && asked.len() <= 256 => asked,
             (None, _) => return Err(GatewayError::bad_request("model: Field required (1 to 256 characters)")),
         };
-        let changed = req.get("model").and_then(|m| m.as_str()) != Some(model.as_str());
+        let changed = req.get("model").and_then(|m| m.as_str()) != Some(model.as_str()) || cfg.vertex.is_some();
         self.facts.model = Some(model.clone());
         self.facts.stream = stream;
         self.upstream_path = cfg.request_path(Some(&model), stream).map_err(GatewayError::bad_request)?;
@@ -299,6 +299,9 @@ impl Exchange {
         }
         if let Some(obj) = req.as_object_mut() {
             obj.insert("model".into(), model.into());
+        }
+        if cfg.vertex.is_some() {
+            anthropic::for_vertex(&mut req);
         }
         let out = req.to_string().into_bytes();
         self.sent_body_len = Some(out.len());
