@@ -3,7 +3,7 @@ use codec::proxy::config::ProxyConfig;
 use codec::proxy::Exchange;
 use std::rc::Rc;
 
-pub const CONFIGS: [&str; 9] = [
+pub const CONFIGS: [&str; 14] = [
     r#"{"model":{"provider":"openai","name":"m"}}"#,
     r#"{"model":{"provider":"mistral","name":"m"}}"#,
     r#"{"model":{"provider":"ollama","name":"m","options":{"upstream_url":"http://o"}}}"#,
@@ -13,7 +13,18 @@ pub const CONFIGS: [&str; 9] = [
     r#"{"model":{"provider":"gemini","name":"m"}}"#,
     r#"{"auth":{"aws_access_key_id":"a","aws_secret_access_key":"s"},"model":{"provider":"bedrock","options":{"bedrock":{"aws_region":"us-east-1"}}}}"#,
     r#"{"route_type":"llm/v1/embeddings","model":{"provider":"cohere","name":"m"}}"#,
+    // Claude clients (Anthropic's Messages API) in front of each kind of target.
+    r#"{"llm_format":"anthropic","model":{"provider":"openai","name":"m"}}"#,
+    r#"{"llm_format":"anthropic","model":{"provider":"anthropic","name":"m"}}"#,
+    r#"{"llm_format":"anthropic","model":{"provider":"anthropic","name":"m","options":{"gemini":{"project_id":"p","location_id":"l"}}}}"#,
+    r#"{"llm_format":"anthropic","model":{"provider":"gemini","name":"m"}}"#,
+    r#"{"llm_format":"anthropic","auth":{"aws_access_key_id":"a","aws_secret_access_key":"s"},"model":{"provider":"bedrock","options":{"bedrock":{"aws_region":"us-east-1"}}}}"#,
 ];
+
+/// The selected configuration takes Anthropic's Messages API from clients.
+pub fn is_messages(selector: u8) -> bool {
+    CONFIGS[usize::from(selector) % CONFIGS.len()].contains("llm_format")
+}
 
 pub fn exchange(selector: u8) -> Exchange {
     let json = CONFIGS[usize::from(selector) % CONFIGS.len()];

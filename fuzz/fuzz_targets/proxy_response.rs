@@ -11,7 +11,12 @@ fuzz_target!(|data: &[u8]| {
     let [selector, kind, status, cut, rest @ ..] = data else { return };
     let mut x = common::exchange(*selector);
     let stream = kind % 2 == 1;
-    let request = if stream { &br#"{"messages":[{"role":"user","content":"hi"}],"stream":true}"#[..] } else { br#"{"messages":[{"role":"user","content":"hi"}]}"# };
+    let request = match (common::is_messages(*selector), stream) {
+        (false, true) => &br#"{"messages":[{"role":"user","content":"hi"}],"stream":true}"#[..],
+        (false, false) => br#"{"messages":[{"role":"user","content":"hi"}]}"#,
+        (true, true) => br#"{"model":"m","max_tokens":9,"messages":[{"role":"user","content":"hi"}],"stream":true}"#,
+        (true, false) => br#"{"model":"m","max_tokens":9,"messages":[{"role":"user","content":"hi"}]}"#,
+    };
     let _ = x.request_body(request);
     let status = [200u16, 400, 429, 500, 529][usize::from(*status) % 5];
     x.response_headers(status, Some(TYPES[usize::from(*kind / 2) % TYPES.len()]));

@@ -9,7 +9,7 @@ use crate::config::{check_range, parse_strict, ConfigError};
 use crate::metrics::name;
 use crate::openai::Usage;
 use crate::proxy::config::{
-    is_header_name, AuthConfig, LoggingConfig, ModelConfig, ProxyConfig, RawConfig, RouteType, StreamingPolicy,
+    is_header_name, AuthConfig, LlmFormat, LoggingConfig, ModelConfig, ProxyConfig, RawConfig, RouteType, StreamingPolicy,
     DEFAULT_MAX_REQUEST_BODY_SIZE,
 };
 use serde::Deserialize;
@@ -151,6 +151,8 @@ struct RawAdvanced {
     model_name_header: bool,
     #[serde(default)]
     consumer_header: Option<String>,
+    #[serde(default)]
+    llm_format: LlmFormat,
 }
 
 #[derive(Debug)]
@@ -178,6 +180,7 @@ pub struct AdvancedConfig {
     pub latency_strategy: LatencyStrategy,
     pub tokens_strategy: TokensStrategy,
     pub targets: Vec<Target>,
+    pub llm_format: LlmFormat,
     /// Per priority group (one group unless the algorithm is `priority`),
     /// ascending: the smooth weighted round-robin sequence of its targets.
     rotations: Vec<Vec<u8>>,
@@ -234,7 +237,7 @@ impl AdvancedConfig {
                     model_name_header: raw.model_name_header,
                     logging: t.logging,
                     consumer_header: raw.consumer_header.clone(),
-                    llm_format: Default::default(),
+                    llm_format: raw.llm_format,
                 },
                 env,
             )
@@ -287,9 +290,18 @@ impl AdvancedConfig {
             latency_strategy: b.latency_strategy,
             tokens_strategy: b.tokens_count_strategy,
             targets,
+            llm_format: raw.llm_format,
             rotations,
             usable,
         })
+    }
+
+    /// The balancer's own error reply, in the shape its clients speak.
+    pub fn error_reply(&self, err: &crate::GatewayError) -> Vec<u8> {
+        match self.llm_format {
+            LlmFormat::Anthropic => crate::proxy::messages::gateway_error(err),
+            LlmFormat::Openai => err.to_json(),
+        }
     }
 
     /// Whether planning needs the instance-wide request counter (exact
@@ -739,6 +751,14 @@ mod tests {
             let err = config(json).unwrap_err();
             assert!(err.path.starts_with(path), "{json}: {err}");
         }
+    }
+
+    #[test]
+    fn claude_clients_fall_over_too() {
+        let c = config(r#"{"llm_format": "anthropic", "targets": [{"model": {"provider": "anthropic", "name": "claude"}}, {"model": {"provider": "bedrock", "name": "b", "options": {"bedrock": {"aws_region": "us-east-1"}}}, "auth": {"aws_access_key_id": "a", "aws_secret_access_key": "s"}}]}"#).unwrap();
+        assert!(c.targets.iter().all(|t| t.proxy.llm_format == LlmFormat::Anthropic));
+        let err = config(r#"{"llm_format": "anthropic", "targets": [{"model": {"provider": "openai"}, "route_type": "llm/v1/embeddings"}]}"#).unwrap_err();
+        assert_eq!(err.path, "targets[0].llm_format");
     }
 
     #[test]

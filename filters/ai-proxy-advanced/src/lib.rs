@@ -217,7 +217,8 @@ impl HttpContext for Balance {
         let order = c.order(counter, &scores, hash_key.as_deref());
         if order.is_empty() {
             log::error!("{}: no target has its credentials set", self.instance.name);
-            host::send_error(&GatewayError::new(ErrorKind::Internal, "the gateway has no credential configured for any target of this route"), &[]);
+            let err = GatewayError::new(ErrorKind::Internal, "the gateway has no credential configured for any target of this route");
+            host::send_json(err.status, &c.error_reply(&err));
             return Action::Pause;
         }
         self.planned = true;
