@@ -12,8 +12,8 @@ scripts/setup-test-deps.sh
 cargo clippy --quiet --release --target wasm32-wasip1 -p ai-gateway-codec -p ai-gateway-host \
     $(for m in filters/*/Cargo.toml; do grep -q cdylib "$m" && echo "-p $(basename "$(dirname "$m")")"; done) -- -D warnings
 
-# The native rate-limit service under the same lints.
-cargo clippy --quiet -p ai-ratelimit-service --all-targets -- -D warnings
+# The native crates (rate-limit service, aigw) under the same lints.
+cargo clippy --quiet -p ai-ratelimit-service -p ai-gateway-cli --all-targets -- -D warnings
 
 mkdir -p target
 echo "== codec tests compiled to wasm32 (wasm-bindgen-test, node)"

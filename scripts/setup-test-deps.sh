@@ -10,8 +10,8 @@ for target in wasm32-wasip1 wasm32-unknown-unknown; do
 done
 
 scripts/setup-envoy.sh
-# The Claude client tests drive the official SDK, unchanged (tests/sdk/).
-.venv/bin/python -c "import anthropic" 2>/dev/null || .venv/bin/pip install --quiet --disable-pip-version-check "anthropic==2.14.0"
+# The client tests drive the official SDKs, unchanged (tests/sdk/, tests/tests/gateway_file.rs).
+.venv/bin/python -c "import anthropic, openai" 2>/dev/null || .venv/bin/pip install --quiet --disable-pip-version-check "anthropic==2.14.0" "openai==3.57.0"
 
 missing=()
 command -v wasm-opt >/dev/null || missing+=(binaryen)
