@@ -113,7 +113,7 @@ fn run(file: &Path, port: u16, admin_port: u16) -> Result<(), String> {
     let args = RenderArgs { file: file.to_path_buf(), address: "127.0.0.1".into(), port, admin_port, wasm_dir: dist.to_string_lossy().into_owned() };
     let (g, yaml) = load(&args)?;
     let envoy = envoy_binary().ok_or("Envoy not found: run scripts/setup-envoy.sh or set ENVOY_BIN")?;
-    let config = repo_root().join("target/aigw.envoy.yaml");
+    let config = repo_root().join(format!("target/aigw-{port}.envoy.yaml"));
     std::fs::create_dir_all(repo_root().join("target")).map_err(|e| e.to_string())?;
     std::fs::write(&config, yaml).map_err(|e| e.to_string())?;
     println!("gateway {} on http://127.0.0.1:{port} (config: {})", g.name, config.display());
@@ -130,7 +130,8 @@ fn run(file: &Path, port: u16, admin_port: u16) -> Result<(), String> {
     let status = Command::new(envoy)
         .args(["-c"])
         .arg(&config)
-        .args(["--concurrency", "2", "--log-level", "warn"])
+        // Its own shared-memory id: several Envoys may run side by side.
+        .args(["--concurrency", "2", "--log-level", "warn", "--base-id", &port.to_string()])
         .status()
         .map_err(|e| e.to_string())?;
     if status.success() {
