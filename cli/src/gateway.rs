@@ -115,6 +115,15 @@ struct CloudModel {
     model: Option<String>,
     #[serde(default)]
     prompt_type: Option<String>,
+    /// ai-prompt-guard's configuration for this model.
+    #[serde(default)]
+    prompt_guard: Option<Value>,
+    /// ai-prompt-template's.
+    #[serde(default)]
+    prompt_templates: Option<Value>,
+    /// ai-token-ratelimit's.
+    #[serde(default)]
+    token_budgets: Option<Value>,
     #[serde(default)]
     default_prompts: Vec<Prompt>,
     #[serde(default)]
@@ -130,6 +139,15 @@ struct SelfHostedModel {
     model: Option<String>,
     #[serde(default)]
     prompt_type: Option<String>,
+    /// ai-prompt-guard's configuration for this model.
+    #[serde(default)]
+    prompt_guard: Option<Value>,
+    /// ai-prompt-template's.
+    #[serde(default)]
+    prompt_templates: Option<Value>,
+    /// ai-token-ratelimit's.
+    #[serde(default)]
+    token_budgets: Option<Value>,
     #[serde(default)]
     default_prompts: Vec<Prompt>,
     #[serde(default)]
@@ -139,6 +157,61 @@ struct SelfHostedModel {
     /// `openai` (vLLM, llama.cpp, ...) or `ollama`.
     #[serde(default)]
     format: Option<String>,
+}
+
+/// A governance filter of one model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FilterKind {
+    Template,
+    Decorator,
+    Guard,
+    Budgets,
+}
+
+impl FilterKind {
+    /// Its module's name (`ai-prompt-guard`): plugin root id and VM id.
+    pub fn module(self) -> &'static str {
+        match self {
+            FilterKind::Template => "ai-prompt-template",
+            FilterKind::Decorator => "ai-prompt-decorator",
+            FilterKind::Guard => "ai-prompt-guard",
+            FilterKind::Budgets => "ai-token-ratelimit",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Filter {
+    pub kind: FilterKind,
+    pub config: Value,
+}
+
+/// The governance filters a model asks for, each checked by its own parser.
+fn governance(
+    prompts: &[Prompt],
+    guard: Option<&Value>,
+    templates: Option<&Value>,
+    budgets: Option<&Value>,
+    at: &str,
+) -> Result<Vec<Filter>, FileError> {
+    let mut out = Vec::new();
+    let check = |field: &str, kind: FilterKind, config: &Value, parse: &dyn Fn(&[u8]) -> Result<(), codec::config::ConfigError>| {
+        parse(config.to_string().as_bytes()).map_err(|e| FileError(format!("{at}: {field}.{}: {}", e.path, e.message)))?;
+        Ok::<Filter, FileError>(Filter { kind, config: config.clone() })
+    };
+    if let Some(t) = templates {
+        out.push(check("promptTemplates", FilterKind::Template, t, &|b| codec::template::Templates::from_json(b).map(|_| ()))?);
+    }
+    if let Some(d) = decorator(prompts, at)? {
+        out.push(Filter { kind: FilterKind::Decorator, config: d });
+    }
+    if let Some(g) = guard {
+        out.push(check("promptGuard", FilterKind::Guard, g, &|b| codec::guard::Guard::from_json(b).map(|_| ()))?);
+    }
+    if let Some(b) = budgets {
+        out.push(check("tokenBudgets", FilterKind::Budgets, b, &|b| codec::ratelimit::RateLimitConfig::from_json(b).map(|_| ()))?);
+    }
+    Ok(out)
 }
 
 /// Where a model's requests go.
@@ -161,8 +234,9 @@ pub struct Model {
     pub prompt_type: &'static str,
     /// ai-proxy's JSON configuration.
     pub proxy: Value,
-    /// ai-prompt-decorator's, when the model has default prompts.
-    pub decorator: Option<Value>,
+    /// The governance filters in front of ai-proxy, in chain order
+    /// (template, decorator, guard, budgets).
+    pub filters: Vec<Filter>,
     pub upstream: Upstream,
     /// Environment variables the rendered config reads for this model.
     pub env: Vec<String>,
@@ -342,7 +416,7 @@ pub fn parse(text: &str) -> Result<Gateway, FileError> {
             prompt_type,
             upstream: hosted_upstream(provider, &parsed),
             proxy,
-            decorator: decorator(&m.default_prompts, &where_)?,
+            filters: governance(&m.default_prompts, m.prompt_guard.as_ref(), m.prompt_templates.as_ref(), m.token_budgets.as_ref(), &where_)?,
             env,
         });
     }
@@ -373,7 +447,7 @@ pub fn parse(text: &str) -> Result<Gateway, FileError> {
             prompt_type,
             upstream: Upstream { cluster: format!("self-{}", m.identifier), host, port, tls: m.url.starts_with("https://") },
             proxy,
-            decorator: decorator(&m.default_prompts, &where_)?,
+            filters: governance(&m.default_prompts, m.prompt_guard.as_ref(), m.prompt_templates.as_ref(), m.token_budgets.as_ref(), &where_)?,
             env: Vec::new(),
         });
     }
@@ -405,7 +479,8 @@ mod tests {
         let dev = g.models.iter().find(|m| m.identifier == "devteam-chatgpt").unwrap();
         assert_eq!(dev.proxy["model"]["options"]["max_tokens"], 50);
         assert_eq!(dev.proxy["route_type"], "llm/v1/chat");
-        assert_eq!(dev.decorator.as_ref().unwrap()["prompts"]["prepend"][0]["role"], "system");
+        assert_eq!(dev.filters[0].kind, FilterKind::Decorator);
+        assert_eq!(dev.filters[0].config["prompts"]["prepend"][0]["role"], "system");
         let classic = g.models.iter().find(|m| m.identifier == "marketing-team-classic-chatgpt").unwrap();
         assert_eq!(classic.proxy["route_type"], "llm/v1/completions");
         assert_eq!(classic.upstream.host, "api.openai.com");
@@ -426,6 +501,8 @@ mod tests {
             ("    cloudHosted:\n    - {identifier: a, model: m, defaultPromptParams: {temperature: hot}, aiCloudProvider: {name: openai}}\n", "temperature"),
             ("    cloudHosted:\n    - {identifier: a, model: m, defaultPromptParams: {temperature: 9}, aiCloudProvider: {name: openai}}\n", "model.options.temperature"),
             ("    cloudHosted:\n    - {identifier: a, model: m, aiCloudProvider: {name: bedrock}}\n", "bedrock"),
+            ("    cloudHosted:\n    - {identifier: a, model: m, aiCloudProvider: {name: openai}, promptGuard: {deny_patterns: ['(unclosed']}}\n", "promptGuard.deny_patterns[0]"),
+            ("    cloudHosted:\n    - {identifier: a, model: m, aiCloudProvider: {name: openai}, tokenBudgets: {policies: [{name: x, limits: []}]}}\n", "tokenBudgets.policies[0]"),
         ];
         for (models, needle) in cases {
             let err = with_models(models).unwrap_err();

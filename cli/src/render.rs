@@ -4,7 +4,7 @@
 //! `/v1/models`. The output is deterministic: the same file renders the
 //! same bytes.
 
-use crate::gateway::{Gateway, Model};
+use crate::gateway::{FilterKind, Gateway, Model};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::fmt::Write;
@@ -84,8 +84,8 @@ fn proxy_name(m: &Model) -> String {
     format!("ai-proxy-{}", m.identifier)
 }
 
-fn decorator_name(m: &Model) -> String {
-    format!("ai-prompt-decorator-{}", m.identifier)
+fn filter_name(kind: FilterKind, m: &Model) -> String {
+    format!("{}-{}", kind.module(), m.identifier)
 }
 
 fn api_path(m: &Model) -> &'static str {
@@ -158,10 +158,7 @@ pub fn render(g: &Gateway, o: &Options) -> String {
     }
     for m in &g.models {
         let _ = writeln!(out, "              # {}: {} {} ({})", m.identifier, m.provider, m.model.as_deref().unwrap_or("model from the request"), m.prompt_type);
-        let mut filters = Vec::new();
-        if m.decorator.is_some() {
-            filters.push(decorator_name(m));
-        }
+        let mut filters: Vec<String> = m.filters.iter().map(|f| filter_name(f.kind, m)).collect();
         filters.push(proxy_name(m));
         for path in [format!("/{}", m.identifier), format!("/{}{}", m.identifier, api_path(m))] {
             let _ = write!(out, "              - match: {{ path: \"{path}\" }}\n                route: {{ cluster: {}, timeout: 300s }}\n{}", m.upstream.cluster, enable(&filters));
@@ -178,9 +175,13 @@ pub fn render(g: &Gateway, o: &Options) -> String {
         quoted(&not_found)
     );
     out.push_str("          http_filters:\n");
-    for m in &g.models {
-        if let Some(d) = &m.decorator {
-            out.push_str(&wasm_filter(&decorator_name(m), "ai_prompt_decorator.wasm", "ai-prompt-decorator", &[], d, o));
+    // Template, decorator, guard, budgets, then ai-proxy: each model enables its own.
+    for kind in [FilterKind::Template, FilterKind::Decorator, FilterKind::Guard, FilterKind::Budgets] {
+        for m in &g.models {
+            for f in m.filters.iter().filter(|f| f.kind == kind) {
+                let module = format!("{}.wasm", kind.module().replace('-', "_"));
+                out.push_str(&wasm_filter(&filter_name(kind, m), &module, kind.module(), &[], &f.config, o));
+            }
         }
     }
     let env: BTreeSet<String> = g.models.iter().flat_map(|m| m.env.iter().cloned()).collect();

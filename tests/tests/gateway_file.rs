@@ -131,6 +131,10 @@ spec:
     - identifier: gpt
       model: gpt-4o
       aiCloudProvider: {name: openai}
+      promptGuard:
+        deny_patterns: ["(?i)\\bpassword\\b"]
+      tokenBudgets:
+        policies: [{name: gpt-team, limits: [{limit: 100000, window_size: 3600}]}]
     - identifier: claude
       model: claude-sonnet-4-5
       defaultPromptParams: {maxTokens: 300, temperature: "0.5"}
@@ -146,13 +150,21 @@ spec:
 "#;
 
 #[test]
-fn four_providers_in_one_envoy() {
+fn four_providers_and_a_guard_in_one_envoy() {
     let env = [("TEAM_OPENAI_KEY", "sk-team"), ("TEAM_ANTHROPIC_KEY", "sk-ant-team"), ("AWS_ACCESS_KEY_ID", AWS_ACCESS_KEY_ID), ("AWS_SECRET_ACCESS_KEY", AWS_SECRET_ACCESS_KEY)];
     let gw = start("four-providers", FOUR_PROVIDERS, &env);
     let chat = json!({"messages": [{"role": "user", "content": "hello"}]});
     let (resp, got) = post(&gw, "/gpt/v1/chat/completions", chat.clone());
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert_eq!(got[0].header("authorization"), Some("Bearer sk-team"));
+    assert!(resp.header("x-ai-ratelimit-remaining-3600").is_some(), "the model's budget applies");
+    // The model's guard refuses before anything goes upstream.
+    let (resp, got) = post(&gw, "/gpt", json!({"messages": [{"role": "user", "content": "my password is hunter2"}]}));
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert!(got.is_empty());
+    // Other models have no guard.
+    let (resp, _) = post(&gw, "/claude", json!({"messages": [{"role": "user", "content": "my password is hunter2"}]}));
+    assert_eq!(resp.status, 200, "{}", resp.text());
     let (resp, got) = post(&gw, "/claude", chat.clone());
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert_eq!(got[0].path, "/v1/messages");
