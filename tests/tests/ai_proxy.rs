@@ -453,3 +453,14 @@ fn bad_plugin_configuration_is_rejected_naming_the_field() {
     assert!(!ok);
     assert!(out.contains("model.options.temperature") && out.contains("out of range"), "{out}");
 }
+
+#[test]
+fn a_missing_key_is_logged_once_not_once_per_worker() {
+    // ANTHROPIC_API_KEY is not set for this gateway; Envoy runs two workers
+    // (and a main-thread VM), each configuring every ai-proxy instance.
+    let g = gateway();
+    let log = g.envoy.log();
+    let lines = log.lines().filter(|l| l.contains("ai-proxy-anthropic-chat: no credential at")).count();
+    assert_eq!(lines, 1, "{}", log.lines().filter(|l| l.contains("no credential")).collect::<Vec<_>>().join("\n"));
+    assert!(log.contains("ANTHROPIC_API_KEY"), "the line names the variable");
+}

@@ -75,7 +75,9 @@ impl RootContext for Root {
         let Some(config) = host::configure("ai-proxy-advanced", |raw| AdvancedConfig::from_json(raw, &host::env_var)) else { return false };
         for t in &config.targets {
             if let Some(missing) = &t.proxy.missing_secret {
-                log::warn!("target {}: no credential at {missing}; it is left out of every plan", t.name);
+                if host::first_to_say(&format!("ai-proxy-advanced/missing-secret/{name}/{}", t.name)) {
+                    log::warn!("{name}: target {}: no credential at {missing}; it is left out of every plan", t.name);
+                }
             }
         }
         log::info!(

@@ -36,7 +36,9 @@ impl RootContext for Root {
         self.name = Rc::from(String::from_utf8_lossy(&name).as_ref());
         let Some(config) = host::configure("ai-proxy", |raw| ProxyConfig::from_json(raw, &host::env_var)) else { return false };
         if let Some(missing) = &config.missing_secret {
-            log::warn!("no credential at {missing}; requests on this route will be answered 500");
+            if host::first_to_say(&format!("ai-proxy/missing-secret/{}", self.name)) {
+                log::warn!("{}: no credential at {missing}; requests on this route will be answered 500", self.name);
+            }
         }
         log::info!(
             "configured provider={} route_type={} model={}",

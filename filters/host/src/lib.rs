@@ -167,6 +167,15 @@ pub fn configure<T>(filter: &str, parse: impl FnOnce(&[u8]) -> Result<T, codec::
     }
 }
 
+/// True for the first VM to ask, of all workers' VMs of one `vm_id`: a
+/// configuration warning is then logged once, not once per worker.
+pub fn first_to_say(key: &str) -> bool {
+    if shared_data(key).0.is_some() {
+        return false;
+    }
+    matches!(set_shared_data(key, b"1", None), Ok(true))
+}
+
 /// Reads a shared-data entry and its CAS token.
 pub fn shared_data(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
     tick();
