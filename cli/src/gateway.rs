@@ -128,7 +128,31 @@ struct CloudModel {
     default_prompts: Vec<Prompt>,
     #[serde(default)]
     default_prompt_params: PromptParams,
+    /// One provider, or several `targets` with a `balancer`.
+    #[serde(default)]
+    ai_cloud_provider: Option<CloudProvider>,
+    #[serde(default)]
+    targets: Vec<BalancedTarget>,
+    /// ai-proxy-advanced's `balancer` (its field names).
+    #[serde(default)]
+    balancer: Option<Value>,
+}
+
+/// One target of a balanced model (ai-proxy-advanced).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct BalancedTarget {
+    #[serde(default)]
+    model: Option<String>,
     ai_cloud_provider: CloudProvider,
+    #[serde(default)]
+    weight: Option<u32>,
+    #[serde(default)]
+    priority: Option<u32>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -157,6 +181,13 @@ struct SelfHostedModel {
     /// `openai` (vLLM, llama.cpp, ...) or `ollama`.
     #[serde(default)]
     format: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Balanced {
+    pub config: Value,
+    pub tries: usize,
+    pub targets: Vec<Upstream>,
 }
 
 /// A governance filter of one model.
@@ -238,6 +269,9 @@ pub struct Model {
     /// (template, decorator, guard, budgets).
     pub filters: Vec<Filter>,
     pub upstream: Upstream,
+    /// A balanced model: ai-proxy-advanced's configuration, its tries, and
+    /// each target's upstream (in target order). `proxy` is then unused.
+    pub balanced: Option<Balanced>,
     /// Environment variables the rendered config reads for this model.
     pub env: Vec<String>,
 }
@@ -394,31 +428,66 @@ pub fn parse(text: &str) -> Result<Gateway, FileError> {
     for (i, m) in spec.large_language_models.cloud_hosted.iter().enumerate() {
         let where_ = format!("{at}: largeLanguageModels.cloudHosted[{i}] ({})", m.identifier);
         let fail = |e: String| FileError(format!("{where_}: {e}"));
-        let provider = m.ai_cloud_provider.name.as_str();
         let (prompt_type, route) = route_type(m.prompt_type.as_deref()).map_err(fail)?;
-        if let (Some(c), false) = (&spec.cloud_provider_credentials, keys.contains_key(provider) || provider == "bedrock") {
-            return Err(fail(format!(
-                "aiCloudProvider.name: the Secret `{}` has no `{provider}` key (add it, or leave out cloudProviderCredentials to read {})",
-                c.name,
-                default_env(provider)
-            )));
+        // One provider's ai-proxy configuration, from the file's keys.
+        let hosted = |provider: &str, model: Option<&str>, opts: Map<String, Value>, field: &str| -> Result<(Value, Vec<String>, Upstream), FileError> {
+            if let (Some(c), false) = (&spec.cloud_provider_credentials, keys.contains_key(provider) || provider == "bedrock") {
+                return Err(fail(format!(
+                    "{field}.name: the Secret `{}` has no `{provider}` key (add it, or leave out cloudProviderCredentials to read {})",
+                    c.name,
+                    default_env(provider)
+                )));
+            }
+            // Kong's sample says `<INSERT TOKEN HERE>`: a placeholder, not a key.
+            let key = keys.get(provider).map(String::as_str).filter(|k| !(k.starts_with('<') && k.ends_with('>')));
+            let (auth, env) = auth(provider, key).map_err(|e| fail(format!("{field}.name: {e}")))?;
+            let proxy = json!({"route_type": route, "auth": auth, "model": model_json(provider, model, opts)});
+            let parsed = ProxyConfig::from_json(proxy.to_string().as_bytes(), &|_| Some("set".into())).map_err(|e| fail(format!("{}: {}", e.path, e.message)))?;
+            Ok((proxy, env, hosted_upstream(provider, &parsed)))
+        };
+        let filters = governance(&m.default_prompts, m.prompt_guard.as_ref(), m.prompt_templates.as_ref(), m.token_budgets.as_ref(), &where_)?;
+        match (&m.ai_cloud_provider, m.targets.is_empty()) {
+            (Some(p), true) => {
+                let opts = options(&m.default_prompt_params, p.options.as_ref()).map_err(fail)?;
+                let (proxy, env, upstream) = hosted(&p.name, m.model.as_deref(), opts, "aiCloudProvider")?;
+                models.push(Model { identifier: m.identifier.clone(), model: m.model.clone(), provider: p.name.clone(), prompt_type, upstream, proxy, balanced: None, filters, env });
+            }
+            (None, false) => {
+                let mut targets = Vec::new();
+                let mut upstreams = Vec::new();
+                let mut env = Vec::new();
+                for (k, t) in m.targets.iter().enumerate() {
+                    let opts = options(&m.default_prompt_params, t.ai_cloud_provider.options.as_ref()).map_err(fail)?;
+                    let (proxy, target_env, upstream) = hosted(&t.ai_cloud_provider.name, t.model.as_deref(), opts, &format!("targets[{k}].aiCloudProvider"))?;
+                    let mut target = proxy.as_object().cloned().unwrap_or_default();
+                    for (field, value) in [("weight", t.weight.map(Value::from)), ("priority", t.priority.map(Value::from)), ("description", t.description.clone().map(Value::from)), ("name", t.name.clone().map(Value::from))] {
+                        if let Some(v) = value {
+                            target.insert(field.into(), v);
+                        }
+                    }
+                    targets.push(Value::Object(target));
+                    upstreams.push(upstream);
+                    env.extend(target_env);
+                }
+                let config = json!({"balancer": m.balancer.clone().unwrap_or_else(|| json!({})), "targets": targets});
+                let parsed = codec::balancer::AdvancedConfig::from_json(config.to_string().as_bytes(), &|_| Some("set".into()))
+                    .map_err(|e| fail(format!("{}: {}", e.path, e.message)))?;
+                let first = upstreams.first().cloned().ok_or_else(|| fail("targets: empty".into()))?;
+                let providers: Vec<String> = m.targets.iter().map(|t| t.ai_cloud_provider.name.clone()).collect();
+                models.push(Model {
+                    identifier: m.identifier.clone(),
+                    model: m.model.clone().or_else(|| m.targets.first().and_then(|t| t.model.clone())),
+                    provider: providers.join("+"),
+                    prompt_type,
+                    upstream: first,
+                    proxy: Value::Null,
+                    balanced: Some(Balanced { config, tries: parsed.tries, targets: upstreams }),
+                    filters,
+                    env,
+                });
+            }
+            _ => return Err(fail("needs `aiCloudProvider`, or `targets` (with an optional `balancer`), not both".into())),
         }
-        // Kong's sample says `<INSERT TOKEN HERE>`: a placeholder, not a key.
-        let key = keys.get(provider).map(String::as_str).filter(|k| !(k.starts_with('<') && k.ends_with('>')));
-        let (auth, env) = auth(provider, key).map_err(|e| fail(format!("aiCloudProvider.name: {e}")))?;
-        let opts = options(&m.default_prompt_params, m.ai_cloud_provider.options.as_ref()).map_err(fail)?;
-        let proxy = json!({"route_type": route, "auth": auth, "model": model_json(provider, m.model.as_deref(), opts)});
-        let parsed = ProxyConfig::from_json(proxy.to_string().as_bytes(), &|_| Some("set".into())).map_err(|e| fail(format!("{}: {}", e.path, e.message)))?;
-        models.push(Model {
-            identifier: m.identifier.clone(),
-            model: m.model.clone(),
-            provider: provider.to_string(),
-            prompt_type,
-            upstream: hosted_upstream(provider, &parsed),
-            proxy,
-            filters: governance(&m.default_prompts, m.prompt_guard.as_ref(), m.prompt_templates.as_ref(), m.token_budgets.as_ref(), &where_)?,
-            env,
-        });
     }
     for (i, m) in spec.large_language_models.self_hosted.iter().enumerate() {
         let where_ = format!("{at}: largeLanguageModels.selfHosted[{i}] ({})", m.identifier);
@@ -447,6 +516,7 @@ pub fn parse(text: &str) -> Result<Gateway, FileError> {
             prompt_type,
             upstream: Upstream { cluster: format!("self-{}", m.identifier), host, port, tls: m.url.starts_with("https://") },
             proxy,
+            balanced: None,
             filters: governance(&m.default_prompts, m.prompt_guard.as_ref(), m.prompt_templates.as_ref(), m.token_budgets.as_ref(), &where_)?,
             env: Vec::new(),
         });
@@ -494,6 +564,9 @@ mod tests {
     fn bad_files_name_the_field() {
         let cases = [
             ("    cloudHosted:\n    - {identifier: a, model: m, aiCloudProvider: {name: nope}}\n", "cloudHosted[0] (a): aiCloudProvider.name: unknown provider `nope`"),
+            ("    cloudHosted:\n    - {identifier: a, targets: [{model: m, aiCloudProvider: {name: openai}}], balancer: {algorithm: random}}\n", "balancer.algorithm"),
+            ("    cloudHosted:\n    - {identifier: a, targets: [{model: m, aiCloudProvider: {name: nope}}]}\n", "targets[0].aiCloudProvider.name"),
+            ("    cloudHosted:\n    - {identifier: a, model: m}\n", "needs `aiCloudProvider`"),
             ("    cloudHosted:\n    - {identifier: a, model: m, aiCloudProvider: {name: openai}}\n    - {identifier: a, model: n, aiCloudProvider: {name: openai}}\n", "identifier is used twice"),
             ("    cloudHosted:\n    - {identifier: a/b, model: m, aiCloudProvider: {name: openai}}\n", "one URL path segment"),
             ("    cloudHosted:\n    - {identifier: a, model: m, promptType: images, aiCloudProvider: {name: openai}}\n", "promptType"),

@@ -81,7 +81,37 @@ fn enable(names: &[String]) -> String {
 }
 
 fn proxy_name(m: &Model) -> String {
-    format!("ai-proxy-{}", m.identifier)
+    match m.balanced {
+        Some(_) => format!("ai-proxy-advanced-{}", m.identifier),
+        None => format!("ai-proxy-{}", m.identifier),
+    }
+}
+
+const ADVANCED_VM: &str = "ai-proxy-advanced";
+
+/// The route of a balanced model: the matcher reads the try's number
+/// (`x-envoy-attempt-count`), then the balancer's `x-ai-try-<k>`, and
+/// picks that target's cluster; every retry picks again.
+fn balanced_route(m: &Model, b: &crate::gateway::Balanced) -> String {
+    let header = |name: &str| format!("{{ \"@type\": type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput, header_name: {name} }}");
+    let targets: Vec<String> = b
+        .targets
+        .iter()
+        .enumerate()
+        .map(|(i, u)| format!("\"{i}\": {{ action: {{ name: t{i}, typed_config: {{ \"@type\": type.googleapis.com/envoy.extensions.router.cluster_specifiers.matcher.v3.ClusterAction, cluster: {} }} }} }}", u.cluster))
+        .collect();
+    let map = targets.join(", ");
+    let mut out = String::from("                route:\n                  timeout: 300s\n                  retry_policy: { num_retries: 0, refresh_cluster_on_retry: true, retry_back_off: { base_interval: 0.01s, max_interval: 0.05s } }\n                  inline_cluster_specifier_plugin:\n                    extension:\n                      name: envoy.router.cluster_specifier_plugin.matcher\n                      typed_config:\n                        \"@type\": type.googleapis.com/envoy.extensions.router.cluster_specifiers.matcher.v3.MatcherClusterSpecifier\n                        cluster_matcher:\n                          matcher_tree:\n");
+    let _ = write!(out, "                            input: {{ name: attempt, typed_config: {} }}\n                            exact_match_map:\n                              map:\n", header("x-envoy-attempt-count"));
+    for k in 0..b.tries {
+        let _ = writeln!(
+            out,
+            "                                \"{k}\": {{ matcher: {{ matcher_tree: {{ input: {{ name: try, typed_config: {} }}, exact_match_map: {{ map: {{ {map} }} }} }} }} }}",
+            header(&format!("x-ai-try-{k}"))
+        );
+    }
+    let _ = m;
+    out
 }
 
 fn filter_name(kind: FilterKind, m: &Model) -> String {
@@ -145,9 +175,13 @@ pub fn render(g: &Gateway, o: &Options) -> String {
         o.address, o.port
     );
     out.push_str(ACCESS_LOG_AND_LOCAL_REPLY);
-    out.push_str("          route_config:\n            name: gateway\n            virtual_hosts:\n            - name: gateway\n              domains: [\"*\"]\n              routes:\n");
+    out.push_str("          route_config:\n            name: gateway\n            virtual_hosts:\n            - name: gateway\n              domains: [\"*\"]\n");
+    if g.models.iter().any(|m| m.balanced.is_some()) {
+        out.push_str("              # ai-proxy-advanced's matchers read the try's number.\n              include_request_attempt_count: true\n");
+    }
+    out.push_str("              routes:\n");
     out.push_str("              # ai-proxy stamps `x-ai-proxy: <its name>` on the requests it\n              # rewrote (Envoy matches routes again): these send them on.\n");
-    for m in &g.models {
+    for m in g.models.iter().filter(|m| m.balanced.is_none()) {
         let _ = write!(
             out,
             "              - match: {{ prefix: \"/\", headers: [{{ name: x-ai-proxy, string_match: {{ exact: {p} }} }}] }}\n                route: {{ cluster: {c}, timeout: 300s }}\n                request_headers_to_remove: [x-ai-proxy]\n{}",
@@ -161,7 +195,11 @@ pub fn render(g: &Gateway, o: &Options) -> String {
         let mut filters: Vec<String> = m.filters.iter().map(|f| filter_name(f.kind, m)).collect();
         filters.push(proxy_name(m));
         for path in [format!("/{}", m.identifier), format!("/{}{}", m.identifier, api_path(m))] {
-            let _ = write!(out, "              - match: {{ path: \"{path}\" }}\n                route: {{ cluster: {}, timeout: 300s }}\n{}", m.upstream.cluster, enable(&filters));
+            let route = match &m.balanced {
+                Some(b) => balanced_route(m, b),
+                None => format!("                route: {{ cluster: {}, timeout: 300s }}\n", m.upstream.cluster),
+            };
+            let _ = write!(out, "              - match: {{ path: \"{path}\" }}\n{route}{}", enable(&filters));
         }
         out.push_str(&direct_json(&format!("/{}/v1/models", m.identifier), 200, &model_list(&[m])));
     }
@@ -187,13 +225,32 @@ pub fn render(g: &Gateway, o: &Options) -> String {
     let env: BTreeSet<String> = g.models.iter().flat_map(|m| m.env.iter().cloned()).collect();
     let env: Vec<String> = env.into_iter().collect();
     for m in &g.models {
-        out.push_str(&wasm_filter(&proxy_name(m), "ai_proxy.wasm", "ai-proxy", &env, &m.proxy, o));
+        match &m.balanced {
+            Some(b) => out.push_str(&wasm_filter(&proxy_name(m), "ai_proxy_advanced.wasm", ADVANCED_VM, &env, &b.config, o)),
+            None => out.push_str(&wasm_filter(&proxy_name(m), "ai_proxy.wasm", "ai-proxy", &env, &m.proxy, o)),
+        }
     }
     out.push_str("          - name: envoy.filters.http.router\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router\n");
+    if g.models.iter().any(|m| m.balanced.is_some()) {
+        // ai-proxy-advanced's translator: once per try, in the balancer's VM.
+        let _ = write!(
+            out,
+            "              upstream_http_filters:\n              - name: ai-proxy-advanced-upstream\n                typed_config:\n                  \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm\n                  config:\n                    name: ai-proxy-advanced-upstream\n                    root_id: ai-proxy-advanced-upstream\n                    failure_policy: FAIL_RELOAD\n                    allow_on_headers_stop_iteration: true\n                    vm_config:\n                      vm_id: {ADVANCED_VM}\n                      runtime: envoy.wasm.runtime.v8\n                      code: {{ local: {{ filename: {}/ai_proxy_advanced.wasm }} }}\n",
+            o.wasm_dir
+        );
+        if !env.is_empty() {
+            let _ = writeln!(out, "                      environment_variables:\n                        host_env_keys: [{}]", env.join(", "));
+        }
+        out.push_str("              - name: envoy.filters.http.upstream_codec\n                typed_config:\n                  \"@type\": type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec\n");
+    }
     out.push_str("  clusters:\n");
     let mut seen = BTreeSet::new();
-    for m in &g.models {
-        let u = &m.upstream;
+    let upstreams = g.models.iter().flat_map(|m| match &m.balanced {
+        Some(b) => b.targets.clone(),
+        None => vec![m.upstream.clone()],
+    });
+    for u in upstreams {
+        let u = &u;
         if !seen.insert(u.cluster.clone()) {
             continue;
         }

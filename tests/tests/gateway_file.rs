@@ -142,6 +142,11 @@ spec:
     - identifier: haiku-on-bedrock
       model: anthropic.claude-3-5-haiku-20241022-v1:0
       aiCloudProvider: {name: bedrock, options: {bedrock: {aws_region: us-east-1}}}
+    - identifier: resilient
+      balancer: {algorithm: priority, retries: 1, failover_criteria: [error, http_429]}
+      targets:
+      - {model: gpt-4o-mini, aiCloudProvider: {name: openai}, priority: 1}
+      - {model: claude-haiku-4-5, aiCloudProvider: {name: anthropic, options: {max_tokens: 100}}, priority: 2}
     selfHosted:
     - identifier: llama
       model: llama3.2
@@ -150,7 +155,7 @@ spec:
 "#;
 
 #[test]
-fn four_providers_and_a_guard_in_one_envoy() {
+fn five_models_four_providers_a_guard_and_a_fallback_in_one_envoy() {
     let env = [("TEAM_OPENAI_KEY", "sk-team"), ("TEAM_ANTHROPIC_KEY", "sk-ant-team"), ("AWS_ACCESS_KEY_ID", AWS_ACCESS_KEY_ID), ("AWS_SECRET_ACCESS_KEY", AWS_SECRET_ACCESS_KEY)];
     let gw = start("four-providers", FOUR_PROVIDERS, &env);
     let chat = json!({"messages": [{"role": "user", "content": "hello"}]});
@@ -177,9 +182,19 @@ fn four_providers_and_a_guard_in_one_envoy() {
     let (resp, got) = post(&gw, "/llama/v1/chat/completions", chat);
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert_eq!(got[0].path, "/api/chat");
-    for r in [&resp] {
-        assert_eq!(r.json()["object"], "chat.completion");
-    }
+    assert_eq!(resp.json()["object"], "chat.completion");
+    // A balanced model (ai-proxy-advanced): OpenAI first, Anthropic when it refuses.
+    let id = test_id("resilient");
+    let req = Request::post_json("/resilient", &json!({"messages": [{"role": "user", "content": "hello"}]}))
+        .header("x-test-id", id.clone())
+        .header("x-fake-status-openai", "429");
+    let resp = send(gw.envoy.ports.listener, &req);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let got = gw.fake.requests(&id);
+    let paths: Vec<&str> = got.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths, ["/v1/chat/completions", "/v1/messages"]);
+    assert_eq!(got[1].json()["model"], "claude-haiku-4-5");
+    assert_eq!(got[1].header("x-api-key"), Some("sk-ant-team"));
     gw.envoy.assert_no_vm_crash(gw.vms);
 }
 
