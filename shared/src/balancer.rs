@@ -670,10 +670,10 @@ pub fn client_view(current: Vec<(String, String)>, saved: &SavedHeaders) -> Vec<
     view
 }
 
-/// What one try does to the headers before its own edits: headers to put
-/// back (`Some`: set, `None`: remove), and whether `saved` grew (it then
-/// needs publishing for the next try). `client`: the client's value.
-pub fn prepare_try(saved: &mut SavedHeaders, edits: &crate::proxy::HeaderEdits, client: &dyn Fn(&str) -> Option<String>) -> (Vec<(String, Option<String>)>, bool) {
+/// Records, before a try changes headers, the client's value of each
+/// header it changes that no earlier try did; returns whether `saved` grew
+/// (it then needs publishing for the next try). `client`: the client's value.
+pub fn save_client_headers(saved: &mut SavedHeaders, edits: &crate::proxy::HeaderEdits, client: &dyn Fn(&str) -> Option<String>) -> bool {
     let mut touched: Vec<&str> = edits.remove.iter().map(String::as_str).chain(edits.set.iter().map(|(n, _)| n.as_str())).collect();
     if edits.path.is_some() {
         touched.push(":path");
@@ -681,9 +681,6 @@ pub fn prepare_try(saved: &mut SavedHeaders, edits: &crate::proxy::HeaderEdits, 
     if edits.authority.is_some() {
         touched.push(":authority");
     }
-    // Set again by this try anyway: no need to put back first.
-    let overwritten = |name: &str| edits.set.iter().any(|(n, _)| n == name) || (name == ":path" && edits.path.is_some()) || (name == ":authority" && edits.authority.is_some());
-    let restores = saved.iter().filter(|(n, _)| !overwritten(n)).cloned().collect();
     let mut grew = false;
     for name in touched {
         if !saved.iter().any(|(n, _)| n == name) {
@@ -691,7 +688,7 @@ pub fn prepare_try(saved: &mut SavedHeaders, edits: &crate::proxy::HeaderEdits, 
             grew = true;
         }
     }
-    (restores, grew)
+    grew
 }
 
 #[cfg(test)]
@@ -896,19 +893,24 @@ mod tests {
         // Try 1 (OpenAI-like): sets its key and a path.
         let mut saved = SavedHeaders::new();
         let first = HeaderEdits { path: Some("/openai".into()), set: vec![("authorization".into(), "Bearer ours".into())], ..Default::default() };
-        let (restores, grew) = prepare_try(&mut saved, &first, &|n| lookup(&client, n));
-        assert!(restores.is_empty() && grew);
-        // What try 2 sees: try 1's changes (Envoy keeps them).
-        let after_first = vec![(":path".to_string(), "/openai".to_string()), ("authorization".to_string(), "Bearer ours".to_string())];
-        let view = client_view(after_first, &saved);
+        assert!(save_client_headers(&mut saved, &first, &|n| lookup(&client, n)));
+        let mut sent = client.clone();
+        first.apply_to(&mut sent);
+        // Try 2 sees try 1's changes (Envoy keeps them); its view is the client's.
+        let view = client_view(sent, &saved);
         assert_eq!(lookup(&view, ":path").as_deref(), Some("/v1/chat/completions"));
         assert_eq!(lookup(&view, "authorization").as_deref(), Some("Bearer client"));
         // Try 2 (Anthropic-like): its own key header, the client's bearer removed.
         let second = HeaderEdits { set: vec![("x-api-key".into(), "k".into())], remove: vec!["authorization".into()], ..Default::default() };
-        let (restores, grew) = prepare_try(&mut saved, &second, &|n| lookup(&view, n));
-        assert!(grew, "x-api-key is new");
-        assert!(restores.contains(&(":path".to_string(), Some("/v1/chat/completions".to_string()))));
-        assert!(saved.contains(&("x-api-key".to_string(), None)), "a third try removes it again");
+        assert!(save_client_headers(&mut saved, &second, &|n| lookup(&view, n)), "x-api-key is new");
+        let mut sent = view.clone();
+        second.apply_to(&mut sent);
+        assert_eq!(lookup(&sent, ":path").as_deref(), Some("/v1/chat/completions"), "try 1's path is gone");
+        assert_eq!(lookup(&sent, "authorization"), None);
+        // Try 3 (OpenAI-like again) does not inherit try 2's key.
+        let third = client_view(sent, &saved);
+        assert_eq!(lookup(&third, "x-api-key"), None);
+        assert!(!save_client_headers(&mut saved, &first, &|n| lookup(&third, n)));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use codec::balancer::{self, AdvancedConfig, SavedHeaders, TryRecord, UsageWindow
 use codec::proxy::report::{Labels, Timing};
 use codec::proxy::{Exchange, HeaderEdits};
 use codec::{ErrorKind, GatewayError};
-use host::proxy::{apply_edits, now_ms, Hooks, ProxyRequest};
+use host::proxy::{now_ms, Hooks, ProxyRequest};
 use host::proxy_wasm::traits::{Context, HttpContext, RootContext};
 use host::proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::cell::{Cell, RefCell};
@@ -226,30 +226,23 @@ impl HttpContext for Balance {
         self.planned = true;
 
         // The router reads these; the client's own values never count.
-        for (name, _) in &headers {
-            let ours = |k: &str| k.parse::<usize>().is_ok_and(|k| k < c.tries);
-            if name.strip_prefix(TRY_HEADER_PREFIX).is_some_and(|k| !ours(k)) {
-                host::remove_request_header(name);
-            }
-        }
-        for k in 0..c.tries {
-            let target = AdvancedConfig::target_of_try(&order, k).unwrap_or_default();
-            host::set_request_header(&format!("{TRY_HEADER_PREFIX}{k}"), &target.to_string());
-        }
-        host::set_request_header("x-envoy-attempt-count", "0");
+        // All in one write of the header map.
         let retries = if c.retry_on.is_empty() { 0 } else { c.tries - 1 };
-        host::set_request_header("x-envoy-max-retries", &retries.to_string());
-        let optional = [
+        let ours = [
+            ("x-envoy-attempt-count", Some("0".to_string())),
+            ("x-envoy-max-retries", Some(retries.to_string())),
             ("x-envoy-retry-on", Some(c.retry_on.clone()).filter(|v| !v.is_empty())),
             ("x-envoy-retriable-status-codes", Some(c.retriable_status_codes.clone()).filter(|v| !v.is_empty())),
             ("x-envoy-upstream-rq-per-try-timeout-ms", c.per_try_timeout_ms.map(|ms| ms.to_string())),
         ];
-        for (name, value) in optional {
-            match value {
-                Some(v) => host::set_request_header(name, &v),
-                None => host::lookup(&headers, name).is_some() && host::remove_request_header(name),
-            };
+        let mut headers: Vec<(String, String)> =
+            headers.into_iter().filter(|(n, _)| !n.starts_with(TRY_HEADER_PREFIX) && !ours.iter().any(|(o, _)| o == n)).collect();
+        for k in 0..c.tries {
+            let target = AdvancedConfig::target_of_try(&order, k).unwrap_or_default();
+            headers.push((format!("{TRY_HEADER_PREFIX}{k}"), target.to_string()));
         }
+        headers.extend(ours.into_iter().filter_map(|(n, v)| Some((n.to_string(), v?))));
+        host::replace_request_headers(&headers);
         host::set_property("ai.plan", balancer::encode_plan(&self.instance.name, &order).as_bytes());
         Action::Continue
     }
@@ -304,15 +297,13 @@ impl Hooks for TryHooks {
         "ai-proxy-advanced-upstream"
     }
 
+    /// `headers` is the client's view (earlier tries' changes undone): with
+    /// this try's edits it becomes the whole header map, written at once.
     fn apply(&mut self, edits: &HeaderEdits, headers: &[(String, String)]) {
-        let (restores, grew) = balancer::prepare_try(&mut self.saved, edits, &|name| host::lookup(headers, name));
-        for (name, value) in restores {
-            match value {
-                Some(v) => host::set_request_header(&name, &v),
-                None => host::remove_request_header(&name),
-            };
-        }
-        apply_edits(edits);
+        let grew = balancer::save_client_headers(&mut self.saved, edits, &|name| host::lookup(headers, name));
+        let mut out = headers.to_vec();
+        edits.apply_to(&mut out);
+        host::replace_request_headers(&out);
         if grew {
             if let Ok(json) = serde_json::to_vec(&self.saved) {
                 host::set_property("ai.saved_headers", &json);

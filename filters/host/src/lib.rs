@@ -279,6 +279,14 @@ pub fn lookup(headers: &[(String, String)], name: &str) -> Option<String> {
     headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
 }
 
+/// Replaces all request headers with one host call (a filter that
+/// changes several reads them with `request_headers` first).
+pub fn replace_request_headers(headers: &[(String, String)]) -> bool {
+    let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    tick();
+    warn_on_err("set_request_headers", hostcalls::set_map(MapType::HttpRequestHeaders, pairs))
+}
+
 /// Adds several response headers with one read and one write of the map.
 pub fn set_response_headers(extra: &[(String, String)]) -> bool {
     tick();

@@ -42,6 +42,27 @@ pub struct HeaderEdits {
     pub set: Vec<(String, String)>,
 }
 
+impl HeaderEdits {
+    /// The edits applied to a header list (lower-case names), for a filter
+    /// that writes the whole map in one host call.
+    pub fn apply_to(&self, headers: &mut Vec<(String, String)>) {
+        let mut set = |name: &str, value: &str| {
+            headers.retain(|(n, _)| n != name);
+            headers.push((name.to_string(), value.to_string()));
+        };
+        for (name, value) in &self.set {
+            set(name, value);
+        }
+        if let Some(path) = &self.path {
+            set(":path", path);
+        }
+        if let Some(authority) = &self.authority {
+            set(":authority", authority);
+        }
+        headers.retain(|(n, _)| !self.remove.contains(n));
+    }
+}
+
 /// How to handle the upstream answer, decided from its headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResponseMode {
@@ -519,6 +540,28 @@ mod tests {
         assert!(e.remove.contains(&"x-api-key".to_string()));
         assert!(!e.remove.iter().chain(e.set.iter().map(|(n, _)| n)).any(|n| n == "content-length"), "no body was rewritten");
         assert!(!e.remove.contains(&"accept-encoding".to_string()), "the client sent none");
+    }
+
+    #[test]
+    fn edits_apply_to_a_header_list() {
+        let edits = HeaderEdits {
+            path: Some("/v1/messages".into()),
+            authority: None,
+            remove: vec!["authorization".into()],
+            set: vec![("x-api-key".into(), "k".into()), ("content-length".into(), "9".into())],
+        };
+        let mut h: Vec<(String, String)> = [(":path", "/x"), (":authority", "gw"), ("authorization", "Bearer c"), ("content-length", "5")]
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        edits.apply_to(&mut h);
+        let get = |n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+        assert_eq!(get(":path"), Some("/v1/messages"));
+        assert_eq!(get(":authority"), Some("gw"));
+        assert_eq!(get("authorization"), None);
+        assert_eq!(get("x-api-key"), Some("k"));
+        assert_eq!(get("content-length"), Some("9"));
+        assert_eq!(h.len(), 4);
     }
 
     #[test]
