@@ -9,8 +9,8 @@ use crate::config::{check_range, parse_strict, ConfigError};
 use crate::metrics::name;
 use crate::openai::Usage;
 use crate::proxy::config::{
-    is_header_name, AuthConfig, LlmFormat, LoggingConfig, ModelConfig, ProxyConfig, RawConfig, RouteType, StreamingPolicy,
-    DEFAULT_MAX_REQUEST_BODY_SIZE,
+    default_max_body, default_route_type, default_true, is_header_name, AuthConfig, LlmFormat, LoggingConfig, ModelConfig,
+    ProxyConfig, RawConfig, RouteType, StreamingPolicy,
 };
 use serde::Deserialize;
 use std::rc::Rc;
@@ -107,15 +107,6 @@ fn default_hash_header() -> String {
 }
 fn default_weight() -> u32 {
     100
-}
-fn default_route_type() -> RouteType {
-    RouteType::Chat
-}
-fn default_max_body() -> u64 {
-    DEFAULT_MAX_REQUEST_BODY_SIZE
-}
-fn default_true() -> bool {
-    true
 }
 
 #[derive(Debug, Deserialize)]

@@ -200,13 +200,13 @@ pub struct RawConfig {
     pub llm_format: LlmFormat,
 }
 
-fn default_route_type() -> RouteType {
+pub(crate) fn default_route_type() -> RouteType {
     RouteType::Chat
 }
-fn default_max_body() -> u64 {
+pub(crate) fn default_max_body() -> u64 {
     DEFAULT_MAX_REQUEST_BODY_SIZE
 }
-fn default_true() -> bool {
+pub(crate) fn default_true() -> bool {
     true
 }
 
