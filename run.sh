@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
-# Sets up and runs the gateway on 127.0.0.1:10000 with envoy/envoy.yaml.
-# No API key needed: /v1/* goes to the bundled fake provider on
-# 127.0.0.1:8000 (or to whatever OpenAI-compatible server already listens
-# there: vLLM, llama.cpp, ...). Routes for real providers work when their
-# keys are exported (OPENAI_API_KEY, ANTHROPIC_API_KEY, ...).
-# `./run.sh chain.yaml` runs envoy/chain.yaml (template, decorator, guard);
-# `./run.sh ratelimit.yaml` runs envoy/ratelimit.yaml (token budgets).
+# Sets up and runs the gateway on 127.0.0.1:10000.
+#
+# Without arguments: the quickstart's default, which needs no API key: one
+# model, `local`, served by the bundled fake provider on 127.0.0.1:8000 (or
+# by Ollama when one answers on 11434). Its files go to target/run/, so a
+# gateway.yaml you wrote with ./quickstart.sh is left alone.
+#
+# `./run.sh envoy.yaml` runs a shipped config instead: envoy/envoy.yaml (a
+# route per provider; keys from OPENAI_API_KEY, ANTHROPIC_API_KEY, ...),
+# chain.yaml (template, decorator, guard, budgets), ratelimit.yaml, ...
 set -euo pipefail
-config="${1:-envoy.yaml}"
 cd "$(dirname "$0")"
+
+if [ $# -eq 0 ]; then
+    mkdir -p target/run
+    QUICKSTART_NONINTERACTIVE=1 QUICKSTART_PROVIDERS="" QUICKSTART_DIR="$PWD/target/run" exec ./quickstart.sh
+fi
+config="$1"
 
 scripts/setup-envoy.sh
 ./build.sh

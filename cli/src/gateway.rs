@@ -124,6 +124,20 @@ struct CloudModel {
     /// ai-token-ratelimit's.
     #[serde(default)]
     token_budgets: Option<Value>,
+    /// ai-prompt-decorator's full configuration (`defaultPrompts` is its
+    /// `prompts.prepend`; give one or the other).
+    #[serde(default)]
+    prompt_decorator: Option<Value>,
+    /// The exact paths this model is served at, instead of `/<identifier>`
+    /// and `/<identifier>/v1/...`.
+    #[serde(default)]
+    paths: Option<Vec<String>>,
+    /// `openai` (default) or `anthropic`: the API clients speak.
+    #[serde(default)]
+    llm_format: Option<String>,
+    /// More ai-proxy fields (`logging`, `response_streaming`, ...).
+    #[serde(default)]
+    ai_proxy: Option<Map<String, Value>>,
     #[serde(default)]
     default_prompts: Vec<Prompt>,
     #[serde(default)]
@@ -172,15 +186,33 @@ struct SelfHostedModel {
     /// ai-token-ratelimit's.
     #[serde(default)]
     token_budgets: Option<Value>,
+    /// ai-prompt-decorator's full configuration (`defaultPrompts` is its
+    /// `prompts.prepend`; give one or the other).
+    #[serde(default)]
+    prompt_decorator: Option<Value>,
+    /// The exact paths this model is served at, instead of `/<identifier>`
+    /// and `/<identifier>/v1/...`.
+    #[serde(default)]
+    paths: Option<Vec<String>>,
+    /// `openai` (default) or `anthropic`: the API clients speak.
+    #[serde(default)]
+    llm_format: Option<String>,
+    /// More ai-proxy fields (`logging`, `response_streaming`, ...).
+    #[serde(default)]
+    ai_proxy: Option<Map<String, Value>>,
     #[serde(default)]
     default_prompts: Vec<Prompt>,
     #[serde(default)]
     default_prompt_params: PromptParams,
     /// `http://host:port`: an OpenAI-compatible server, or Ollama's API.
     url: String,
-    /// `openai` (vLLM, llama.cpp, ...) or `ollama`.
+    /// `openai` (vLLM, llama.cpp, ...), `ollama`, or `passthrough` (no
+    /// ai-proxy: the governance filters alone, requests sent as they are).
     #[serde(default)]
     format: Option<String>,
+    /// Any ai-proxy `model.options` (costs, `upstream_path`...).
+    #[serde(default)]
+    options: Option<Value>,
 }
 
 #[derive(Debug, Clone)]
@@ -217,29 +249,35 @@ pub struct Filter {
     pub config: Value,
 }
 
+/// A model's governance fields, as the file gives them.
+struct Governance<'a> {
+    prompts: &'a [Prompt],
+    decorator: Option<&'a Value>,
+    guard: Option<&'a Value>,
+    templates: Option<&'a Value>,
+    budgets: Option<&'a Value>,
+}
+
 /// The governance filters a model asks for, each checked by its own parser.
-fn governance(
-    prompts: &[Prompt],
-    guard: Option<&Value>,
-    templates: Option<&Value>,
-    budgets: Option<&Value>,
-    at: &str,
-) -> Result<Vec<Filter>, FileError> {
+fn governance(g: &Governance, at: &str) -> Result<Vec<Filter>, FileError> {
     let mut out = Vec::new();
     let check = |field: &str, kind: FilterKind, config: &Value, parse: &dyn Fn(&[u8]) -> Result<(), codec::config::ConfigError>| {
         parse(config.to_string().as_bytes()).map_err(|e| FileError(format!("{at}: {field}.{}: {}", e.path, e.message)))?;
         Ok::<Filter, FileError>(Filter { kind, config: config.clone() })
     };
-    if let Some(t) = templates {
+    if let Some(t) = g.templates {
         out.push(check("promptTemplates", FilterKind::Template, t, &|b| codec::template::Templates::from_json(b).map(|_| ()))?);
     }
-    if let Some(d) = decorator(prompts, at)? {
-        out.push(Filter { kind: FilterKind::Decorator, config: d });
+    match (decorator(g.prompts, at)?, g.decorator) {
+        (Some(_), Some(_)) => return Err(FileError(format!("{at}: defaultPrompts and promptDecorator: give one (defaultPrompts is promptDecorator's prompts.prepend)"))),
+        (Some(d), None) => out.push(Filter { kind: FilterKind::Decorator, config: d }),
+        (None, Some(d)) => out.push(check("promptDecorator", FilterKind::Decorator, d, &|b| Decorator::from_json(b).map(|_| ()))?),
+        (None, None) => {}
     }
-    if let Some(g) = guard {
+    if let Some(g) = g.guard {
         out.push(check("promptGuard", FilterKind::Guard, g, &|b| codec::guard::Guard::from_json(b).map(|_| ()))?);
     }
-    if let Some(b) = budgets {
+    if let Some(b) = g.budgets {
         out.push(check("tokenBudgets", FilterKind::Budgets, b, &|b| codec::ratelimit::RateLimitConfig::from_json(b).map(|_| ()))?);
     }
     Ok(out)
@@ -260,11 +298,25 @@ pub struct Upstream {
 pub struct Model {
     pub identifier: String,
     pub model: Option<String>,
+    /// For people: `openai`, `anthropic+bedrock`, `ollama`...
     pub provider: String,
+    /// The provider in the routes' metadata (ai-token-ratelimit's
+    /// `match.provider` reads it before ai-proxy runs).
+    pub route_provider: String,
     /// `chat`, `completions` or `embeddings`.
     pub prompt_type: &'static str,
-    /// ai-proxy's JSON configuration.
+    /// Clients speak Anthropic's Messages API (`llmFormat: anthropic`).
+    pub anthropic_format: bool,
+    /// The public paths it is served at.
+    pub paths: Vec<String>,
+    /// ai-proxy's JSON configuration (`Null` for a passthrough model).
     pub proxy: Value,
+    /// A passthrough model has no ai-proxy: requests go to this upstream
+    /// path as the client sent them.
+    pub passthrough: Option<String>,
+    /// ai-proxy's configuration for `<path>/count_tokens` when the target
+    /// is Anthropic's own API (other targets cannot count).
+    pub count_tokens: Option<Value>,
     /// The governance filters in front of ai-proxy, in chain order
     /// (template, decorator, guard, budgets).
     pub filters: Vec<Filter>,
@@ -282,35 +334,44 @@ pub struct Gateway {
     pub models: Vec<Model>,
 }
 
-/// The environment variable a provider's key is read from by default.
-fn default_env(provider: &str) -> &'static str {
-    match provider {
-        "openai" => "OPENAI_API_KEY",
-        "azure" => "AZURE_OPENAI_API_KEY",
-        "anthropic" => "ANTHROPIC_API_KEY",
-        "cohere" => "COHERE_API_KEY",
-        "mistral" => "MISTRAL_API_KEY",
-        _ => "GEMINI_API_KEY",
+/// The name of a provider's credential: its Secret key, and the
+/// environment variable read by default. Vertex AI takes an OAuth access
+/// token, not the provider's API key.
+fn credential(provider: &str, vertex: bool) -> (&'static str, &'static str) {
+    match (provider, vertex) {
+        (_, true) => ("vertex", "VERTEX_ACCESS_TOKEN"),
+        ("openai", _) => ("openai", "OPENAI_API_KEY"),
+        ("azure", _) => ("azure", "AZURE_OPENAI_API_KEY"),
+        ("anthropic", _) => ("anthropic", "ANTHROPIC_API_KEY"),
+        ("cohere", _) => ("cohere", "COHERE_API_KEY"),
+        ("mistral", _) => ("mistral", "MISTRAL_API_KEY"),
+        _ => ("gemini", "GEMINI_API_KEY"),
     }
+}
+
+/// Vertex AI (Gemini, or Claude on Vertex): `options.gemini` names a project.
+fn is_vertex(options: &Map<String, Value>) -> bool {
+    options.get("gemini").is_some_and(|g| g.get("project_id").is_some())
 }
 
 /// The credential of a hosted provider: ai-proxy's `auth`, and the
 /// environment variables it reads. `key`: the Secret's value, a literal
 /// key or `{vault://env/NAME}`; none: the provider's usual variable.
-fn auth(provider: &str, key: Option<&str>) -> Result<(Value, Vec<String>), String> {
+fn auth(provider: &str, vertex: bool, key: Option<&str>) -> Result<(Value, Vec<String>), String> {
     let var = |name: &str| format!("{{vault://env/{name}}}");
     if provider == "bedrock" {
         let auth = json!({"aws_access_key_id": var("AWS_ACCESS_KEY_ID"), "aws_secret_access_key": var("AWS_SECRET_ACCESS_KEY")});
         return Ok((auth, vec!["AWS_ACCESS_KEY_ID".into(), "AWS_SECRET_ACCESS_KEY".into()]));
     }
-    let (header, bearer) = match provider {
-        "openai" | "mistral" | "cohere" => ("Authorization", true),
-        "azure" => ("api-key", false),
-        "anthropic" => ("x-api-key", false),
-        "gemini" => ("x-goog-api-key", false),
-        other => return Err(format!("unknown provider `{other}` (openai, azure, anthropic, cohere, mistral, gemini, bedrock)")),
+    let (header, bearer) = match (provider, vertex) {
+        ("gemini" | "anthropic", true) => ("Authorization", true),
+        ("openai" | "mistral" | "cohere", _) => ("Authorization", true),
+        ("azure", _) => ("api-key", false),
+        ("anthropic", _) => ("x-api-key", false),
+        ("gemini", _) => ("x-goog-api-key", false),
+        (other, _) => return Err(format!("unknown provider `{other}` (openai, azure, anthropic, cohere, mistral, gemini, bedrock)")),
     };
-    let value = key.map(str::to_string).unwrap_or_else(|| var(default_env(provider)));
+    let value = key.map(str::to_string).unwrap_or_else(|| var(credential(provider, vertex).1));
     let env = env_refs(&value);
     let value = if bearer { format!("Bearer {value}") } else { value };
     Ok((json!({"header_name": header, "header_value": value}), env))
@@ -328,6 +389,15 @@ fn route_type(prompt_type: Option<&str>) -> Result<(&'static str, &'static str),
         "embeddings" => ("embeddings", "llm/v1/embeddings"),
         other => return Err(format!("promptType: `{other}` (chat, completions or embeddings)")),
     })
+}
+
+/// OpenAI's path for a prompt type.
+pub fn api_path(prompt_type: &str) -> &'static str {
+    match prompt_type {
+        "completions" => "/v1/completions",
+        "embeddings" => "/v1/embeddings",
+        _ => "/v1/chat/completions",
+    }
 }
 
 fn options(params: &PromptParams, extra: Option<&Value>) -> Result<Map<String, Value>, String> {
@@ -356,12 +426,7 @@ fn options(params: &PromptParams, extra: Option<&Value>) -> Result<Map<String, V
 fn hosted_upstream(provider: &str, proxy: &ProxyConfig) -> Upstream {
     let host = proxy.authority.clone().unwrap_or_default();
     // One cluster per distinct host: models of one provider share it.
-    let cluster = if host.starts_with("api.") || host.contains("googleapis.com") || host.contains("amazonaws.com") {
-        format!("{provider}-{}", host.replace('.', "-"))
-    } else {
-        format!("{provider}-{}", host.replace(['.', ':'], "-"))
-    };
-    Upstream { cluster, host, port: 443, tls: true }
+    Upstream { cluster: format!("{provider}-{}", host.replace(['.', ':'], "-")), host, port: 443, tls: true }
 }
 
 /// ai-proxy's `model` object.
@@ -371,12 +436,19 @@ fn model_json(provider: &str, name: Option<&str>, options: Map<String, Value>) -
     if let Some(name) = name {
         model.insert("name".into(), json!(name));
     }
-    model.insert("options".into(), Value::Object(options));
+    if !options.is_empty() {
+        model.insert("options".into(), Value::Object(options));
+    }
     Value::Object(model)
 }
 
 fn valid_identifier(id: &str) -> bool {
     !id.is_empty() && id.len() <= 63 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') && id != "v1"
+}
+
+/// A path Envoy matches exactly, and that renders safely inside quotes.
+fn valid_path(path: &str) -> bool {
+    path.starts_with('/') && path.len() <= 256 && path.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~/".contains(&b)) && !path.contains("//")
 }
 
 fn decorator(prompts: &[Prompt], at: &str) -> Result<Option<Value>, FileError> {
@@ -387,6 +459,90 @@ fn decorator(prompts: &[Prompt], at: &str) -> Result<Option<Value>, FileError> {
     let config = json!({"prompts": {"prepend": prepend}});
     Decorator::from_json(config.to_string().as_bytes()).map_err(|e| FileError(format!("{at}: defaultPrompts: {}", e.message)))?;
     Ok(Some(config))
+}
+
+/// The fields every model has, hosted or not.
+struct Common<'a> {
+    identifier: &'a str,
+    prompt_type: Option<&'a str>,
+    paths: Option<&'a Vec<String>>,
+    llm_format: Option<&'a str>,
+    ai_proxy: Option<&'a Map<String, Value>>,
+    governance: Governance<'a>,
+}
+
+/// What the common fields resolve to.
+struct Resolved {
+    prompt_type: &'static str,
+    route: &'static str,
+    anthropic_format: bool,
+    paths: Vec<String>,
+    filters: Vec<Filter>,
+}
+
+fn resolve(c: &Common, passthrough: bool, at: &str) -> Result<Resolved, FileError> {
+    let fail = |e: String| FileError(format!("{at}: {e}"));
+    let (prompt_type, route) = route_type(c.prompt_type).map_err(fail)?;
+    let anthropic_format = match c.llm_format.unwrap_or("openai") {
+        "openai" => false,
+        "anthropic" if prompt_type != "chat" => return Err(fail("llmFormat: `anthropic` (the Messages API) needs promptType chat".into())),
+        "anthropic" if passthrough => return Err(fail("llmFormat: a passthrough model takes its clients' format as is".into())),
+        "anthropic" => true,
+        other => return Err(fail(format!("llmFormat: `{other}` (openai or anthropic)"))),
+    };
+    let paths = match c.paths {
+        Some(p) if p.is_empty() => return Err(fail("paths: empty (leave it out for /<identifier> and /<identifier>/v1/...)".into())),
+        Some(p) => {
+            if let Some((i, bad)) = p.iter().enumerate().find(|(_, p)| !valid_path(p)) {
+                return Err(fail(format!("paths[{i}]: `{bad}` is not a plain path (`/`, then letters, digits, `-._~/`)")));
+            }
+            p.clone()
+        }
+        None => {
+            let api = if anthropic_format { "/v1/messages" } else { api_path(prompt_type) };
+            vec![format!("/{}", c.identifier), format!("/{}{api}", c.identifier)]
+        }
+    };
+    if let (Some(extra), false) = (c.ai_proxy, passthrough) {
+        for (key, file_field) in [("route_type", "promptType"), ("model", "model and aiCloudProvider"), ("auth", "the Secret"), ("llm_format", "llmFormat")] {
+            if extra.contains_key(key) {
+                return Err(fail(format!("aiProxy.{key}: set by the file ({file_field})")));
+            }
+        }
+    }
+    if passthrough && c.ai_proxy.is_some() {
+        return Err(fail("aiProxy: a passthrough model has no ai-proxy".into()));
+    }
+    Ok(Resolved { prompt_type, route, anthropic_format, paths, filters: governance(&c.governance, at)? })
+}
+
+/// ai-proxy's configuration: the file's fields, then `aiProxy`'s.
+fn proxy_config(route: &str, anthropic_format: bool, auth: Option<Value>, model: Value, extra: Option<&Map<String, Value>>) -> Value {
+    let mut config = Map::new();
+    config.insert("route_type".into(), json!(route));
+    if anthropic_format {
+        config.insert("llm_format".into(), json!("anthropic"));
+    }
+    if let Some(auth) = auth {
+        config.insert("auth".into(), auth);
+    }
+    config.insert("model".into(), model);
+    for (k, v) in extra.into_iter().flatten() {
+        config.insert(k.clone(), v.clone());
+    }
+    Value::Object(config)
+}
+
+/// `count_tokens` passes through to Anthropic's own API only.
+fn count_tokens(provider: &str, options: &Map<String, Value>, anthropic_format: bool, auth: &Value) -> Option<Value> {
+    if !anthropic_format || provider != "anthropic" || is_vertex(options) {
+        return None;
+    }
+    let mut o = Map::new();
+    if let Some(v) = options.get("anthropic_version") {
+        o.insert("anthropic_version".into(), v.clone());
+    }
+    Some(json!({"route_type": "preserve", "auth": auth, "model": model_json("anthropic", None, o)}))
 }
 
 /// Parses and checks a gateway file. `text` may hold several YAML documents.
@@ -428,29 +584,51 @@ pub fn parse(text: &str) -> Result<Gateway, FileError> {
     for (i, m) in spec.large_language_models.cloud_hosted.iter().enumerate() {
         let where_ = format!("{at}: largeLanguageModels.cloudHosted[{i}] ({})", m.identifier);
         let fail = |e: String| FileError(format!("{where_}: {e}"));
-        let (prompt_type, route) = route_type(m.prompt_type.as_deref()).map_err(fail)?;
+        let common = Common {
+            identifier: &m.identifier,
+            prompt_type: m.prompt_type.as_deref(),
+            paths: m.paths.as_ref(),
+            llm_format: m.llm_format.as_deref(),
+            ai_proxy: m.ai_proxy.as_ref(),
+            governance: Governance { prompts: &m.default_prompts, decorator: m.prompt_decorator.as_ref(), guard: m.prompt_guard.as_ref(), templates: m.prompt_templates.as_ref(), budgets: m.token_budgets.as_ref() },
+        };
+        let r = resolve(&common, false, &where_)?;
         // One provider's ai-proxy configuration, from the file's keys.
-        let hosted = |provider: &str, model: Option<&str>, opts: Map<String, Value>, field: &str| -> Result<(Value, Vec<String>, Upstream), FileError> {
-            if let (Some(c), false) = (&spec.cloud_provider_credentials, keys.contains_key(provider) || provider == "bedrock") {
-                return Err(fail(format!(
-                    "{field}.name: the Secret `{}` has no `{provider}` key (add it, or leave out cloudProviderCredentials to read {})",
-                    c.name,
-                    default_env(provider)
-                )));
+        let hosted = |provider: &str, model: Option<&str>, opts: Map<String, Value>, field: &str| -> Result<(Value, Option<Value>, Vec<String>, Upstream), FileError> {
+            let vertex = is_vertex(&opts);
+            let (secret_key, env_var) = credential(provider, vertex);
+            if let (Some(c), false) = (&spec.cloud_provider_credentials, keys.contains_key(secret_key) || provider == "bedrock") {
+                return Err(fail(format!("{field}.name: the Secret `{}` has no `{secret_key}` key (add it, or leave out cloudProviderCredentials to read {env_var})", c.name)));
             }
             // Kong's sample says `<INSERT TOKEN HERE>`: a placeholder, not a key.
-            let key = keys.get(provider).map(String::as_str).filter(|k| !(k.starts_with('<') && k.ends_with('>')));
-            let (auth, env) = auth(provider, key).map_err(|e| fail(format!("{field}.name: {e}")))?;
-            let proxy = json!({"route_type": route, "auth": auth, "model": model_json(provider, model, opts)});
+            let key = keys.get(secret_key).map(String::as_str).filter(|k| !(k.starts_with('<') && k.ends_with('>')));
+            let (auth, env) = auth(provider, vertex, key).map_err(|e| fail(format!("{field}.name: {e}")))?;
+            let tokens = count_tokens(provider, &opts, r.anthropic_format, &auth);
+            let proxy = proxy_config(r.route, r.anthropic_format, Some(auth), model_json(provider, model, opts), m.ai_proxy.as_ref());
             let parsed = ProxyConfig::from_json(proxy.to_string().as_bytes(), &|_| Some("set".into())).map_err(|e| fail(format!("{}: {}", e.path, e.message)))?;
-            Ok((proxy, env, hosted_upstream(provider, &parsed)))
+            Ok((proxy, tokens, env, hosted_upstream(provider, &parsed)))
         };
-        let filters = governance(&m.default_prompts, m.prompt_guard.as_ref(), m.prompt_templates.as_ref(), m.token_budgets.as_ref(), &where_)?;
+        let model = |proxy: Value, provider: String, route_provider: String, upstream: Upstream, balanced: Option<Balanced>, count_tokens: Option<Value>, env: Vec<String>| Model {
+            identifier: m.identifier.clone(),
+            model: m.model.clone().or_else(|| m.targets.first().and_then(|t| t.model.clone())),
+            provider,
+            route_provider,
+            prompt_type: r.prompt_type,
+            anthropic_format: r.anthropic_format,
+            paths: r.paths.clone(),
+            proxy,
+            passthrough: None,
+            count_tokens,
+            filters: r.filters.clone(),
+            upstream,
+            balanced,
+            env,
+        };
         match (&m.ai_cloud_provider, m.targets.is_empty()) {
             (Some(p), true) => {
                 let opts = options(&m.default_prompt_params, p.options.as_ref()).map_err(fail)?;
-                let (proxy, env, upstream) = hosted(&p.name, m.model.as_deref(), opts, "aiCloudProvider")?;
-                models.push(Model { identifier: m.identifier.clone(), model: m.model.clone(), provider: p.name.clone(), prompt_type, upstream, proxy, balanced: None, filters, env });
+                let (proxy, tokens, env, upstream) = hosted(&p.name, m.model.as_deref(), opts, "aiCloudProvider")?;
+                models.push(model(proxy, p.name.clone(), p.name.clone(), upstream, None, tokens, env));
             }
             (None, false) => {
                 let mut targets = Vec::new();
@@ -458,7 +636,7 @@ pub fn parse(text: &str) -> Result<Gateway, FileError> {
                 let mut env = Vec::new();
                 for (k, t) in m.targets.iter().enumerate() {
                     let opts = options(&m.default_prompt_params, t.ai_cloud_provider.options.as_ref()).map_err(fail)?;
-                    let (proxy, target_env, upstream) = hosted(&t.ai_cloud_provider.name, t.model.as_deref(), opts, &format!("targets[{k}].aiCloudProvider"))?;
+                    let (proxy, _, target_env, upstream) = hosted(&t.ai_cloud_provider.name, t.model.as_deref(), opts, &format!("targets[{k}].aiCloudProvider"))?;
                     let mut target = proxy.as_object().cloned().unwrap_or_default();
                     for (field, value) in [("weight", t.weight.map(Value::from)), ("priority", t.priority.map(Value::from)), ("description", t.description.clone().map(Value::from)), ("name", t.name.clone().map(Value::from))] {
                         if let Some(v) = value {
@@ -474,17 +652,8 @@ pub fn parse(text: &str) -> Result<Gateway, FileError> {
                     .map_err(|e| fail(format!("{}: {}", e.path, e.message)))?;
                 let first = upstreams.first().cloned().ok_or_else(|| fail("targets: empty".into()))?;
                 let providers: Vec<String> = m.targets.iter().map(|t| t.ai_cloud_provider.name.clone()).collect();
-                models.push(Model {
-                    identifier: m.identifier.clone(),
-                    model: m.model.clone().or_else(|| m.targets.first().and_then(|t| t.model.clone())),
-                    provider: providers.join("+"),
-                    prompt_type,
-                    upstream: first,
-                    proxy: Value::Null,
-                    balanced: Some(Balanced { config, tries: parsed.tries, targets: upstreams }),
-                    filters,
-                    env,
-                });
+                let balanced = Balanced { config, tries: parsed.tries, targets: upstreams };
+                models.push(model(Value::Null, providers.join("+"), providers.first().cloned().unwrap_or_default(), first, Some(balanced), None, env));
             }
             _ => return Err(fail("needs `aiCloudProvider`, or `targets` (with an optional `balancer`), not both".into())),
         }
@@ -492,32 +661,57 @@ pub fn parse(text: &str) -> Result<Gateway, FileError> {
     for (i, m) in spec.large_language_models.self_hosted.iter().enumerate() {
         let where_ = format!("{at}: largeLanguageModels.selfHosted[{i}] ({})", m.identifier);
         let fail = |e: String| FileError(format!("{where_}: {e}"));
-        let (prompt_type, route) = route_type(m.prompt_type.as_deref()).map_err(fail)?;
+        let format = m.format.as_deref().unwrap_or("openai");
+        let passthrough = format == "passthrough";
+        let common = Common {
+            identifier: &m.identifier,
+            prompt_type: m.prompt_type.as_deref(),
+            paths: m.paths.as_ref(),
+            llm_format: m.llm_format.as_deref(),
+            ai_proxy: m.ai_proxy.as_ref(),
+            governance: Governance { prompts: &m.default_prompts, decorator: m.prompt_decorator.as_ref(), guard: m.prompt_guard.as_ref(), templates: m.prompt_templates.as_ref(), budgets: m.token_budgets.as_ref() },
+        };
+        let r = resolve(&common, passthrough, &where_)?;
         let url = codec::proxy::config::parse_upstream_url(&m.url).map_err(|e| fail(format!("url: {e}")))?;
         let (host, port) = match url.authority.rsplit_once(':') {
             Some((h, p)) => (h.to_string(), p.parse::<u16>().map_err(|_| fail(format!("url: bad port `{p}`")))?),
             None => (url.authority.clone(), if m.url.starts_with("https://") { 443 } else { 80 }),
         };
-        let format = m.format.as_deref().unwrap_or("openai");
-        let mut opts = options(&m.default_prompt_params, None).map_err(fail)?;
-        opts.insert("upstream_url".into(), json!(m.url));
-        let (provider, format_key) = match format {
-            "openai" => ("llama2", "openai"),
-            "ollama" => ("ollama", "ollama"),
-            other => return Err(fail(format!("format: `{other}` (openai or ollama)"))),
+        let (proxy, provider, passthrough) = match format {
+            "openai" | "ollama" => {
+                let mut opts = options(&m.default_prompt_params, m.options.as_ref()).map_err(|e| fail(e.replace("aiCloudProvider.", "")))?;
+                opts.insert("upstream_url".into(), json!(m.url));
+                // OpenAI-compatible servers (vLLM, llama.cpp...) speak OpenAI's API as is.
+                let provider = if format == "openai" { "openai" } else { "ollama" };
+                let proxy = proxy_config(r.route, r.anthropic_format, None, model_json(provider, m.model.as_deref(), opts), m.ai_proxy.as_ref());
+                ProxyConfig::from_json(proxy.to_string().as_bytes(), &|_| None).map_err(|e| fail(format!("{}: {}", e.path, e.message)))?;
+                (proxy, provider, None)
+            }
+            "passthrough" => {
+                let p = &m.default_prompt_params;
+                if m.model.is_some() || m.options.is_some() || p.max_tokens.is_some() || p.temperature.is_some() || p.top_p.is_some() || p.top_k.is_some() {
+                    return Err(fail("format: passthrough sends requests as they are: `model`, `options` and `defaultPromptParams` need ai-proxy (format openai)".into()));
+                }
+                let path = if url.path == "/" { api_path(r.prompt_type).to_string() } else { url.path.clone() };
+                (Value::Null, "openai", Some(path))
+            }
+            other => return Err(fail(format!("format: `{other}` (openai, ollama or passthrough)"))),
         };
-        opts.insert("llama2_format".into(), json!(format_key));
-        let proxy = json!({"route_type": route, "model": model_json(provider, m.model.as_deref(), opts)});
-        ProxyConfig::from_json(proxy.to_string().as_bytes(), &|_| None).map_err(|e| fail(format!("{}: {}", e.path, e.message)))?;
         models.push(Model {
             identifier: m.identifier.clone(),
             model: m.model.clone(),
             provider: format.to_string(),
-            prompt_type,
-            upstream: Upstream { cluster: format!("self-{}", m.identifier), host, port, tls: m.url.starts_with("https://") },
+            route_provider: provider.to_string(),
+            prompt_type: r.prompt_type,
+            anthropic_format: r.anthropic_format,
+            paths: r.paths,
             proxy,
+            passthrough,
+            count_tokens: None,
+            // One cluster per server: models it serves share it.
+            upstream: Upstream { cluster: format!("self-{}-{port}", host.replace(['.', ':'], "-")), host, port, tls: m.url.starts_with("https://") },
             balanced: None,
-            filters: governance(&m.default_prompts, m.prompt_guard.as_ref(), m.prompt_templates.as_ref(), m.token_budgets.as_ref(), &where_)?,
+            filters: r.filters,
             env: Vec::new(),
         });
     }
@@ -525,12 +719,21 @@ pub fn parse(text: &str) -> Result<Gateway, FileError> {
         return Err(FileError(format!("{at}: spec.largeLanguageModels: no models")));
     }
     let mut seen = std::collections::BTreeSet::new();
+    let mut paths = BTreeMap::new();
     for m in &models {
         if !valid_identifier(&m.identifier) {
             return Err(FileError(format!("{at}: model `{}`: identifier must be one URL path segment (letters, digits, `-`, `_`; not `v1`)", m.identifier)));
         }
         if !seen.insert(m.identifier.clone()) {
             return Err(FileError(format!("{at}: model `{}`: identifier is used twice", m.identifier)));
+        }
+        for p in &m.paths {
+            if p.ends_with("/v1/models") || p.ends_with("/count_tokens") {
+                return Err(FileError(format!("{at}: model `{}`: path `{p}` is the gateway's own", m.identifier)));
+            }
+            if let Some(other) = paths.insert(p.clone(), m.identifier.clone()) {
+                return Err(FileError(format!("{at}: model `{}`: path `{p}` is also model `{other}`'s", m.identifier)));
+            }
         }
     }
     Ok(Gateway { name: doc.metadata.name.clone(), models })
@@ -602,7 +805,7 @@ mod tests {
     #[test]
     fn self_hosted_models_point_at_their_server() {
         let g = with_models("    selfHosted:\n    - {identifier: local, url: 'http://127.0.0.1:11434', format: ollama, model: llama3}\n").unwrap();
-        assert_eq!(g.models[0].upstream, Upstream { cluster: "self-local".into(), host: "127.0.0.1".into(), port: 11434, tls: false });
+        assert_eq!(g.models[0].upstream, Upstream { cluster: "self-127-0-0-1-11434".into(), host: "127.0.0.1".into(), port: 11434, tls: false });
         assert_eq!(g.models[0].proxy["model"]["provider"], "ollama");
     }
 }

@@ -79,6 +79,7 @@ fn load(args: &RenderArgs) -> Result<(gateway::Gateway, String), String> {
         admin_port: args.admin_port,
         wasm_dir: args.wasm_dir.clone(),
         source: args.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        notes: render::leading_comment(&text),
     };
     let yaml = render::render(&g, &options);
     Ok((g, yaml))
@@ -118,14 +119,20 @@ fn run(file: &Path, port: u16, admin_port: u16) -> Result<(), String> {
     std::fs::write(&config, yaml).map_err(|e| e.to_string())?;
     println!("gateway {} on http://127.0.0.1:{port} (config: {})", g.name, config.display());
     for m in &g.models {
-        let base = format!("http://127.0.0.1:{port}/{}", m.identifier);
-        let body = match m.prompt_type {
-            "completions" => r#"{"prompt":"Say hello"}"#,
-            "embeddings" => r#"{"input":"hello"}"#,
+        let (base, path) = render::endpoint(m);
+        let body = match (m.prompt_type, m.anthropic_format) {
+            (_, true) => r#"{"max_tokens":256,"messages":[{"role":"user","content":"Say hello"}]}"#,
+            ("completions", _) => r#"{"prompt":"Say hello"}"#,
+            ("embeddings", _) => r#"{"input":"hello"}"#,
             _ => r#"{"messages":[{"role":"user","content":"Say hello"}]}"#,
         };
-        println!("  {} ({} {}): curl {base} -H 'content-type: application/json' -d '{body}'", m.identifier, m.provider, m.model.as_deref().unwrap_or(""));
-        println!("      OpenAI SDK: base_url=\"{base}/v1\"");
+        println!("  {} ({} {}): curl http://127.0.0.1:{port}{path} -H 'content-type: application/json' -d '{body}'", m.identifier, m.provider, m.model.as_deref().unwrap_or(""));
+        match (base, m.anthropic_format) {
+            // The Anthropic SDK appends /v1/messages itself.
+            (Some(base), true) => println!("      Anthropic SDK: base_url=\"http://127.0.0.1:{port}{}\"", base.trim_end_matches("/v1")),
+            (Some(base), false) => println!("      OpenAI SDK: base_url=\"http://127.0.0.1:{port}{base}\""),
+            (None, _) => {}
+        }
     }
     let status = Command::new(envoy)
         .args(["-c"])

@@ -1,12 +1,12 @@
-//! A gateway as envoy.yaml: one ai-proxy instance per model (and a
-//! decorator where it has default prompts), routes at `/<identifier>` and
-//! `/<identifier>/v1/...`, a cluster per upstream host, the model list at
-//! `/v1/models`. The output is deterministic: the same file renders the
-//! same bytes.
+//! A gateway as envoy.yaml: one ai-proxy instance per model, the
+//! governance filters it asks for (one instance per distinct
+//! configuration), routes at its paths, a cluster per upstream host, the
+//! model lists at `/v1/models`. The output is deterministic: the same file
+//! renders the same bytes.
 
-use crate::gateway::{FilterKind, Gateway, Model};
+use crate::gateway::{Filter, FilterKind, Gateway, Model};
 use serde_json::{json, Value};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 pub struct Options {
@@ -17,21 +17,33 @@ pub struct Options {
     pub wasm_dir: String,
     /// Named in the header comment.
     pub source: String,
+    /// The gateway file's own opening comment, repeated at the top.
+    pub notes: String,
+}
+
+/// The comment lines a gateway file opens with (its description).
+pub fn leading_comment(text: &str) -> String {
+    text.lines().take_while(|l| l.starts_with('#')).map(|l| format!("{l}\n")).collect()
 }
 
 const STATS_TAGS: &str = r#"stats_config:
-  # ai-gateway metrics carry their labels in the name; these rules make them
-  # Prometheus labels (README: Metrics).
+  # ai-gateway metrics carry their labels in the name
+  # (ai_llm_requests_total.provider.openai.model.gpt-4o...); these rules turn
+  # them into Prometheus labels: ai_llm_requests_total{provider="openai",...}.
   stats_tags:
   - { tag_name: provider, regex: '^wasmcustom\.ai_.*?(\.provider\.([^.]+))' }
   - { tag_name: model, regex: '^wasmcustom\.ai_.*?(\.model\.([^.]+))' }
   - { tag_name: consumer, regex: '^wasmcustom\.ai_.*?(\.consumer\.([^.]+))' }
   - { tag_name: outcome, regex: '^wasmcustom\.ai_.*?(\.outcome\.([^.]+))' }
   - { tag_name: token_type, regex: '^wasmcustom\.ai_.*?(\.token_type\.([^.]+))' }
+  - { tag_name: rule, regex: '^wasmcustom\.ai_.*?(\.rule\.([^.]+))' }
+  - { tag_name: template, regex: '^wasmcustom\.ai_.*?(\.template\.([^.]+))' }
+  - { tag_name: policy, regex: '^wasmcustom\.ai_.*?(\.policy\.([^.]+))' }
   - { tag_name: plugin, regex: '^wasmcustom\.ai_.*?(\.plugin\.([^.]+))' }
 "#;
 
 const ACCESS_LOG_AND_LOCAL_REPLY: &str = r#"          access_log:
+          # One JSON line per request with its AI facts (README: access-log keys).
           - name: envoy.access_loggers.stdout
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
@@ -40,19 +52,35 @@ const ACCESS_LOG_AND_LOCAL_REPLY: &str = r#"          access_log:
                   time: "%START_TIME%"
                   method: "%REQ(:METHOD)%"
                   client_path: "%FILTER_STATE(wasm.ai.client_path:PLAIN)%"
+                  upstream_path: "%PATH(NQ)%"
                   status: "%RESPONSE_CODE%"
                   duration_ms: "%DURATION%"
                   request_id: "%REQ(X-REQUEST-ID)%"
                   ai_provider: "%FILTER_STATE(wasm.ai.provider:PLAIN)%"
                   ai_route_type: "%FILTER_STATE(wasm.ai.route_type:PLAIN)%"
+                  ai_consumer: "%FILTER_STATE(wasm.ai.consumer:PLAIN)%"
                   ai_request_model: "%FILTER_STATE(wasm.ai.request_model:PLAIN)%"
                   ai_response_model: "%FILTER_STATE(wasm.ai.response_model:PLAIN)%"
                   ai_prompt_tokens: "%FILTER_STATE(wasm.ai.prompt_tokens:PLAIN)%"
                   ai_completion_tokens: "%FILTER_STATE(wasm.ai.completion_tokens:PLAIN)%"
                   ai_total_tokens: "%FILTER_STATE(wasm.ai.total_tokens:PLAIN)%"
+                  ai_cached_tokens: "%FILTER_STATE(wasm.ai.cached_tokens:PLAIN)%"
+                  ai_reasoning_tokens: "%FILTER_STATE(wasm.ai.reasoning_tokens:PLAIN)%"
+                  ai_cost: "%FILTER_STATE(wasm.ai.cost:PLAIN)%"
                   ai_upstream_latency_ms: "%FILTER_STATE(wasm.ai.upstream_latency_ms:PLAIN)%"
+                  ai_ttft_ms: "%FILTER_STATE(wasm.ai.ttft_ms:PLAIN)%"
+                  ai_template: "%FILTER_STATE(wasm.ai.template:PLAIN)%"
                   ai_decorator: "%FILTER_STATE(wasm.ai.decorator:PLAIN)%"
-          # Envoy's own answers to upstream failures, in OpenAI's error shape.
+                  ai_guard: "%FILTER_STATE(wasm.ai.guard:PLAIN)%"
+                  ai_ratelimit: "%FILTER_STATE(wasm.ai.ratelimit:PLAIN)%"
+                  ai_request_payload: "%FILTER_STATE(wasm.ai.request_payload:PLAIN)%"
+                  ai_response_payload: "%FILTER_STATE(wasm.ai.response_payload:PLAIN)%"
+                  ai_target: "%FILTER_STATE(wasm.ai.target:PLAIN)%"
+                  ai_tries: "%FILTER_STATE(wasm.ai.tries:PLAIN)%"
+                  ai_failed_targets: "%FILTER_STATE(wasm.ai.failed_targets:PLAIN)%"
+          # Envoy's own answers to upstream failures (connect error, reset,
+          # timeout, no healthy host) in OpenAI's error shape, also when a
+          # filter was holding the upstream's headers when it failed.
           local_reply_config:
             mappers:
             - filter:
@@ -67,6 +95,8 @@ const ACCESS_LOG_AND_LOCAL_REPLY: &str = r#"          access_log:
                     code: "%RESPONSE_FLAGS%"
 "#;
 
+const ADVANCED_VM: &str = "ai-proxy-advanced";
+
 /// A JSON value as a single-quoted YAML scalar.
 fn quoted(v: &Value) -> String {
     format!("'{}'", v.to_string().replace('\'', "''"))
@@ -80,6 +110,10 @@ fn enable(names: &[String]) -> String {
     out
 }
 
+fn metadata(m: &Model) -> String {
+    format!("                metadata: {{ filter_metadata: {{ ai_gateway: {{ provider: {} }} }} }}\n", m.route_provider)
+}
+
 fn proxy_name(m: &Model) -> String {
     match m.balanced {
         Some(_) => format!("ai-proxy-advanced-{}", m.identifier),
@@ -87,12 +121,56 @@ fn proxy_name(m: &Model) -> String {
     }
 }
 
-const ADVANCED_VM: &str = "ai-proxy-advanced";
+fn count_tokens_name(m: &Model) -> String {
+    format!("ai-proxy-{}-count-tokens", m.identifier)
+}
+
+/// The governance filter instances: one per distinct configuration of a
+/// kind (identical instances behave as one, budgets included: counters are
+/// keyed by policy name), named after the module when it is the only one.
+struct Instances<'a> {
+    list: Vec<(&'a Filter, String)>,
+}
+
+impl<'a> Instances<'a> {
+    fn new(models: &'a [Model]) -> Self {
+        let mut list: Vec<(&Filter, String)> = Vec::new();
+        for kind in [FilterKind::Template, FilterKind::Decorator, FilterKind::Guard, FilterKind::Budgets] {
+            let mut distinct: Vec<(&Filter, &str)> = Vec::new();
+            for m in models {
+                for f in m.filters.iter().filter(|f| f.kind == kind) {
+                    if !distinct.iter().any(|(d, _)| d.config == f.config) {
+                        distinct.push((f, &m.identifier));
+                    }
+                }
+            }
+            let single = distinct.len() == 1;
+            for (f, first) in distinct {
+                let name = if single { kind.module().to_string() } else { format!("{}-{first}", kind.module()) };
+                list.push((f, name));
+            }
+        }
+        Instances { list }
+    }
+
+    fn name(&self, f: &Filter) -> String {
+        self.list.iter().find(|(d, _)| d.kind == f.kind && d.config == f.config).map(|(_, n)| n.clone()).unwrap_or_default()
+    }
+
+    /// The filters a model's routes enable, in chain order.
+    fn chain(&self, m: &Model) -> Vec<String> {
+        let mut names: Vec<String> = m.filters.iter().map(|f| self.name(f)).collect();
+        if m.passthrough.is_none() {
+            names.push(proxy_name(m));
+        }
+        names
+    }
+}
 
 /// The route of a balanced model: the matcher reads the try's number
 /// (`x-envoy-attempt-count`), then the balancer's `x-ai-try-<k>`, and
 /// picks that target's cluster; every retry picks again.
-fn balanced_route(m: &Model, b: &crate::gateway::Balanced) -> String {
+fn balanced_route(b: &crate::gateway::Balanced) -> String {
     let header = |name: &str| format!("{{ \"@type\": type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput, header_name: {name} }}");
     let targets: Vec<String> = b
         .targets
@@ -110,23 +188,24 @@ fn balanced_route(m: &Model, b: &crate::gateway::Balanced) -> String {
             header(&format!("x-ai-try-{k}"))
         );
     }
-    let _ = m;
     out
 }
 
-fn filter_name(kind: FilterKind, m: &Model) -> String {
-    format!("{}-{}", kind.module(), m.identifier)
+/// The suffix that makes a path an API endpoint (so its prefix is an SDK's
+/// `base_url`), if it has one.
+fn api_suffix(path: &str) -> Option<&'static str> {
+    ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages"].into_iter().find(|s| path.ends_with(s))
 }
 
-fn api_path(m: &Model) -> &'static str {
-    match m.prompt_type {
-        "completions" => "/v1/completions",
-        "embeddings" => "/v1/embeddings",
-        _ => "/v1/chat/completions",
-    }
+/// Where an SDK's `base_url` points for this model (`…/v1`), and the path
+/// to post to: its first API path, else its first path.
+pub fn endpoint(m: &Model) -> (Option<String>, String) {
+    let api = m.paths.iter().find(|p| api_suffix(p).is_some());
+    let base = api.and_then(|p| api_suffix(p).map(|s| format!("{}/v1", &p[..p.len() - s.len()])));
+    (base, m.paths.first().cloned().unwrap_or_default())
 }
 
-/// OpenAI's model list for `/v1/models`.
+/// OpenAI's model list.
 fn model_list(models: &[&Model]) -> Value {
     let data: Vec<Value> = models
         .iter()
@@ -146,7 +225,7 @@ fn wasm_filter(name: &str, module: &str, vm_id: &str, env: &[String], config: &V
     let mut out = String::new();
     let _ = write!(
         out,
-        "          - name: {name}\n            disabled: true\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm\n              config:\n                name: {name}\n                root_id: {vm_id}\n                failure_policy: FAIL_RELOAD\n                allow_on_headers_stop_iteration: true\n                vm_config:\n                  vm_id: {vm_id}\n                  runtime: envoy.wasm.runtime.v8\n                  code: {{ local: {{ filename: {}/{module} }} }}\n",
+        "          - name: {name}\n            disabled: true\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm\n              config:\n                name: {name}\n                root_id: {vm_id}\n                failure_policy: FAIL_RELOAD\n                # Hold headers while the body is read (README).\n                allow_on_headers_stop_iteration: true\n                vm_config:\n                  vm_id: {vm_id}\n                  runtime: envoy.wasm.runtime.v8\n                  code: {{ local: {{ filename: {}/{module} }} }}\n",
         o.wasm_dir
     );
     if !env.is_empty() {
@@ -160,74 +239,118 @@ fn wasm_filter(name: &str, module: &str, vm_id: &str, env: &[String], config: &V
     out
 }
 
-pub fn render(g: &Gateway, o: &Options) -> String {
+fn header(g: &Gateway, o: &Options) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# Rendered by `aigw render` from {} (AIGateway {}).", o.source, g.name);
     let _ = writeln!(out, "# Do not edit: change the gateway file and render again.");
+    if !o.notes.is_empty() {
+        out.push_str("#\n");
+        out.push_str(&o.notes);
+    }
+    out.push_str("#\n# Models (public paths, provider, model):\n");
     for m in &g.models {
-        let _ = writeln!(out, "#   /{id}, /{id}{path}   {} {}", m.provider, m.model.as_deref().unwrap_or("(model from the request)"), id = m.identifier, path = api_path(m));
+        let _ = writeln!(out, "#   {}: {}  {} {}", m.identifier, m.paths.join(", "), m.provider, m.model.as_deref().unwrap_or("(model from the request)"));
     }
-    let _ = writeln!(out, "#   /v1/models   the model list");
-    out.push_str(STATS_TAGS);
-    let _ = write!(
-        out,
-        "static_resources:\n  listeners:\n  - name: gateway\n    address:\n      socket_address: {{ address: {}, port_value: {} }}\n    per_connection_buffer_limit_bytes: 16777216\n    filter_chains:\n    - filters:\n      - name: envoy.filters.network.http_connection_manager\n        typed_config:\n          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager\n          stat_prefix: ai_gateway\n          preserve_external_request_id: true\n",
-        o.address, o.port
-    );
-    out.push_str(ACCESS_LOG_AND_LOCAL_REPLY);
-    out.push_str("          route_config:\n            name: gateway\n            virtual_hosts:\n            - name: gateway\n              domains: [\"*\"]\n");
-    if g.models.iter().any(|m| m.balanced.is_some()) {
-        out.push_str("              # ai-proxy-advanced's matchers read the try's number.\n              include_request_attempt_count: true\n");
-    }
-    out.push_str("              routes:\n");
-    out.push_str("              # ai-proxy stamps `x-ai-proxy: <its name>` on the requests it\n              # rewrote (Envoy matches routes again): these send them on.\n");
-    for m in g.models.iter().filter(|m| m.balanced.is_none()) {
+    out.push_str("#   GET /v1/models lists them.\n");
+    out
+}
+
+fn routes(g: &Gateway, filters: &Instances) -> String {
+    let mut out = String::from("              routes:\n");
+    out.push_str("              # ai-proxy stamps `x-ai-proxy: <its name>` on the requests it\n              # rewrote, and Envoy matches routes again: these send them on. They\n              # enable the same filters as the public routes, so a client that\n              # forges the header is still governed by them.\n");
+    for m in g.models.iter().filter(|m| m.balanced.is_none() && m.passthrough.is_none()) {
         let _ = write!(
             out,
-            "              - match: {{ prefix: \"/\", headers: [{{ name: x-ai-proxy, string_match: {{ exact: {p} }} }}] }}\n                route: {{ cluster: {c}, timeout: 300s }}\n                request_headers_to_remove: [x-ai-proxy]\n{}",
-            enable(&[proxy_name(m)]),
+            "              - match: {{ prefix: \"/\", headers: [{{ name: x-ai-proxy, string_match: {{ exact: {p} }} }}] }}\n{}                route: {{ cluster: {c}, timeout: 300s }}\n                request_headers_to_remove: [x-ai-proxy]\n{}",
+            metadata(m),
+            enable(&filters.chain(m)),
             p = proxy_name(m),
             c = m.upstream.cluster
         );
-    }
-    for m in &g.models {
-        let _ = writeln!(out, "              # {}: {} {} ({})", m.identifier, m.provider, m.model.as_deref().unwrap_or("model from the request"), m.prompt_type);
-        let mut filters: Vec<String> = m.filters.iter().map(|f| filter_name(f.kind, m)).collect();
-        filters.push(proxy_name(m));
-        for path in [format!("/{}", m.identifier), format!("/{}{}", m.identifier, api_path(m))] {
-            let route = match &m.balanced {
-                Some(b) => balanced_route(m, b),
-                None => format!("                route: {{ cluster: {}, timeout: 300s }}\n", m.upstream.cluster),
-            };
-            let _ = write!(out, "              - match: {{ path: \"{path}\" }}\n{route}{}", enable(&filters));
+        if m.count_tokens.is_some() {
+            let _ = write!(
+                out,
+                "              - match: {{ prefix: \"/\", headers: [{{ name: x-ai-proxy, string_match: {{ exact: {p} }} }}] }}\n{}                route: {{ cluster: {c}, timeout: 300s, regex_rewrite: {{ pattern: {{ regex: \"^.*$\" }}, substitution: /v1/messages/count_tokens }} }}\n                request_headers_to_remove: [x-ai-proxy]\n{}",
+                metadata(m),
+                enable(&[count_tokens_name(m)]),
+                p = count_tokens_name(m),
+                c = m.upstream.cluster
+            );
         }
-        out.push_str(&direct_json(&format!("/{}/v1/models", m.identifier), 200, &model_list(&[m])));
+    }
+    let mut bases: BTreeMap<String, Vec<&Model>> = BTreeMap::new();
+    for m in &g.models {
+        let filter_list = filters.chain(m);
+        let _ = writeln!(out, "              # {}: {} {} ({}{})", m.identifier, m.provider, m.model.as_deref().unwrap_or("model from the request"), m.prompt_type, if m.anthropic_format { ", Anthropic's Messages API" } else { "" });
+        for path in &m.paths {
+            let route = match (&m.balanced, &m.passthrough) {
+                (Some(b), _) => balanced_route(b),
+                (None, Some(upstream_path)) => format!("                route: {{ cluster: {}, timeout: 300s, prefix_rewrite: \"{upstream_path}\" }}\n", m.upstream.cluster),
+                (None, None) => format!("                route: {{ cluster: {}, timeout: 300s }}\n", m.upstream.cluster),
+            };
+            let _ = write!(out, "              - match: {{ path: \"{path}\" }}\n{}{route}{}", metadata(m), enable(&filter_list));
+            let base = match api_suffix(path) {
+                Some(suffix) => &path[..path.len() - suffix.len()],
+                None if path == &format!("/{}", m.identifier) => path.as_str(),
+                None => "",
+            };
+            let listed = bases.entry(base.to_string()).or_default();
+            if !base.is_empty() && !listed.iter().any(|l| l.identifier == m.identifier) {
+                listed.push(m);
+            }
+            if !m.anthropic_format || !path.ends_with("/v1/messages") {
+                continue;
+            }
+            // Token counting is Anthropic's own endpoint: other targets
+            // cannot count honestly, so they say so (in Anthropic's shape).
+            let counting = format!("{path}/count_tokens");
+            match &m.count_tokens {
+                Some(_) => {
+                    let _ = write!(
+                        out,
+                        "              - match: {{ path: \"{counting}\" }}\n{}                route: {{ cluster: {}, timeout: 300s, regex_rewrite: {{ pattern: {{ regex: \"^.*$\" }}, substitution: /v1/messages/count_tokens }} }}\n{}",
+                        metadata(m),
+                        m.upstream.cluster,
+                        enable(&[count_tokens_name(m)])
+                    );
+                }
+                None => {
+                    let message = json!({"type": "error", "error": {"type": "not_found_error", "message": "count_tokens is answered only on routes whose target is Anthropic's own API"}});
+                    out.push_str(&direct_json(&counting, 404, &message));
+                }
+            }
+        }
+    }
+    for (base, models) in bases.iter().filter(|(b, _)| !b.is_empty()) {
+        out.push_str(&direct_json(&format!("{base}/v1/models"), 200, &model_list(models)));
     }
     let all: Vec<&Model> = g.models.iter().collect();
     out.push_str(&direct_json("/v1/models", 200, &model_list(&all)));
-    let paths: Vec<String> = g.models.iter().map(|m| format!("/{}", m.identifier)).collect();
-    let not_found = json!({"error": {"message": format!("no such route; models are at {}", paths.join(", ")), "type": "invalid_request_error", "param": null, "code": "not_found"}});
+    let not_found = json!({"error": {"message": "no such route on this gateway (GET /v1/models lists its models)", "type": "invalid_request_error", "param": null, "code": "not_found"}});
     let _ = write!(
         out,
         "              - match: {{ prefix: \"/\" }}\n                direct_response:\n                  status: 404\n                  body: {{ inline_string: {} }}\n                response_headers_to_add:\n                - header: {{ key: content-type, value: application/json }}\n",
         quoted(&not_found)
     );
-    out.push_str("          http_filters:\n");
-    // Template, decorator, guard, budgets, then ai-proxy: each model enables its own.
-    for kind in [FilterKind::Template, FilterKind::Decorator, FilterKind::Guard, FilterKind::Budgets] {
-        for m in &g.models {
-            for f in m.filters.iter().filter(|f| f.kind == kind) {
-                let module = format!("{}.wasm", kind.module().replace('-', "_"));
-                out.push_str(&wasm_filter(&filter_name(kind, m), &module, kind.module(), &[], &f.config, o));
-            }
-        }
+    out
+}
+
+fn http_filters(g: &Gateway, filters: &Instances, o: &Options) -> String {
+    let mut out = String::from("          http_filters:\n          # Each route enables its model's filters: template, decorator, guard,\n          # budgets, then ai-proxy.\n");
+    for (f, name) in &filters.list {
+        let module = format!("{}.wasm", f.kind.module().replace('-', "_"));
+        out.push_str(&wasm_filter(name, &module, f.kind.module(), &[], &f.config, o));
     }
     let env: BTreeSet<String> = g.models.iter().flat_map(|m| m.env.iter().cloned()).collect();
     let env: Vec<String> = env.into_iter().collect();
     for m in &g.models {
-        match &m.balanced {
-            Some(b) => out.push_str(&wasm_filter(&proxy_name(m), "ai_proxy_advanced.wasm", ADVANCED_VM, &env, &b.config, o)),
-            None => out.push_str(&wasm_filter(&proxy_name(m), "ai_proxy.wasm", "ai-proxy", &env, &m.proxy, o)),
+        match (&m.balanced, &m.passthrough) {
+            (Some(b), _) => out.push_str(&wasm_filter(&proxy_name(m), "ai_proxy_advanced.wasm", ADVANCED_VM, &env, &b.config, o)),
+            (None, Some(_)) => {}
+            (None, None) => out.push_str(&wasm_filter(&proxy_name(m), "ai_proxy.wasm", "ai-proxy", &env, &m.proxy, o)),
+        }
+        if let Some(config) = &m.count_tokens {
+            out.push_str(&wasm_filter(&count_tokens_name(m), "ai_proxy.wasm", "ai-proxy", &env, config, o));
         }
     }
     out.push_str("          - name: envoy.filters.http.router\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router\n");
@@ -243,14 +366,17 @@ pub fn render(g: &Gateway, o: &Options) -> String {
         }
         out.push_str("              - name: envoy.filters.http.upstream_codec\n                typed_config:\n                  \"@type\": type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec\n");
     }
-    out.push_str("  clusters:\n");
+    out
+}
+
+fn clusters(g: &Gateway) -> String {
+    let mut out = String::from("  clusters:\n");
     let mut seen = BTreeSet::new();
     let upstreams = g.models.iter().flat_map(|m| match &m.balanced {
         Some(b) => b.targets.clone(),
         None => vec![m.upstream.clone()],
     });
     for u in upstreams {
-        let u = &u;
         if !seen.insert(u.cluster.clone()) {
             continue;
         }
@@ -270,6 +396,26 @@ pub fn render(g: &Gateway, o: &Options) -> String {
             );
         }
     }
+    out
+}
+
+pub fn render(g: &Gateway, o: &Options) -> String {
+    let filters = Instances::new(&g.models);
+    let mut out = header(g, o);
+    out.push_str(STATS_TAGS);
+    let _ = write!(
+        out,
+        "static_resources:\n  listeners:\n  - name: gateway\n    address:\n      socket_address: {{ address: {}, port_value: {} }}\n    # Chat histories with images exceed Envoy's 1 MiB default buffer.\n    per_connection_buffer_limit_bytes: 16777216\n    filter_chains:\n    - filters:\n      - name: envoy.filters.network.http_connection_manager\n        typed_config:\n          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager\n          stat_prefix: ai_gateway\n          # Keep the caller's x-request-id so logs correlate across services.\n          preserve_external_request_id: true\n",
+        o.address, o.port
+    );
+    out.push_str(ACCESS_LOG_AND_LOCAL_REPLY);
+    out.push_str("          route_config:\n            name: gateway\n            virtual_hosts:\n            - name: gateway\n              domains: [\"*\"]\n");
+    if g.models.iter().any(|m| m.balanced.is_some()) {
+        out.push_str("              # ai-proxy-advanced's matchers read the try's number.\n              include_request_attempt_count: true\n");
+    }
+    out.push_str(&routes(g, &filters));
+    out.push_str(&http_filters(g, &filters, o));
+    out.push_str(&clusters(g));
     let _ = write!(out, "admin:\n  address:\n    socket_address: {{ address: 127.0.0.1, port_value: {} }}\n", o.admin_port);
     out
 }
@@ -279,7 +425,7 @@ mod tests {
     use super::*;
 
     fn options() -> Options {
-        Options { address: "0.0.0.0".into(), port: 10000, admin_port: 9901, wasm_dir: "/etc/envoy/wasm".into(), source: "kong-aigateway.yaml".into() }
+        Options { address: "0.0.0.0".into(), port: 10000, admin_port: 9901, wasm_dir: "/etc/envoy/wasm".into(), source: "kong-aigateway.yaml".into(), notes: String::new() }
     }
 
     #[test]
@@ -291,9 +437,10 @@ mod tests {
             "path: \"/devteam-chatgpt\"",
             "path: \"/devteam-chatgpt/v1/chat/completions\"",
             "path: \"/marketing-team-classic-chatgpt/v1/completions\"",
+            "path: \"/devteam-chatgpt/v1/models\"",
             "path: \"/v1/models\"",
             "sni: api.openai.com",
-            "name: ai-prompt-decorator-devteam-chatgpt",
+            "name: ai-prompt-decorator\n",
             "host_env_keys: [OPENAI_API_KEY]",
             "allow_on_headers_stop_iteration: true",
         ] {
@@ -302,5 +449,63 @@ mod tests {
         // The rendered YAML parses, and its one cluster serves both models.
         let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&a).unwrap();
         assert_eq!(v["static_resources"]["clusters"].as_sequence().map(Vec::len), Some(1));
+    }
+
+    fn routes_of(yaml: &str) -> Vec<serde_yaml_ng::Value> {
+        let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(yaml).unwrap();
+        let hcm = &v["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+        hcm["route_config"]["virtual_hosts"][0]["routes"].as_sequence().cloned().unwrap_or_default()
+    }
+
+    fn enabled(route: &serde_yaml_ng::Value) -> Vec<String> {
+        route["typed_per_filter_config"].as_mapping().map(|m| m.keys().filter_map(|k| k.as_str().map(String::from)).collect()).unwrap_or_default()
+    }
+
+    #[test]
+    fn shared_filters_render_once_and_rewritten_requests_stay_governed() {
+        let file = "kind: AIGateway\nmetadata: {name: g}\nspec:\n  largeLanguageModels:\n    selfHosted:\n    - {identifier: a, url: 'http://127.0.0.1:8000', promptGuard: &guard {deny_patterns: [secret]}}\n    - {identifier: b, url: 'http://127.0.0.1:8000', promptGuard: *guard, paths: [/team-b/v1/chat/completions]}\n    - {identifier: c, url: 'http://127.0.0.1:8000', promptGuard: {deny_patterns: [other]}, format: passthrough}\n";
+        let g = crate::gateway::parse(file).unwrap();
+        let yaml = render(&g, &options());
+        assert_eq!(yaml.matches("- name: ai-prompt-guard-a\n").count(), 1, "a and b share one instance");
+        assert!(yaml.contains("name: ai-prompt-guard-c\n"));
+        let routes = routes_of(&yaml);
+        // The route a forged `x-ai-proxy: ai-proxy-a` lands on still runs the guard.
+        let rematch = routes.iter().find(|r| r["match"]["headers"][0]["string_match"]["exact"].as_str() == Some("ai-proxy-a")).unwrap();
+        assert_eq!(enabled(rematch), ["ai-prompt-guard-a", "ai-proxy-a"]);
+        let b = routes.iter().find(|r| r["match"]["path"].as_str() == Some("/team-b/v1/chat/completions")).unwrap();
+        assert_eq!(enabled(b), ["ai-prompt-guard-a", "ai-proxy-b"]);
+        assert_eq!(b["metadata"]["filter_metadata"]["ai_gateway"]["provider"].as_str(), Some("openai"));
+        // Each base lists its models once, though two paths lead to it.
+        let listed = |p: &str| -> Value {
+            let r = routes.iter().find(|r| r["match"]["path"].as_str() == Some(p)).unwrap();
+            serde_json::from_str(r["direct_response"]["body"]["inline_string"].as_str().unwrap()).unwrap()
+        };
+        assert_eq!(listed("/team-b/v1/models")["data"].as_array().unwrap().len(), 1);
+        assert_eq!(listed("/a/v1/models")["data"].as_array().unwrap().len(), 1);
+        assert_eq!(listed("/v1/models")["data"].as_array().unwrap().len(), 3);
+        // A passthrough model has no ai-proxy: the request goes on to the API path.
+        let c = routes.iter().find(|r| r["match"]["path"].as_str() == Some("/c/v1/chat/completions")).unwrap();
+        assert_eq!(enabled(c), ["ai-prompt-guard-c"]);
+        assert_eq!(c["route"]["prefix_rewrite"].as_str(), Some("/v1/chat/completions"));
+        assert!(!yaml.contains("name: ai-proxy-c\n"));
+    }
+
+    #[test]
+    fn claude_clients_get_messages_routes_and_count_tokens_where_anthropic_counts() {
+        let file = "kind: AIGateway\nmetadata: {name: g}\nspec:\n  largeLanguageModels:\n    cloudHosted:\n    - {identifier: claude, llmFormat: anthropic, aiCloudProvider: {name: anthropic}}\n    - {identifier: vertex-claude, llmFormat: anthropic, aiCloudProvider: {name: anthropic, options: {gemini: {project_id: p, location_id: us-east5}}}}\n    selfHosted:\n    - {identifier: local, url: 'http://127.0.0.1:8000', llmFormat: anthropic}\n";
+        let g = crate::gateway::parse(file).unwrap();
+        let yaml = render(&g, &options());
+        let routes = routes_of(&yaml);
+        let path = |p: &str| routes.iter().find(|r| r["match"]["path"].as_str() == Some(p)).cloned();
+        assert!(path("/claude/v1/messages").is_some());
+        let counting = path("/claude/v1/messages/count_tokens").unwrap();
+        assert_eq!(enabled(&counting), ["ai-proxy-claude-count-tokens"]);
+        assert!(yaml.contains(r#""route_type":"preserve""#));
+        for other in ["/vertex-claude/v1/messages/count_tokens", "/local/v1/messages/count_tokens"] {
+            assert_eq!(path(other).unwrap()["direct_response"]["status"].as_u64(), Some(404), "{other}");
+        }
+        // Vertex takes an access token, not Anthropic's key.
+        assert!(yaml.contains("Bearer {vault://env/VERTEX_ACCESS_TOKEN}"));
+        assert!(yaml.contains(r#""llm_format":"anthropic""#));
     }
 }

@@ -442,13 +442,13 @@ fn bad_plugin_configuration_is_rejected_naming_the_field() {
     let (ok, out) = validate(&yaml, "good");
     assert!(ok, "the shipped config must validate:\n{out}");
 
-    let bad = yaml.replacen("\"max_tokens\": 1024", "\"max_tokenz\": 1024", 1);
+    let bad = yaml.replacen("\"max_tokens\":1024", "\"max_tokenz\":1024", 1);
     assert_ne!(bad, yaml);
     let (ok, out) = validate(&bad, "bad-field");
     assert!(!ok, "a misspelled option must stop Envoy");
     assert!(out.contains("model.options.max_tokenz") && out.contains("unknown field"), "{out}");
 
-    let bad = yaml.replacen("\"temperature\": 0.3", "\"temperature\": 7", 1);
+    let bad = yaml.replacen("\"temperature\":0.3", "\"temperature\":7", 1);
     let (ok, out) = validate(&bad, "bad-range");
     assert!(!ok);
     assert!(out.contains("model.options.temperature") && out.contains("out of range"), "{out}");

@@ -10,10 +10,10 @@ use serde_json::{json, Value};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-const GUARD: &str = r#""guard_response": true, "max_request_body_size": 1048576}"#;
-const GUARD_OPTIONS: &str = r#""guard_response": true, "max_request_body_size": 1048576, "allow_all_conversation_history": true, "match_all_roles": true, "error_code": 403, "error_message": "Not on this gateway."}"#;
+const GUARD: &str = r#""guard_response":true,"max_request_body_size":1048576}"#;
+const GUARD_OPTIONS: &str = r#""guard_response":true,"max_request_body_size":1048576,"allow_all_conversation_history":true,"match_all_roles":true,"error_code":403,"error_message":"Not on this gateway."}"#;
 const TEMPLATES_END: &str = r#"\"max_tokens\":64}"}]}'"#;
-const TEMPLATES_OPTIONS_END: &str = r#"\"max_tokens\":64}"}], "allow_untemplated_requests": false, "log_original_request": true}'"#;
+const TEMPLATES_OPTIONS_END: &str = r#"\"max_tokens\":64}"}],"allow_untemplated_requests":false,"log_original_request":true}'"#;
 
 fn chain() -> &'static (Gateway, u64) {
     static GATEWAY: OnceLock<(Gateway, u64)> = OnceLock::new();
@@ -27,16 +27,18 @@ fn chain() -> &'static (Gateway, u64) {
     })
 }
 
-const POLICIES_START: &str = r#"value: '{"window_type": "sliding", "policies": ["#;
+const POLICIES_START: &str = r#""policies":["#;
 /// Scoped by headers, so each test spends only its own budget.
-const TEST_POLICIES: &str = r#"value: '{"window_type": "fixed", "hide_client_headers": true, "consumer_header": "x-consumer-id", "policies": [{"name": "per-ip", "match": {"header": {"name": "x-test-policy", "values": ["ip"]}}, "partition_by": "ip", "limits": [{"limit": 30, "window_size": 3}]}, {"name": "per-consumer", "match": {"header": {"name": "x-test-policy", "values": ["consumer"]}}, "partition_by": "consumer", "limits": [{"limit": 30, "window_size": 60}]}, "#;
+const TEST_POLICIES: &str = r#""hide_client_headers": true, "consumer_header": "x-consumer-id", "policies": [{"name": "per-ip", "match": {"header": {"name": "x-test-policy", "values": ["ip"]}}, "partition_by": "ip", "limits": [{"limit": 30, "window_size": 3}]}, {"name": "per-consumer", "match": {"header": {"name": "x-test-policy", "values": ["consumer"]}}, "partition_by": "consumer", "limits": [{"limit": 30, "window_size": 60}]}, "#;
+const SLIDING: &str = r#""window_type":"sliding"}'"#;
+const FIXED: &str = r#""window_type":"fixed"}'"#;
 
 fn budgets() -> &'static (Gateway, u64) {
     static GATEWAY: OnceLock<(Gateway, u64)> = OnceLock::new();
     GATEWAY.get_or_init(|| {
         let g = Gateway::start("ratelimit.yaml", &[("ANTHROPIC_API_KEY", "sk-ant-opt")], &|yaml| {
-            assert!(yaml.contains(POLICIES_START), "the shipped rate-limit config changed shape");
-            yaml.replace(POLICIES_START, TEST_POLICIES)
+            assert!(yaml.matches(POLICIES_START).count() == 1 && yaml.contains(SLIDING), "the shipped rate-limit config changed shape");
+            yaml.replace(POLICIES_START, TEST_POLICIES).replace(SLIDING, FIXED)
         });
         let vms = g.envoy.vm_baseline();
         (g, vms)

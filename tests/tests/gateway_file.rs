@@ -22,7 +22,7 @@ struct Gw {
 /// and module path, which the test runner rewrites as for shipped files).
 fn start(name: &str, text: &str, env: &[(&str, &str)]) -> Gw {
     let g = gateway::parse(text).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let options = render::Options { address: "0.0.0.0".into(), port: 10000, admin_port: 9901, wasm_dir: "/etc/envoy/wasm".into(), source: name.into() };
+    let options = render::Options { address: "0.0.0.0".into(), port: 10000, admin_port: 9901, wasm_dir: "/etc/envoy/wasm".into(), source: name.into(), notes: String::new() };
     let dir = repo_root().join("target/e2e");
     std::fs::create_dir_all(&dir).ok();
     let path = dir.join(format!("rendered-{name}.yaml"));

@@ -206,6 +206,12 @@ fn every_dashboard_query_answers_with_the_numbers_the_traffic_made() {
     prom.wait_for("sum(ai_llm_requests_total)", Duration::from_secs(10), |s| s.first().is_some_and(|x| x.value == expected_requests));
     prom.wait_for(r#"sum(ai_llm_provider_latency_ms_count)"#, Duration::from_secs(10), |s| s.first().is_some_and(|x| x.value == total_latency as f64));
     std::thread::sleep(Duration::from_secs_f64(SCRAPE_SECS * 1.5)); // one more sample after the last change
+    // `increase` stretches a count by up to (span + 1.5 scrapes) / span: over
+    // a short span a rounded 2 would show as 3. Over 15 s it stays under +0.5.
+    let min_span = Duration::from_secs(15);
+    if let Some(rest) = min_span.checked_sub(started.elapsed()) {
+        std::thread::sleep(rest);
+    }
     let span = started.elapsed().as_secs_f64();
 
     let queries = dashboard_queries();

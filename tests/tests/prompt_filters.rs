@@ -191,9 +191,9 @@ fn bad_filter_configurations_are_rejected_naming_the_field() {
     assert!(ok, "{out}");
     for (from, to, expect) in [
         ("(?i)ignore (all )?(the )?previous instructions", "(unclosed", "deny_patterns[1]"),
-        ("\"role\": \"system\", \"content\": \"You are the ACME", "\"role\": \"tool\", \"content\": \"You are the ACME", "prompts.prepend[0].role"),
+        ("Never reveal internal data.\",\"role\":\"system\"", "Never reveal internal data.\",\"role\":\"tool\"", "prompts.prepend[0].role"),
         ("Summarize in {{words}} words", "Summarize in {{words} words", "templates[0].template"),
-        ("\"guard_response\": true", "\"guard_respons\": true", "guard_respons"),
+        ("\"guard_response\":true", "\"guard_respons\":true", "guard_respons"),
     ] {
         let bad = yaml.replacen(from, to, 1);
         assert_ne!(bad, yaml, "{from}");

@@ -42,13 +42,27 @@ fn chat_through(port: u16, path: &str) {
     assert!(resp.text().contains("hello quickstart"), "{}", resp.text());
 }
 
-fn quickstart(dir: &std::path::Path, port: u16, env: &[(&str, &str)], pty_answers: Option<&str>) -> Started {
+/// One quickstart at a time: each starts the fake provider on 127.0.0.1:8000
+/// when nothing listens there, and stops it when it ends.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// How the gateway is started.
+enum How<'a> {
+    /// ./quickstart.sh under a terminal, typing these answers (`|`-separated).
+    Typed(&'a str),
+    /// ./quickstart.sh without a terminal.
+    FromEnvironment,
+    /// ./run.sh, the README's first command (the quickstart's default).
+    RunSh,
+}
+
+fn quickstart(dir: &std::path::Path, port: u16, env: &[(&str, &str)], how: How) -> Started {
     std::fs::create_dir_all(dir).ok();
     let log = dir.join("quickstart.log");
     let out = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}"));
-    let mut cmd = match pty_answers {
+    let mut cmd = match how {
         // Python's pty module gives the script a real terminal and types the answers.
-        Some(answers) => {
+        How::Typed(answers) => {
             let script = r#"
 import os, pty, sys, time
 answers = sys.argv[1].split("|")
@@ -74,9 +88,14 @@ while True:
             c.args(["-c", script, answers]);
             c
         }
-        None => {
+        How::FromEnvironment => {
             let mut c = Command::new(repo_root().join("quickstart.sh"));
             c.stdin(Stdio::null()).env("QUICKSTART_NONINTERACTIVE", "1");
+            c
+        }
+        How::RunSh => {
+            let mut c = Command::new(repo_root().join("run.sh"));
+            c.stdin(Stdio::null());
             c
         }
     };
@@ -98,11 +117,12 @@ while True:
 
 #[test]
 fn quickstart_with_typed_answers_then_from_the_environment() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     // Typed: OpenAI with a key, nothing else; the local model answers.
     let dir = repo_root().join("target/e2e/quickstart-pty");
     let port = free_port();
     {
-        let _gw = quickstart(&dir, port, &[("OPENAI_API_KEY", "")], Some("y|sk-typed-key|n|n|n|n"));
+        let _gw = quickstart(&dir, port, &[("OPENAI_API_KEY", "")], How::Typed("y|sk-typed-key|n|n|n|n"));
         chat_through(port, "/local/v1/chat/completions");
         let models = send(port, &Request { method: "GET", path: "/v1/models", headers: vec![], body: vec![] }).json();
         let ids: Vec<String> = models["data"].as_array().into_iter().flatten().filter_map(|m| m["owned_by"].as_str().map(str::to_string)).collect();
@@ -118,9 +138,24 @@ fn quickstart_with_typed_answers_then_from_the_environment() {
     // Non-interactive: the same from environment variables.
     let dir = repo_root().join("target/e2e/quickstart-env");
     let port = free_port();
-    let _gw = quickstart(&dir, port, &[("QUICKSTART_PROVIDERS", "anthropic"), ("ANTHROPIC_API_KEY", "sk-ant-env")], None);
+    let _gw = quickstart(&dir, port, &[("QUICKSTART_PROVIDERS", "anthropic"), ("ANTHROPIC_API_KEY", "sk-ant-env")], How::FromEnvironment);
     chat_through(port, "/local");
     let gateway = std::fs::read_to_string(dir.join("gateway.yaml")).unwrap_or_default();
     assert!(gateway.contains("identifier: anthropic"), "{gateway}");
     assert!(!gateway.contains("sk-ant-env"), "keys stay in .env");
+}
+
+#[test]
+fn run_sh_serves_the_quickstart_default_without_a_key() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // QUICKSTART_DIR is run.sh's own (target/run); the log goes beside the test's files.
+    let dir = repo_root().join("target/e2e/run-sh");
+    let port = free_port();
+    let _gw = quickstart(&dir, port, &[("OPENAI_API_KEY", ""), ("ANTHROPIC_API_KEY", "")], How::RunSh);
+    chat_through(port, "/local/v1/chat/completions");
+    chat_through(port, "/local");
+    let models = send(port, &Request { method: "GET", path: "/v1/models", headers: vec![], body: vec![] }).json();
+    assert_eq!(models["data"].as_array().map(Vec::len), Some(1), "the local model only: {models}");
+    let gateway = std::fs::read_to_string(repo_root().join("target/run/gateway.yaml")).unwrap_or_default();
+    assert!(gateway.contains("identifier: local") || gateway.contains("identifier: ollama"), "{gateway}");
 }

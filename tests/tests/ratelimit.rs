@@ -10,8 +10,8 @@ use std::time::Duration;
 
 /// The shipped per-key minute budget (10k tokens / 60 s) scaled down to
 /// 300 tokens / 2 s, so the test can exhaust it and see the window roll.
-const MINUTE: &str = r#"{"limit": 10000, "window_size": 60}"#;
-const SHORT: &str = r#"{"limit": 300, "window_size": 2}"#;
+const MINUTE: &str = r#"{"limit":10000,"window_size":60}"#;
+const SHORT: &str = r#"{"limit":300,"window_size":2}"#;
 
 fn gateway() -> &'static Gateway {
     static GATEWAY: OnceLock<Gateway> = OnceLock::new();
