@@ -202,3 +202,17 @@ fn bad_filter_configurations_are_rejected_naming_the_field() {
         assert!(out.contains(&format!("`{expect}`")), "{expect}: {out}");
     }
 }
+
+#[test]
+fn a_forged_rewrite_header_does_not_skip_the_chain() {
+    // `x-ai-proxy: <instance>` marks a request ai-proxy already rewrote; a
+    // client that sends it lands on that route, whose filters are the model's.
+    let forged = [("x-ai-proxy", "ai-proxy-chat")];
+    let (resp, got) = call("/anything", json!({"model": "m", "messages": [{"role": "user", "content": "my password is hunter2"}]}), &forged);
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert!(got.is_empty(), "the guard refused it before the provider");
+    let (resp, got) = call("/anything", json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}), &forged);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let sent = only(&got).json();
+    assert_eq!(sent["messages"][0]["content"], PREPENDED, "the decorator ran too: {sent}");
+}
