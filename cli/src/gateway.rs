@@ -729,10 +729,10 @@ pub fn parse(text: &str) -> Result<Gateway, FileError> {
         }
         for p in &m.paths {
             if p.ends_with("/v1/models") || p.ends_with("/count_tokens") {
-                return Err(FileError(format!("{at}: model `{}`: path `{p}` is the gateway's own", m.identifier)));
+                return Err(FileError(format!("{at}: model `{}`: paths: `{p}` is the gateway's own", m.identifier)));
             }
             if let Some(other) = paths.insert(p.clone(), m.identifier.clone()) {
-                return Err(FileError(format!("{at}: model `{}`: path `{p}` is also model `{other}`'s", m.identifier)));
+                return Err(FileError(format!("{at}: model `{}`: paths: `{p}` is also model `{other}`'s", m.identifier)));
             }
         }
     }
@@ -779,6 +779,18 @@ mod tests {
             ("    cloudHosted:\n    - {identifier: a, model: m, aiCloudProvider: {name: bedrock}}\n", "bedrock"),
             ("    cloudHosted:\n    - {identifier: a, model: m, aiCloudProvider: {name: openai}, promptGuard: {deny_patterns: ['(unclosed']}}\n", "promptGuard.deny_patterns[0]"),
             ("    cloudHosted:\n    - {identifier: a, model: m, aiCloudProvider: {name: openai}, tokenBudgets: {policies: [{name: x, limits: []}]}}\n", "tokenBudgets.policies[0]"),
+            ("    cloudHosted:\n    - {identifier: a, model: m, llmFormat: gemini, aiCloudProvider: {name: openai}}\n", "cloudHosted[0] (a): llmFormat: `gemini`"),
+            ("    cloudHosted:\n    - {identifier: a, model: m, promptType: embeddings, llmFormat: anthropic, aiCloudProvider: {name: openai}}\n", "llmFormat: `anthropic` (the Messages API) needs promptType chat"),
+            ("    cloudHosted:\n    - {identifier: a, model: m, aiProxy: {auth: {}}, aiCloudProvider: {name: openai}}\n", "aiProxy.auth: set by the file"),
+            ("    cloudHosted:\n    - {identifier: a, model: m, aiProxy: {response_streaming: maybe}, aiCloudProvider: {name: openai}}\n", "cloudHosted[0] (a): response_streaming"),
+            ("    cloudHosted:\n    - {identifier: a, model: m, paths: ['/a b'], aiCloudProvider: {name: openai}}\n", "paths[0]: `/a b` is not a plain path"),
+            ("    cloudHosted:\n    - {identifier: a, model: m, paths: [/x], aiCloudProvider: {name: openai}}\n    - {identifier: b, model: m, paths: [/x], aiCloudProvider: {name: openai}}\n", "model `b`: paths: `/x` is also model `a`'s"),
+            ("    cloudHosted:\n    - {identifier: a, model: m, paths: [/team/v1/models], aiCloudProvider: {name: openai}}\n", "paths: `/team/v1/models` is the gateway's own"),
+            ("    cloudHosted:\n    - {identifier: a, model: m, defaultPrompts: [{role: system, content: x}], promptDecorator: {prompts: {append: [{role: user, content: y}]}}, aiCloudProvider: {name: openai}}\n", "defaultPrompts and promptDecorator: give one"),
+            ("    cloudHosted:\n    - {identifier: a, model: m, promptDecorator: {prompts: {prepend: [{role: robot, content: y}]}}, aiCloudProvider: {name: openai}}\n", "promptDecorator.prompts.prepend[0].role"),
+            ("    selfHosted:\n    - {identifier: a, url: 'http://127.0.0.1:8000', format: passthrough, model: m}\n", "selfHosted[0] (a): format: passthrough sends requests as they are"),
+            ("    selfHosted:\n    - {identifier: a, url: 'http://127.0.0.1:8000', format: vllm}\n", "format: `vllm` (openai, ollama or passthrough)"),
+            ("    selfHosted:\n    - {identifier: a, url: 'http://127.0.0.1:8000', options: {input_cost: -1}}\n", "model.options.input_cost"),
         ];
         for (models, needle) in cases {
             let err = with_models(models).unwrap_err();
