@@ -4,7 +4,7 @@
 use codec::proxy::config::ProxyConfig;
 use codec::proxy::report::Labels;
 use codec::proxy::HeaderEdits;
-use host::proxy::{apply_edits, Hooks, ProxyRequest};
+use host::proxy::{Hooks, ProxyRequest};
 use host::proxy_wasm::traits::{Context, HttpContext, RootContext};
 use host::proxy_wasm::types::{ContextType, LogLevel};
 use std::cell::RefCell;
@@ -70,11 +70,15 @@ impl Hooks for RouteStamp {
         "ai-proxy"
     }
 
-    fn apply(&mut self, edits: &HeaderEdits, _headers: &[(String, String)]) {
-        apply_edits(edits);
+    fn apply(&mut self, edits: &HeaderEdits, headers: &[(String, String)]) {
+        // One host call: the headers as they arrived, edited, written back.
+        let mut out = headers.to_vec();
+        edits.apply_to(&mut out);
         // Envoy picks the route again after any header change; this header
         // (always ours, never the client's) lets the route table send the
         // rewritten request where this instance meant it to go.
-        host::set_request_header(ROUTE_HEADER, &self.instance);
+        out.retain(|(name, _)| name != ROUTE_HEADER);
+        out.push((ROUTE_HEADER.to_string(), self.instance.to_string()));
+        host::replace_request_headers(&out);
     }
 }

@@ -27,22 +27,6 @@ pub trait Hooks {
     fn finished(&mut self, _exchange: &Exchange, _replied: bool, _timing: &Timing) {}
 }
 
-/// Applies edits with one host call per changed header.
-pub fn apply_edits(edits: &HeaderEdits) {
-    for name in &edits.remove {
-        crate::remove_request_header(name);
-    }
-    for (name, value) in &edits.set {
-        crate::set_request_header(name, value);
-    }
-    if let Some(path) = &edits.path {
-        crate::set_request_header(":path", path);
-    }
-    if let Some(authority) = &edits.authority {
-        crate::set_request_header(":authority", authority);
-    }
-}
-
 pub fn now_ms() -> Option<u64> {
     Some(crate::now().duration_since(SystemTime::UNIX_EPOCH).ok()?.as_millis() as u64)
 }
