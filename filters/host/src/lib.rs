@@ -287,6 +287,13 @@ pub fn replace_request_headers(headers: &[(String, String)]) -> bool {
     warn_on_err("set_request_headers", hostcalls::set_map(MapType::HttpRequestHeaders, pairs))
 }
 
+/// Writes the whole response header map in one host call.
+pub fn replace_response_headers(headers: &[(String, String)]) -> bool {
+    let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    tick();
+    warn_on_err("set_response_headers", hostcalls::set_map(MapType::HttpResponseHeaders, pairs))
+}
+
 /// Adds several response headers with one read and one write of the map.
 pub fn set_response_headers(extra: &[(String, String)]) -> bool {
     tick();

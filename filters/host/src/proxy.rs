@@ -220,17 +220,29 @@ impl<H: Hooks> HttpContext for ProxyRequest<H> {
         let status = crate::lookup(&headers, ":status").and_then(|s| s.parse().ok()).unwrap_or(0);
         let content_type = crate::lookup(&headers, "content-type");
         let edits = self.exchange.response_headers(status, content_type.as_deref());
+        // Every edit in one write of the map read above.
+        let mut out = headers;
+        let mut edited = false;
+        let mut set = |name: &str, value: String| {
+            out.retain(|(n, _)| n != name);
+            out.push((name.to_string(), value));
+            edited = true;
+        };
         if let Some(ct) = edits.content_type {
-            crate::set_response_header("content-type", ct);
-        }
-        if edits.remove_content_length {
-            crate::remove_response_header("content-length");
+            set("content-type", ct.to_string());
         }
         if let Some(model) = &edits.model_header {
-            crate::set_response_header("x-llm-model", model);
+            set("x-llm-model", model.clone());
         }
         if let Some(status) = edits.status {
-            crate::set_response_header(":status", &status.to_string());
+            set(":status", status.to_string());
+        }
+        if edits.remove_content_length {
+            out.retain(|(n, _)| n != "content-length");
+            edited = true;
+        }
+        if edited {
+            crate::replace_response_headers(&out);
         }
         if self.exchange.response_mode() == ResponseMode::Buffered && !end_of_stream {
             // Held until the body is read: its status may still change.
