@@ -3,9 +3,11 @@
 
 use crate::config::{check_range, check_strings, parse_strict, ConfigError};
 use crate::error::GatewayError;
-use crate::openai::{ChatMessage, Content, Prompt};
 use crate::patterns::PatternSet;
-use serde::Deserialize;
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use std::borrow::Cow;
+use std::marker::PhantomData;
 
 const MAX_PATTERNS: usize = 100;
 const MAX_PATTERN_LEN: usize = 500;
@@ -86,15 +88,165 @@ fn compile(field: &str, patterns: &[String]) -> Result<Option<PatternSet>, Confi
     PatternSet::new(field, patterns)
 }
 
+/// What the guard reads of a request: roles and texts only, borrowed from
+/// the body unless an escape forces a copy. (Parsing whole `ChatMessage`s
+/// would buffer every message for its flattened extra fields.)
 #[derive(Deserialize)]
-struct Body {
-    #[serde(default)]
-    messages: Option<Vec<ChatMessage>>,
-    #[serde(default)]
-    prompt: Option<Prompt>,
+struct Scanned<'a> {
+    #[serde(default, borrow)]
+    messages: Option<Vec<Turn<'a>>>,
+    #[serde(default, borrow)]
+    prompt: Option<PromptTexts<'a>>,
     /// Anthropic's Messages API keeps the system prompt out of `messages`.
-    #[serde(default)]
-    system: Option<Content>,
+    #[serde(default, borrow)]
+    system: Option<Texts<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Turn<'a> {
+    #[serde(borrow)]
+    role: Cow<'a, str>,
+    #[serde(default, borrow)]
+    content: Option<Texts<'a>>,
+}
+
+/// Message content: a string, or parts (each with a `type`) whose `text`
+/// is kept; images and other parts carry none.
+struct Texts<'a>(Vec<Cow<'a, str>>);
+
+#[derive(Deserialize)]
+struct Part<'a> {
+    #[serde(rename = "type", borrow)]
+    _kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
+}
+
+impl Texts<'_> {
+    /// One text to scan: parts joined by newlines (borrowed when single).
+    fn joined(&self) -> Cow<'_, str> {
+        match self.0.as_slice() {
+            [one] => Cow::Borrowed(one.as_ref()),
+            many => Cow::Owned(many.join("\n")),
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Texts<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Texts<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or a list of content parts")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
+                Ok(Texts(vec![Cow::Borrowed(s)]))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(Texts(vec![Cow::Owned(s.to_string())]))
+            }
+            fn visit_string<E: de::Error>(self, s: String) -> Result<Self::Value, E> {
+                Ok(Texts(vec![Cow::Owned(s)]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut texts = Vec::new();
+                while let Some(part) = seq.next_element::<Part<'a>>()? {
+                    texts.extend(part.text);
+                }
+                Ok(Texts(texts))
+            }
+        }
+        d.deserialize_any(V(PhantomData))
+    }
+}
+
+/// A completions `prompt`: a string or a list of strings are checked; token
+/// arrays (or anything else) carry no text.
+struct PromptTexts<'a>(Vec<Cow<'a, str>>);
+
+/// One element of a prompt list: a string, or not (a token id, a list).
+struct MaybeText<'a>(Option<Cow<'a, str>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for MaybeText<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // A nested list (token ids) is no text, whatever it holds.
+        d.deserialize_any(PromptVisitor { nested: true, lifetime: PhantomData }).map(|p| MaybeText(if p.strings { p.texts.into_iter().next() } else { None }))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for PromptTexts<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(PromptVisitor { nested: false, lifetime: PhantomData }).map(|p| PromptTexts(if p.strings { p.texts } else { Vec::new() }))
+    }
+}
+
+/// What a prompt value held: its texts, and whether it was only strings.
+struct PromptValue<'a> {
+    texts: Vec<Cow<'a, str>>,
+    strings: bool,
+}
+
+/// `nested`: visiting an element of the prompt list.
+struct PromptVisitor<'a> {
+    nested: bool,
+    lifetime: PhantomData<&'a ()>,
+}
+
+impl<'a> PromptVisitor<'a> {
+    fn other<E>() -> Result<PromptValue<'a>, E> {
+        Ok(PromptValue { texts: Vec::new(), strings: false })
+    }
+}
+
+impl<'de: 'a, 'a> Visitor<'de> for PromptVisitor<'a> {
+    type Value = PromptValue<'a>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a prompt")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
+        Ok(PromptValue { texts: vec![Cow::Borrowed(s)], strings: true })
+    }
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+        Ok(PromptValue { texts: vec![Cow::Owned(s.to_string())], strings: true })
+    }
+    fn visit_string<E: de::Error>(self, s: String) -> Result<Self::Value, E> {
+        Ok(PromptValue { texts: vec![Cow::Owned(s)], strings: true })
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        if self.nested {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            return Self::other();
+        }
+        let mut texts = Vec::new();
+        let mut strings = true;
+        while let Some(item) = seq.next_element::<MaybeText<'a>>()? {
+            match item.0 {
+                Some(t) => texts.push(t),
+                None => strings = false,
+            }
+        }
+        Ok(PromptValue { texts, strings })
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Self::other()
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Self::other()
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Self::other()
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Self::other()
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Self::other()
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Self::other()
+    }
 }
 
 impl Guard {
@@ -145,37 +297,33 @@ impl Guard {
     /// text parts; images are not a reason to refuse) and completions
     /// `prompt`. `Ok(Err(block))` is a refusal; `Err` a malformed body.
     pub fn check_request(&self, body: &[u8]) -> Result<Result<(), Block>, GatewayError> {
-        let parsed: Body = serde_json::from_slice(body)
+        let parsed: Scanned = serde_json::from_slice(body)
             .map_err(|e| GatewayError::bad_request(format!("request body is not a valid chat or completions request: {e}")))?;
         if let (true, false, Some(system)) = (self.match_all_roles, self.allow_all_conversation_history, &parsed.system) {
-            if let Err(block) = self.check_text(&system.joined_text("\n")) {
+            if let Err(block) = self.check_text(&system.joined()) {
                 return Ok(Err(block));
             }
         }
         if let Some(messages) = &parsed.messages {
-            let checked: Vec<&ChatMessage> =
-                messages.iter().filter(|m| self.match_all_roles || m.role == "user").collect();
+            let checked: Vec<&Turn> = messages.iter().filter(|m| self.match_all_roles || m.role == "user").collect();
             let checked = match (self.allow_all_conversation_history, checked.last()) {
                 (true, Some(last)) => vec![*last],
                 _ => checked,
             };
             for m in checked {
                 if let Some(content) = &m.content {
-                    let text = content.joined_text("\n");
-                    if let Err(block) = self.check_text(&text) {
+                    if let Err(block) = self.check_text(&content.joined()) {
                         return Ok(Err(block));
                     }
                 }
             }
         }
         if let Some(prompt) = &parsed.prompt {
-            let mut verdict = Ok(());
-            prompt.for_each_text(|t| {
-                if verdict.is_ok() {
-                    verdict = self.check_text(t);
+            for text in &prompt.0 {
+                if let Err(block) = self.check_text(text) {
+                    return Ok(Err(block));
                 }
-            });
-            return Ok(verdict);
+            }
         }
         Ok(Ok(()))
     }
@@ -344,6 +492,89 @@ mod tests {
         assert_eq!(verdict(&g, image_only), Ok(()), "images are not refused");
         assert!(verdict(&g, r#"{"prompt":["fine","secret"]}"#).is_err());
         assert_eq!(verdict(&g, r#"{"prompt":"fine"}"#), Ok(()));
+    }
+
+    /// The guard's verdicts as they were when it parsed whole `ChatMessage`s:
+    /// the lean reader must decide every body the same way.
+    fn typed_verdict(g: &Guard, body: &str) -> Option<Result<(), Block>> {
+        use crate::openai::{ChatMessage, Content, Prompt};
+        #[derive(Deserialize)]
+        struct Body {
+            #[serde(default)]
+            messages: Option<Vec<ChatMessage>>,
+            #[serde(default)]
+            prompt: Option<Prompt>,
+            #[serde(default)]
+            system: Option<Content>,
+        }
+        let parsed: Body = serde_json::from_str(body).ok()?;
+        if let (true, false, Some(system)) = (g.match_all_roles, g.allow_all_conversation_history, &parsed.system) {
+            if let Err(b) = g.check_text(&system.joined_text("\n")) {
+                return Some(Err(b));
+            }
+        }
+        if let Some(messages) = &parsed.messages {
+            let checked: Vec<&ChatMessage> = messages.iter().filter(|m| g.match_all_roles || m.role == "user").collect();
+            let checked = match (g.allow_all_conversation_history, checked.last()) {
+                (true, Some(last)) => vec![*last],
+                _ => checked,
+            };
+            for m in checked {
+                if let Some(Err(b)) = m.content.as_ref().map(|c| g.check_text(&c.joined_text("\n"))) {
+                    return Some(Err(b));
+                }
+            }
+        }
+        let mut verdict = Ok(());
+        if let Some(p) = &parsed.prompt {
+            p.for_each_text(|t| {
+                if verdict.is_ok() {
+                    verdict = g.check_text(t);
+                }
+            });
+        }
+        Some(verdict)
+    }
+
+    #[test]
+    fn the_lean_reader_decides_as_the_typed_parse_did() {
+        let bodies = [
+            r#"{"messages":[{"role":"user","content":"a secret"}]}"#,
+            r#"{"messages":[{"role":"user","content":"a \u0073ecret, escaped"}]}"#,
+            r#"{"messages":[{"role":"user","content":[{"type":"text","text":"sec"},{"type":"text","text":"ret"}]}]}"#,
+            r#"{"messages":[{"role":"user","content":[{"type":"text","text":"a"},{"type":"image_url","image_url":{"url":"x"}},{"type":"text","text":"secret\nb"}]}]}"#,
+            r#"{"messages":[{"role":"user","content":[{"text":"secret"}]}]}"#,
+            r#"{"messages":[{"role":"user","content":null},{"role":"assistant","content":"secret"}]}"#,
+            r#"{"messages":[{"role":"system","content":"secret"},{"role":"user","content":"fine","name":"n","tool_calls":[]}]}"#,
+            r#"{"messages":[{"role":"user","content":"secret"},{"role":"user","content":"fine"}]}"#,
+            r#"{"messages":[{"content":"secret"}]}"#,
+            r#"{"messages":{"role":"user"}}"#,
+            r#"{"messages":[{"role":"user","content":{"text":"secret"}}]}"#,
+            r#"{"system":"secret","messages":[{"role":"user","content":"fine"}]}"#,
+            r#"{"system":[{"type":"text","text":"secret"}],"messages":[]}"#,
+            r#"{"prompt":"secret"}"#,
+            r#"{"prompt":["fine","secret"]}"#,
+            r#"{"prompt":["secret",1]}"#,
+            r#"{"prompt":[[1,2],[3]]}"#,
+            r#"{"prompt":[["secret"]]}"#,
+            r#"{"prompt":{"secret":1}}"#,
+            r#"{"prompt":null,"messages":null}"#,
+            r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"fine"}],"prompt":"secret"}"#,
+            r#"[1,2]"#,
+        ];
+        for config in [
+            r#"{"deny_patterns":["secret"]}"#,
+            r#"{"deny_patterns":["secret"],"match_all_roles":true}"#,
+            r#"{"deny_patterns":["secret"],"allow_all_conversation_history":true}"#,
+            r#"{"allow_patterns":["fine"],"match_all_roles":true}"#,
+            r#"{"deny_patterns":["c\nb","secret"]}"#,
+        ] {
+            let g = guard(config);
+            for body in bodies {
+                let lean = g.check_request(body.as_bytes()).ok();
+                assert_eq!(lean, typed_verdict(&g, body), "{config} on {body}");
+            }
+        }
     }
 
     #[test]
