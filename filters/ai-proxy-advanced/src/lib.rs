@@ -299,11 +299,10 @@ impl Hooks for TryHooks {
 
     /// `headers` is the client's view (earlier tries' changes undone): with
     /// this try's edits it becomes the whole header map, written at once.
-    fn apply(&mut self, edits: &HeaderEdits, headers: &[(String, String)]) {
-        let grew = balancer::save_client_headers(&mut self.saved, edits, &|name| host::lookup(headers, name));
-        let mut out = headers.to_vec();
-        edits.apply_to(&mut out);
-        host::replace_request_headers(&out);
+    fn apply(&mut self, edits: &HeaderEdits, mut headers: Vec<(String, String)>) {
+        let grew = balancer::save_client_headers(&mut self.saved, edits, &|name| host::lookup(&headers, name));
+        edits.apply_to(&mut headers);
+        host::replace_request_headers(&headers);
         if grew {
             if let Ok(json) = serde_json::to_vec(&self.saved) {
                 host::set_property("ai.saved_headers", &json);

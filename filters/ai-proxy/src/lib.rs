@@ -70,15 +70,14 @@ impl Hooks for RouteStamp {
         "ai-proxy"
     }
 
-    fn apply(&mut self, edits: &HeaderEdits, headers: &[(String, String)]) {
+    fn apply(&mut self, edits: &HeaderEdits, mut headers: Vec<(String, String)>) {
         // One host call: the headers as they arrived, edited, written back.
-        let mut out = headers.to_vec();
-        edits.apply_to(&mut out);
+        edits.apply_to(&mut headers);
         // Envoy picks the route again after any header change; this header
         // (always ours, never the client's) lets the route table send the
         // rewritten request where this instance meant it to go.
-        out.retain(|(name, _)| name != ROUTE_HEADER);
-        out.push((ROUTE_HEADER.to_string(), self.instance.to_string()));
-        host::replace_request_headers(&out);
+        headers.retain(|(name, _)| name != ROUTE_HEADER);
+        headers.push((ROUTE_HEADER.to_string(), self.instance.to_string()));
+        host::replace_request_headers(&headers);
     }
 }

@@ -21,8 +21,8 @@ pub trait Hooks {
     /// Name in log lines and the benchmark's host-call table.
     fn filter(&self) -> &'static str;
     /// Applies the request's edits. `headers`: the request headers the
-    /// edits were computed from.
-    fn apply(&mut self, edits: &HeaderEdits, headers: &[(String, String)]);
+    /// edits were computed from (owned: a filter may edit and write them back).
+    fn apply(&mut self, edits: &HeaderEdits, headers: Vec<(String, String)>);
     /// The request ended; the shared report is already published.
     fn finished(&mut self, _exchange: &Exchange, _replied: bool, _timing: &Timing) {}
 }
@@ -100,11 +100,11 @@ impl<H: Hooks> ProxyRequest<H> {
 
     /// `headers`: the request headers as they arrived (a snapshot: one host
     /// call instead of one per header looked up).
-    fn apply_request_edits(&mut self, headers: &[(String, String)]) {
-        let path = crate::lookup(headers, ":path").unwrap_or_default();
+    fn apply_request_edits(&mut self, headers: Vec<(String, String)>) {
+        let path = crate::lookup(&headers, ":path").unwrap_or_default();
         // The client's path without its query (which may hold a key).
         crate::set_property("ai.client_path", path.split('?').next().unwrap_or_default().as_bytes());
-        let edits = self.exchange.header_edits(&path, &|name| crate::lookup(headers, name));
+        let edits = self.exchange.header_edits(&path, &|name| crate::lookup(&headers, name));
         self.hooks.apply(&edits, headers);
         self.timing.sent_ms = now_ms();
     }
@@ -161,7 +161,7 @@ impl<H: Hooks> ProxyRequest<H> {
             return self.reject(&err);
         }
         if end_of_stream {
-            self.apply_request_edits(&headers);
+            self.apply_request_edits(headers);
             return Action::Continue;
         }
         self.headers = headers; // kept for the edits once the body is read
@@ -207,7 +207,7 @@ impl<H: Hooks> HttpContext for ProxyRequest<H> {
             crate::set_property("ai.request_model", model.as_bytes());
         }
         let headers = std::mem::take(&mut self.headers);
-        self.apply_request_edits(&headers);
+        self.apply_request_edits(headers);
         Action::Continue
     }
 
