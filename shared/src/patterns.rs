@@ -17,6 +17,10 @@ use std::sync::Mutex;
 
 /// regex-lite's nesting limit.
 const NEST_LIMIT: u32 = 250;
+/// What the compiled patterns may take (the regex crate's default size
+/// limit): a counted repetition like `\d{55555554}` is refused at load
+/// instead of exhausting the VM's memory.
+const NFA_SIZE_LIMIT: usize = 10 * (1 << 20);
 
 pub struct PatternSet {
     dfa: DFA,
@@ -45,7 +49,10 @@ impl PatternSet {
             .map(|(i, p)| hir(p).map_err(|e| ConfigError::new(format!("{field}[{i}]"), format!("invalid pattern: {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
         let too_big = |e: String| ConfigError::new(field, format!("patterns too large to compile: {e}"));
-        let nfa = thompson::Compiler::new().build_many_from_hir(&hirs).map_err(|e| too_big(e.to_string()))?;
+        let nfa = thompson::Compiler::new()
+            .configure(thompson::Config::new().nfa_size_limit(Some(NFA_SIZE_LIMIT)))
+            .build_many_from_hir(&hirs)
+            .map_err(|e| too_big(e.to_string()))?;
         // Never give up on a text however often the cache must be cleared:
         // a search always answers.
         let dfa = DFA::builder()
@@ -182,6 +189,8 @@ mod tests {
             assert_eq!(e.path, "deny_patterns[1]", "{bad}");
         }
         assert!(PatternSet::new("x", &[]).unwrap().is_none());
+        let huge = PatternSet::new("deny_patterns", &[r"\d{7}-\d{2}-\d{55555554}".to_string()]).err().unwrap();
+        assert!(huge.message.contains("too large"), "{}", huge.message);
     }
 
     #[test]
