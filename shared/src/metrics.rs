@@ -7,27 +7,39 @@
 use std::collections::BTreeSet;
 
 /// A label value as one stat-name segment: letters, digits, `-` and `_`
-/// (`.`, `:`, `/` and the rest become `_`), at most 64 bytes.
+/// (`.`, `:`, `/` and the rest become `_`), at most 64 characters.
 pub fn label_value(value: &str) -> String {
-    let mut out: String = value
-        .chars()
-        .take(64)
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
-        .collect();
-    if out.is_empty() {
-        out.push_str("none");
-    }
+    let mut out = String::with_capacity(value.len().min(64));
+    push_label_value(&mut out, value);
     out
+}
+
+fn is_segment_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
+/// Appends `label_value(value)` to `out`; a value that is already one
+/// segment (the usual case: every request names the same few) is copied as is.
+fn push_label_value(out: &mut String, value: &str) {
+    if value.is_empty() {
+        out.push_str("none");
+    } else if value.len() <= 64 && value.bytes().all(is_segment_byte) {
+        out.push_str(value);
+    } else {
+        out.extend(value.chars().take(64).map(|c| if c.is_ascii() && is_segment_byte(c as u8) { c } else { '_' }));
+    }
 }
 
 /// `base.key1.value1.key2.value2...`
 pub fn name(base: &str, labels: &[(&str, &str)]) -> String {
-    let mut out = String::from(base);
+    let len = labels.iter().map(|(k, v)| k.len() + v.len().min(64) + 2).sum::<usize>();
+    let mut out = String::with_capacity(base.len() + len);
+    out.push_str(base);
     for (k, v) in labels {
         out.push('.');
         out.push_str(k);
         out.push('.');
-        out.push_str(&label_value(v));
+        push_label_value(&mut out, v);
     }
     out
 }
@@ -71,6 +83,8 @@ mod tests {
         assert_eq!(label_value("gemini-2.5-flash"), "gemini-2_5-flash");
         assert_eq!(label_value(""), "none");
         assert_eq!(label_value(&"x".repeat(100)).len(), 64);
+        assert_eq!(label_value(&"é".repeat(70)), "_".repeat(64), "64 characters, each non-segment one becomes `_`");
+        assert_eq!(label_value("gpt-4o_mini"), "gpt-4o_mini");
         assert_eq!(name("ai_llm_requests_total", &[("provider", "openai"), ("model", "gpt-4o")]), "ai_llm_requests_total.provider.openai.model.gpt-4o");
     }
 
