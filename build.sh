@@ -26,7 +26,8 @@ for name in "${filters[@]}"; do
     fi
     if command -v wasm-opt >/dev/null; then
         # Debian's binaryen 108 needs the features rustc emits spelled out.
-        wasm-opt -Oz --strip-debug --enable-bulk-memory --enable-sign-ext \
+        # -Os, not -Oz: V8 compiled -Oz output about 20% slower at startup.
+        wasm-opt -Os --strip-debug --enable-bulk-memory --enable-sign-ext \
             --enable-nontrapping-float-to-int --enable-mutable-globals \
             --enable-multivalue --enable-reference-types "$src" -o "dist/$module.tmp"
         mv "dist/$module.tmp" "dist/$module"
