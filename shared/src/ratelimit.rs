@@ -351,8 +351,18 @@ pub fn cluster_partition(partition: &str) -> String {
 /// The shared-data key of one (policy, limit, partition) counter. The
 /// partition value (often an API key) is hashed: keys never hold secrets.
 pub fn counter_key(policy: &str, window_ms: u64, partition: &str) -> String {
-    let digest = crate::proxy::sigv4::sha256_hex(partition.as_bytes());
-    format!("ai-ratelimit|{policy}|{window_ms}|{}", digest.get(..32).unwrap_or_default())
+    keyed(policy, window_ms, &partition_digest(partition))
+}
+
+/// A partition as counter keys name it (hashed once per policy, not per limit).
+fn partition_digest(partition: &str) -> String {
+    let mut digest = crate::proxy::sigv4::sha256_hex(partition.as_bytes());
+    digest.truncate(32);
+    digest
+}
+
+fn keyed(policy: &str, window_ms: u64, digest: &str) -> String {
+    format!("ai-ratelimit|{policy}|{window_ms}|{digest}")
 }
 
 /// One counter: its current window's start and the counts of the current
@@ -588,8 +598,9 @@ impl RateLimitConfig {
         let mut retry_after_ms: Option<u64> = None;
         for (policy_idx, partition) in matched {
             let Some(policy) = self.policies.get(*policy_idx) else { continue };
+            let digest = partition_digest(partition);
             for &(limit, window_ms) in &policy.limits {
-                let key = counter_key(&policy.name, window_ms, partition);
+                let key = keyed(&policy.name, window_ms, &digest);
                 let (data, _) = store.get(&key);
                 if data.is_none() {
                     let _ = store.set(&key, &Window::default().encode(), None);
