@@ -7,7 +7,7 @@ another and rounds interleave them (A B C ... A B C ...), so drift hits all
 alike; ratios compare each target with bare Envoy of the same round.
 Writes bench/results.md and bench/results.json; exits 1 if any request failed.
 """
-import argparse, json, os, pathlib, re, socket, statistics, subprocess, sys, time, urllib.request
+import argparse, json, os, pathlib, re, shutil, signal, socket, statistics, subprocess, sys, time, urllib.request
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 ENVOY = os.environ.get("ENVOY_BIN", str(ROOT / ".venv/bin/envoy"))
@@ -375,12 +375,51 @@ def main():
         per_event = stream_event_cost(upstream_port, bodies["stream"], 5 if args.quick else 20)
         calls = host_calls(upstream_port, bodies)
         cold_start = cold_starts(upstream_port, 1 if args.quick else 5)
+        split = cpu_split(upstream_port, bodies, 1 if args.quick else 5)
     finally:
         for p in services:
             p.terminate()
     failed += per_event.pop("errors", 0)
-    report(results, rounds, seconds, cold_start, failed, per_event, calls)
+    report(results, rounds, seconds, cold_start, failed, per_event, calls, split)
     return 1 if failed else 0
+
+
+SPLIT_TARGETS = ["bare envoy", "floor: 1 parse-and-rewrite filter", "ai-proxy openai passthrough", "token rate limit", "full chain"]
+
+
+def cpu_split(upstream_port, bodies, seconds):
+    """Where each request's CPU goes (1 KB, c=8): Envoy's own code, the
+    filters' wasm code (V8's JIT code), the kernel, and the rest (libc,
+    vdso), from `perf record` samples. Skipped where perf cannot sample."""
+    if not shutil.which("perf"):
+        return {}
+    out = {}
+    for name in SPLIT_TARGETS:
+        envoy = Envoy(name + " perf", lambda port, admin: config(dict(TARGETS)[name], upstream_port, port, admin))
+        wrk(envoy.port, bodies["1kb"], 8, 1)
+        data = WORK / "perf.data"
+        perf = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "1999", "-o", str(data), "-p", str(envoy.proc.pid)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.3)
+        before = envoy.cpu_ns()
+        r = wrk(envoy.port, bodies["1kb"], 8, seconds)
+        cpu_us = (envoy.cpu_ns() - before) / 1000 / max(r["requests"], 1)
+        perf.send_signal(signal.SIGINT)
+        perf.wait(30)
+        envoy.stop()
+        shares = {"envoy": 0.0, "wasm": 0.0, "kernel": 0.0, "other": 0.0}
+        rep = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--no-children", "--sort", "dso", "-g", "none"],
+                             capture_output=True, text=True)
+        for line in rep.stdout.splitlines():
+            m = re.match(r"\s*([\d.]+)%\s+(.+?)\s*$", line)
+            if not m:
+                continue
+            dso = m.group(2)
+            kind = "wasm" if dso.startswith("[JIT]") else "kernel" if "kernel" in dso else "envoy" if dso == "envoy" else "other"
+            shares[kind] += float(m.group(1))
+        if sum(shares.values()) > 0:
+            out[name] = {k: cpu_us * v / 100 for k, v in shares.items()}
+    return out
 
 
 def cold_starts(upstream_port, n):
@@ -477,7 +516,7 @@ def start_shared_services(quick):
     return [rls, redis]
 
 
-def report(results, rounds, seconds, cold_start, failed, per_event, calls):
+def report(results, rounds, seconds, cold_start, failed, per_event, calls, split):
     def rows(target, workload, c):
         return [r for r in results if r["target"] == target and r["workload"] == workload and r["concurrency"] == c]
 
@@ -550,6 +589,14 @@ def report(results, rounds, seconds, cold_start, failed, per_event, calls):
         for (name, workload), per in calls.items():
             lines.append(f"| {name} | {workload} | " + " | ".join(str(per[f]) if f in per else "" for f in filters_seen) + " |")
             summary.append({"target": name, "workload": workload, "host_calls": per})
+    if split:
+        bare = split.get("bare envoy", {})
+        lines += ["", "Where the CPU goes (1 KB, c=8; `perf record` samples of Envoy's threads, one short run each): µs per request in Envoy's own code, in the filters' wasm code (V8's JIT code), in the kernel, and elsewhere (libc, vdso), and each over bare Envoy:", "",
+                  "| target | Envoy | wasm | kernel | other | total |", "|---|---|---|---|---|---|"]
+        for name, parts in split.items():
+            cell = lambda k: f"{parts[k]:.0f}" + (f" ({parts[k] - bare.get(k, 0):+.0f})" if bare and name != "bare envoy" else "")
+            lines.append(f"| {name} | {cell('envoy')} | {cell('wasm')} | {cell('kernel')} | {cell('other')} | {sum(parts.values()):.0f} |")
+            summary.append({"target": name, "workload": "cpu-split", **{f"{k}_us": v for k, v in parts.items()}})
     lines += ["", "Module sizes: " + ", ".join(f"{k} {v / 1024:.0f} KiB" for k, v in sizes.items()) + ".",
               "Cold start to ready with the full chain loaded (median of the starts): " + ", ".join(f"{v:.2f} s on {k}" for k, v in cold_start.items()) + ".",
               f"Failed requests: {failed}."]
