@@ -8,6 +8,7 @@ pub mod config;
 pub mod decorator;
 pub mod error;
 pub mod guard;
+pub mod headers;
 pub mod metrics;
 pub mod openai;
 pub mod patterns;

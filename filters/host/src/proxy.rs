@@ -220,8 +220,7 @@ impl<H: Hooks> HttpContext for ProxyRequest<H> {
         let status = crate::lookup(&headers, ":status").and_then(|s| s.parse().ok()).unwrap_or(0);
         let content_type = crate::lookup(&headers, "content-type");
         let edits = self.exchange.response_headers(status, content_type.as_deref());
-        // Every edit in one write of the map read above.
-        let mut out = headers;
+        let mut out = headers.clone();
         let mut edited = false;
         let mut set = |name: &str, value: String| {
             out.retain(|(n, _)| n != name);
@@ -242,7 +241,7 @@ impl<H: Hooks> HttpContext for ProxyRequest<H> {
             edited = true;
         }
         if edited {
-            crate::replace_response_headers(&out);
+            crate::write_response_headers(&headers, &out);
         }
         if self.exchange.response_mode() == ResponseMode::Buffered && !end_of_stream {
             // Held until the body is read: its status may still change.
