@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sets up and runs the benchmark: `bench/run.sh` (about 6 minutes) or
-# `bench/run.sh --quick` (under 2). Needs wrk and redis-server (Debian) and taskset.
+# Sets up and runs the benchmark: `bench/run.sh` (about 17 minutes) or
+# `bench/run.sh --quick` (about 5). Needs wrk, redis-server and taskset (Debian);
+# perf (linux-perf), when installed, adds where the CPU goes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-envoy.sh
