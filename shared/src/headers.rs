@@ -9,10 +9,18 @@ fn values<'a>(list: &'a [(String, String)], name: &'a str) -> impl Iterator<Item
     list.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_str())
 }
 
+/// Past this many headers in both maps together, the comparison (quadratic
+/// in their number, and the client chooses it) is not made.
+const MAX_COMPARED: usize = 64;
+
 /// The edits that turn `before` into `after`, or `None` when more than
-/// `max` headers changed or a changed header has several values (then the
-/// whole map is the cheaper write). Names are lower case, as Envoy gives them.
+/// `max` headers changed, a changed header has several values, or the maps
+/// are too long to compare (then the whole map is the write). Names are
+/// lower case, as Envoy gives them.
 pub fn changes<'a>(before: &'a [(String, String)], after: &'a [(String, String)], max: usize) -> Option<Vec<Change<'a>>> {
+    if before.len() + after.len() > MAX_COMPARED {
+        return None;
+    }
     let mut out: Vec<Change<'a>> = Vec::new();
     let names = before.iter().chain(after).map(|(n, _)| n.as_str());
     for (i, name) in names.enumerate() {
@@ -68,5 +76,14 @@ mod tests {
         assert_eq!(changes(&repeated, &edited, 3), Some(vec![("x-new", Some("1"))]));
         // A repeated header reduced to one value is one replace.
         assert_eq!(changes(&repeated, &before, 3), Some(vec![("set-cookie", None)]));
+    }
+
+    #[test]
+    fn long_maps_are_not_compared() {
+        let many: Vec<(String, String)> = (0..40).map(|i| (format!("x-{i}"), "v".to_string())).collect();
+        let mut edited = many.clone();
+        edited.push(("x-new".into(), "1".into()));
+        assert_eq!(changes(&many, &edited, 2), None, "80 headers: the whole map is written");
+        assert_eq!(changes(&many[..20], &edited[..21], 2), Some(vec![("x-20", Some("v"))]));
     }
 }
