@@ -1,47 +1,18 @@
-//! What changed between two snapshots of a header map, so a filter writes
-//! only that: Envoy rewrites a whole map (every header removed, then each
-//! added again) when given one, which cost more than a few single edits.
+//! Header edits as a list, applied to a header map snapshot when a filter
+//! writes the whole map in one host call.
 
 /// One edit: set `name` to exactly this one value, or remove it (`None`).
-pub type Change<'a> = (&'a str, Option<&'a str>);
+pub type HeaderEdit<'a> = (&'a str, Option<&'a str>);
 
-fn values<'a>(list: &'a [(String, String)], name: &'a str) -> impl Iterator<Item = &'a str> {
-    list.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_str())
-}
-
-/// Past this many headers in both maps together, the comparison (quadratic
-/// in their number, and the client chooses it) is not made.
-const MAX_COMPARED: usize = 64;
-
-/// The edits that turn `before` into `after`, or `None` when more than
-/// `max` headers changed, a changed header has several values, or the maps
-/// are too long to compare (then the whole map is the write). Names are
-/// lower case, as Envoy gives them.
-pub fn changes<'a>(before: &'a [(String, String)], after: &'a [(String, String)], max: usize) -> Option<Vec<Change<'a>>> {
-    if before.len() + after.len() > MAX_COMPARED {
-        return None;
-    }
-    let mut out: Vec<Change<'a>> = Vec::new();
-    let names = before.iter().chain(after).map(|(n, _)| n.as_str());
-    for (i, name) in names.enumerate() {
-        // Each name once, at its first appearance.
-        if before.iter().chain(after).take(i).any(|(n, _)| n == name) {
-            continue;
-        }
-        if values(before, name).eq(values(after, name)) {
-            continue;
-        }
-        let mut now = values(after, name);
-        let value = now.next();
-        if now.next().is_some() {
-            return None;
-        }
-        out.push((name, value));
-        if out.len() > max {
-            return None;
+/// Applies `edits` in order: every earlier value of an edited name goes,
+/// a set value is appended. Names are lower case, as Envoy gives them.
+pub fn apply(headers: &mut Vec<(String, String)>, edits: &[HeaderEdit]) {
+    for (name, value) in edits {
+        headers.retain(|(n, _)| n != name);
+        if let Some(value) = value {
+            headers.push((name.to_string(), value.to_string()));
         }
     }
-    Some(out)
 }
 
 #[cfg(test)]
@@ -55,35 +26,11 @@ mod tests {
     }
 
     #[test]
-    fn only_what_changed_is_written() {
-        let before = map(&[(":authority", "gw"), (":path", "/v1/chat/completions"), ("accept-encoding", "gzip"), ("x-a", "1")]);
-        let after = map(&[(":path", "/v1/chat/completions"), ("x-a", "1"), (":authority", "api.openai.com"), ("x-ai-proxy", "r1")]);
-        assert_eq!(changes(&before, &after, 3), Some(vec![(":authority", Some("api.openai.com")), ("accept-encoding", None), ("x-ai-proxy", Some("r1"))]));
-        assert_eq!(changes(&before, &before, 3), Some(vec![]));
-    }
-
-    #[test]
-    fn many_changes_or_repeated_headers_take_the_whole_map() {
-        let before = map(&[("a", "1"), ("b", "1"), ("c", "1")]);
-        let after = map(&[("a", "2"), ("b", "2"), ("c", "2")]);
-        assert_eq!(changes(&before, &after, 2), None);
-        assert_eq!(changes(&before, &after, 3).map(|c| c.len()), Some(3));
-        let repeated = map(&[("a", "1"), ("b", "1"), ("c", "1"), ("set-cookie", "x"), ("set-cookie", "y")]);
-        assert_eq!(changes(&before, &repeated, 3), None, "two values cannot be one replace");
-        // A repeated header left as it was is no obstacle.
-        let mut edited = repeated.clone();
-        edited.push(("x-new".into(), "1".into()));
-        assert_eq!(changes(&repeated, &edited, 3), Some(vec![("x-new", Some("1"))]));
-        // A repeated header reduced to one value is one replace.
-        assert_eq!(changes(&repeated, &before, 3), Some(vec![("set-cookie", None)]));
-    }
-
-    #[test]
-    fn long_maps_are_not_compared() {
-        let many: Vec<(String, String)> = (0..40).map(|i| (format!("x-{i}"), "v".to_string())).collect();
-        let mut edited = many.clone();
-        edited.push(("x-new".into(), "1".into()));
-        assert_eq!(changes(&many, &edited, 2), None, "80 headers: the whole map is written");
-        assert_eq!(changes(&many[..20], &edited[..21], 2), Some(vec![("x-20", Some("v"))]));
+    fn edits_set_one_value_or_remove() {
+        let mut headers = map(&[(":status", "200"), ("content-length", "12"), ("set-cookie", "x"), ("set-cookie", "y")]);
+        apply(&mut headers, &[("x-llm-model", Some("openai/gpt-4o")), (":status", Some("502")), ("content-length", None), ("set-cookie", Some("z"))]);
+        assert_eq!(headers, map(&[("x-llm-model", "openai/gpt-4o"), (":status", "502"), ("set-cookie", "z")]));
+        apply(&mut headers, &[]);
+        assert_eq!(headers.len(), 3, "no edits, no change");
     }
 }

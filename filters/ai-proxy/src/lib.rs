@@ -70,14 +70,15 @@ impl Hooks for RouteStamp {
         "ai-proxy"
     }
 
-    fn apply(&mut self, edits: &HeaderEdits, before: Vec<(String, String)>) {
-        let mut headers = before.clone();
+    fn apply(&mut self, edits: &HeaderEdits, mut headers: Vec<(String, String)>) {
+        // One host call: the headers as they arrived, edited, written back
+        // (a passthrough changes three: authority, credential, this stamp).
         edits.apply_to(&mut headers);
         // Envoy picks the route again after any header change; this header
         // (always ours, never the client's) lets the route table send the
         // rewritten request where this instance meant it to go.
         headers.retain(|(name, _)| name != ROUTE_HEADER);
         headers.push((ROUTE_HEADER.to_string(), self.instance.to_string()));
-        host::write_request_headers(&before, &headers);
+        host::replace_request_headers(&headers);
     }
 }

@@ -287,52 +287,45 @@ pub fn replace_request_headers(headers: &[(String, String)]) -> bool {
     warn_on_err("set_request_headers", hostcalls::set_map(MapType::HttpRequestHeaders, pairs))
 }
 
-/// At most this many changed headers are written one by one; more, and
-/// the whole map goes in one call. Envoy rewrites a whole map by removing
+/// At most this many header edits are written one by one; more, and the
+/// whole map goes in one call. Envoy rewrites a whole map by removing
 /// every header and adding each again: measured here, about 2.9 us for a
 /// 9-header request map against 0.9 us for one replaced header.
 const FEW_EDITS: usize = 2;
 
-/// Writes `after` over `before`, the map as it was read: only the headers
-/// that changed, or the whole map when many did.
-fn write_headers(map: MapType, before: &[(String, String)], after: &[(String, String)]) -> bool {
-    let Some(changes) = codec::headers::changes(before, after, FEW_EDITS) else {
-        let pairs: Vec<(&str, &str)> = after.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-        tick();
-        return warn_on_err("set_header_map", hostcalls::set_map(map, pairs));
-    };
-    let mut ok = true;
-    for (name, value) in changes {
-        tick();
-        ok &= match value {
-            Some(value) => warn_on_err("replace_header", hostcalls::set_map_value(map, name, Some(value))),
-            None => warn_on_err("remove_header", hostcalls::remove_map_value(map, name)),
-        };
+/// Applies `edits` to the response headers. `snapshot`: the map as read
+/// (if it was), used when the edits are many and go as one write.
+pub fn edit_response_headers(snapshot: Option<Vec<(String, String)>>, edits: &[codec::headers::HeaderEdit]) -> bool {
+    let map = MapType::HttpResponseHeaders;
+    if edits.len() <= FEW_EDITS {
+        let mut ok = true;
+        for (name, value) in edits {
+            tick();
+            ok &= match value {
+                Some(value) => warn_on_err("replace_header", hostcalls::set_map_value(map, name, Some(value))),
+                None => warn_on_err("remove_header", hostcalls::remove_map_value(map, name)),
+            };
+        }
+        return ok;
     }
-    ok
-}
-
-/// Writes the request headers edited from `before` (a `request_headers`
-/// snapshot still current), changing only what differs.
-pub fn write_request_headers(before: &[(String, String)], after: &[(String, String)]) -> bool {
-    write_headers(MapType::HttpRequestHeaders, before, after)
-}
-
-/// Writes the response headers edited from `before` (a `response_headers`
-/// snapshot still current), changing only what differs.
-pub fn write_response_headers(before: &[(String, String)], after: &[(String, String)]) -> bool {
-    write_headers(MapType::HttpResponseHeaders, before, after)
+    let mut headers = match snapshot {
+        Some(headers) => headers,
+        None => {
+            tick();
+            let Ok(headers) = hostcalls::get_map(map) else { return false };
+            headers
+        }
+    };
+    codec::headers::apply(&mut headers, edits);
+    let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    tick();
+    warn_on_err("set_response_headers", hostcalls::set_map(map, pairs))
 }
 
 /// Adds or replaces several response headers.
 pub fn set_response_headers(extra: &[(String, String)]) -> bool {
-    let before = response_headers();
-    let mut after = before.clone();
-    for (name, value) in extra {
-        after.retain(|(n, _)| n != name);
-        after.push((name.clone(), value.clone()));
-    }
-    write_response_headers(&before, &after)
+    let edits: Vec<codec::headers::HeaderEdit> = extra.iter().map(|(n, v)| (n.as_str(), Some(v.as_str()))).collect();
+    edit_response_headers(None, &edits)
 }
 
 /// Sends an HTTP call through an Envoy cluster; the answer comes to the

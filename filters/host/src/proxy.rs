@@ -220,28 +220,22 @@ impl<H: Hooks> HttpContext for ProxyRequest<H> {
         let status = crate::lookup(&headers, ":status").and_then(|s| s.parse().ok()).unwrap_or(0);
         let content_type = crate::lookup(&headers, "content-type");
         let edits = self.exchange.response_headers(status, content_type.as_deref());
-        let mut out = headers.clone();
-        let mut edited = false;
-        let mut set = |name: &str, value: String| {
-            out.retain(|(n, _)| n != name);
-            out.push((name.to_string(), value));
-            edited = true;
-        };
+        let status_text = edits.status.map(|s| s.to_string());
+        let mut changes: Vec<codec::headers::HeaderEdit> = Vec::with_capacity(4);
         if let Some(ct) = edits.content_type {
-            set("content-type", ct.to_string());
+            changes.push(("content-type", Some(ct)));
         }
         if let Some(model) = &edits.model_header {
-            set("x-llm-model", model.clone());
+            changes.push(("x-llm-model", Some(model)));
         }
-        if let Some(status) = edits.status {
-            set(":status", status.to_string());
+        if let Some(status) = &status_text {
+            changes.push((":status", Some(status)));
         }
         if edits.remove_content_length {
-            out.retain(|(n, _)| n != "content-length");
-            edited = true;
+            changes.push(("content-length", None));
         }
-        if edited {
-            crate::write_response_headers(&headers, &out);
+        if !changes.is_empty() {
+            crate::edit_response_headers(Some(headers), &changes);
         }
         if self.exchange.response_mode() == ResponseMode::Buffered && !end_of_stream {
             // Held until the body is read: its status may still change.

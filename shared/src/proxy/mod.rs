@@ -46,20 +46,15 @@ impl HeaderEdits {
     /// The edits applied to a header list (lower-case names), for a filter
     /// that writes the whole map in one host call.
     pub fn apply_to(&self, headers: &mut Vec<(String, String)>) {
-        let mut set = |name: &str, value: &str| {
-            headers.retain(|(n, _)| n != name);
-            headers.push((name.to_string(), value.to_string()));
-        };
-        for (name, value) in &self.set {
-            set(name, value);
-        }
+        let mut edits: Vec<crate::headers::HeaderEdit> = self.set.iter().map(|(n, v)| (n.as_str(), Some(v.as_str()))).collect();
         if let Some(path) = &self.path {
-            set(":path", path);
+            edits.push((":path", Some(path)));
         }
         if let Some(authority) = &self.authority {
-            set(":authority", authority);
+            edits.push((":authority", Some(authority)));
         }
-        headers.retain(|(n, _)| !self.remove.contains(n));
+        edits.extend(self.remove.iter().map(|n| (n.as_str(), None)));
+        crate::headers::apply(headers, &edits);
     }
 }
 
