@@ -628,7 +628,34 @@ impl AdvancedConfig {
                 r.counters.push((name("ai_balancer_fallbacks_total", &[("from", label(from.target)), ("to", label(to.target))]), 1));
             }
         }
+        if let Some(last) = records.last().filter(|last| records.len() < self.planned_tries() && self.fails_over(last.status)) {
+            // The router stopped early on a failure that should have fallen
+            // over: Envoy refused the retry (its `max_retries` circuit
+            // breaker, a route timeout) and the client got this failure.
+            let status = if last.status == 0 { "error".to_string() } else { last.status.to_string() };
+            r.properties.push(("ai.fallback_skipped", format!("{}:{status}", label(last.target))));
+            r.counters.push((name("ai_balancer_fallback_skipped_total", &[("target", label(last.target))]), 1));
+        }
         r
+    }
+
+    /// How many tries the router was told it may make.
+    fn planned_tries(&self) -> usize {
+        if self.retry_on.is_empty() {
+            1
+        } else {
+            self.tries
+        }
+    }
+
+    /// Whether a try that ended with `status` (0: no answer) is one the
+    /// router was told to retry.
+    fn fails_over(&self, status: u16) -> bool {
+        if status == 0 {
+            return self.retry_on.split(',').any(|on| matches!(on, "reset" | "connect-failure" | "refused-stream"));
+        }
+        let code = status.to_string();
+        self.retriable_status_codes.split(',').any(|c| c == code)
     }
 }
 
@@ -921,5 +948,23 @@ mod tests {
         assert!(r.properties.contains(&("ai.failed_targets", "openai:429,anthropic:error".into())));
         assert!(r.counters.contains(&("ai_balancer_fallbacks_total.from.openai.to.anthropic".into(), 1)));
         assert!(r.counters.contains(&("ai_balancer_tries_total.target.mistral.outcome.success".into(), 1)));
+        assert!(!r.properties.iter().any(|(k, _)| *k == "ai.fallback_skipped"), "a served request skipped nothing");
+    }
+
+    #[test]
+    fn a_retriable_failure_with_tries_left_is_a_skipped_fallback() {
+        let c = with(r#"{"failover_criteria": ["http_429", "error"], "retries": 2}"#);
+        let failed = |status| TryRecord { target: 0, status, ..Default::default() };
+        let skipped = |records: &[TryRecord]| c.report(records).properties.into_iter().find(|(k, _)| *k == "ai.fallback_skipped").map(|(_, v)| v);
+        assert_eq!(skipped(&[failed(429)]).as_deref(), Some("openai:429"));
+        assert_eq!(skipped(&[failed(0)]).as_deref(), Some("openai:error"));
+        assert!(c.report(&[failed(429)]).counters.contains(&("ai_balancer_fallback_skipped_total.target.openai".into(), 1)));
+        // Not a failover criterion: the router was right to stop.
+        assert_eq!(skipped(&[failed(400)]), None);
+        // Every planned try was made.
+        assert_eq!(skipped(&[failed(429), failed(429), failed(429)]), None);
+        // No retry policy at all: one try was the plan.
+        let once = with(r#"{"failover_criteria": [], "retries": 2}"#);
+        assert!(!once.report(&[failed(429)]).properties.iter().any(|(k, _)| *k == "ai.fallback_skipped"));
     }
 }

@@ -475,3 +475,66 @@ fn a_bad_configuration_is_refused_naming_the_field() {
     assert!(!ok, "Envoy accepted a bad balancer configuration");
     assert!(out.contains("balancer.algorithm"), "{out}");
 }
+
+/// Envoy charges every retry to the first try's cluster and allows 3 in
+/// flight unless the cluster raises `max_retries`: with the shipped config,
+/// 8 clients at once against a 429ing primary must all be served by the
+/// next target, none handed the primary's 429.
+#[test]
+fn under_concurrent_load_every_request_falls_over() {
+    let gw = shipped();
+    let overflow_before = gw.envoy.stat("cluster.openai.upstream_rq_retry_overflow");
+    // The fallback answers slowly, so the retries of all 8 clients overlap.
+    let fails: Vec<(&'static str, String)> = vec![("x-fake-status-openai", "429".into()), ("x-fake-delay-ms-anthropic", "300".into())];
+    let statuses: Vec<(u16, Vec<&'static str>)> = std::thread::scope(|s| {
+        let clients: Vec<_> = (0..8)
+            .map(|_| {
+                let fails = fails.clone();
+                s.spawn(move || (0..3).map(|_| post(gw, &chat(false), &fails)).map(|(r, got, _)| (r.status, providers(&got))).collect::<Vec<_>>())
+            })
+            .collect();
+        clients.into_iter().flat_map(|c| c.join().unwrap_or_default()).collect()
+    });
+    assert_eq!(statuses.len(), 24);
+    for (status, got) in &statuses {
+        assert_eq!((*status, got.as_slice()), (200, &["openai", "anthropic"][..]), "a request was not served by the fallback");
+    }
+    assert_eq!(gw.envoy.stat("cluster.openai.upstream_rq_retry_overflow"), overflow_before, "Envoy refused retries");
+    no_crash(gw);
+}
+
+/// When Envoy does refuse a retry (here: a cluster with `max_retries: 1`),
+/// the skipped fallback is counted per target and written to the access log.
+#[test]
+fn a_fallback_envoy_refused_is_counted_and_logged() {
+    let gw = start(
+        &|yaml: String| {
+            yaml.replace("max_retries: 1024", "max_retries: 1")
+        },
+        &[],
+    );
+    let fails: Vec<(&'static str, String)> = vec![("x-fake-status-openai", "429".into()), ("x-fake-delay-ms-anthropic", "400".into())];
+    let results: Vec<(u16, String)> = std::thread::scope(|s| {
+        let clients: Vec<_> = (0..6)
+            .map(|_| {
+                let fails = fails.clone();
+                let gw = &gw;
+                s.spawn(move || {
+                    let (r, _, id) = post(gw, &chat(false), &fails);
+                    (r.status, id)
+                })
+            })
+            .collect();
+        clients.into_iter().filter_map(|c| c.join().ok()).collect()
+    });
+    let refused: Vec<&String> = results.iter().filter(|(s, _)| *s == 429).map(|(_, id)| id).collect();
+    assert!(!refused.is_empty(), "max_retries 1 refused no retry: {results:?}");
+    for id in &refused {
+        let log = gw.envoy.access_log(id);
+        assert_eq!(log["ai_fallback_skipped"], "openai:429", "{log}");
+    }
+    eventually("the skipped-fallback counter", || {
+        gw.envoy.stat("wasmcustom.ai_balancer_fallback_skipped_total.target.openai") == refused.len() as u64
+    });
+    no_crash(&gw);
+}

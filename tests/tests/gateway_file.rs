@@ -195,6 +195,23 @@ fn five_models_four_providers_a_guard_and_a_fallback_in_one_envoy() {
     assert_eq!(paths, ["/v1/chat/completions", "/v1/messages"]);
     assert_eq!(got[1].json()["model"], "claude-haiku-4-5");
     assert_eq!(got[1].header("x-api-key"), Some("sk-ant-team"));
+    // 8 clients at once, the primary refusing, the fallback slow enough for
+    // their retries to overlap: the rendered retry budget serves them all.
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let clients: Vec<_> = (0..8)
+            .map(|_| {
+                let gw = &gw;
+                s.spawn(move || {
+                    let req = Request::post_json("/resilient", &json!({"messages": [{"role": "user", "content": "hello"}]}))
+                        .header("x-fake-status-openai", "429")
+                        .header("x-fake-delay-ms-anthropic", "300");
+                    send(gw.envoy.ports.listener, &req).status
+                })
+            })
+            .collect();
+        clients.into_iter().filter_map(|c| c.join().ok()).collect()
+    });
+    assert_eq!(statuses, vec![200; 8], "a fallback was skipped under load");
     gw.envoy.assert_no_vm_crash(gw.vms);
 }
 
