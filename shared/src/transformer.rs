@@ -68,10 +68,14 @@ pub struct TransformerConfig {
     pub max_request_body_size: u64,
 }
 
+/// The capture group of `transformation_extract_pattern` that, when the
+/// pattern names one, is the body instead of the whole match.
+const BODY_GROUP: &str = "body";
+
 /// Appended to the prompt when the LLM must answer with instructions.
 const JSON_INSTRUCTIONS: &str = "\n\nAnswer with one JSON object and nothing else, of the form \
-{\"status_code\": <HTTP status as an integer>, \"headers\": {<header name>: <string value>}, \"body\": <the new response body as a string>}. \
-Omit status_code or headers to keep the original ones.";
+{\"status\": <HTTP status as an integer>, \"headers\": {<header name>: <string value>}, \"body\": <the new response body as a string>}. \
+Omit status or headers to keep the original ones.";
 
 impl TransformerConfig {
     /// Parses either plugin's configuration; `env` resolves secrets in the
@@ -222,6 +226,12 @@ impl Call {
             return Err(llm_failure(502, "the transformer's LLM could not be reached", "llm_unreachable"));
         };
         let edits = self.exchange.response_headers(status, content_type);
+        if (200..300).contains(&status) && edits.status.is_some_and(|s| !(200..300).contains(&s)) {
+            // A success status with a body that is no answer (an HTML page
+            // from a proxy in front of the LLM, say).
+            let ct = content_type.unwrap_or("none");
+            return Err(llm_failure(502, format!("the transformer's LLM answered {status} with content type {ct}, not JSON"), "llm_unreadable"));
+        }
         let edit = self.exchange.response_body(body);
         let status = edit.status.or(edits.status).unwrap_or(status);
         if !(200..300).contains(&status) {
@@ -249,12 +259,15 @@ impl Call {
         Ok(Transformed { body: text.as_bytes().to_vec(), ..Default::default() })
     }
 
+    /// Kong's rule: the first match is the body. A group named `body`
+    /// narrows it to that group (this gateway's addition, opt-in by name so
+    /// Kong's own patterns keep Kong's meaning).
     fn extract<'t>(&self, text: &'t str) -> Result<&'t str, GatewayError> {
         let Some(re) = &self.cfg.extract else { return Ok(text) };
         let caps = re
             .captures(text)
             .ok_or_else(|| llm_failure(502, "the transformer's LLM answer did not match transformation_extract_pattern", "llm_no_match"))?;
-        let m = caps.get(1).or_else(|| caps.get(0));
+        let m = caps.name(BODY_GROUP).or_else(|| caps.get(0));
         Ok(m.map(|m| m.as_str()).unwrap_or_default())
     }
 
@@ -276,21 +289,8 @@ impl Call {
     }
 }
 
-/// A transformer's usage as one filter-state value, so a budget reads it
-/// with one host call: `prompt,completion,total`.
-pub fn format_usage(u: &Usage) -> String {
-    format!("{},{},{}", u.prompt_tokens, u.completion_tokens, u.total_tokens)
-}
-
-pub fn parse_usage(value: &str) -> Option<Usage> {
-    let mut parts = value.split(',').map(|p| p.trim().parse::<u64>().ok());
-    let (p, c, t) = (parts.next()??, parts.next()??, parts.next()??);
-    let mut u = Usage::new(p, c);
-    u.total_tokens = t;
-    Some(u)
-}
-
-/// `{"status_code": 200, "headers": {...}, "body": "..."}` from the LLM.
+/// Kong's `{"status": 200, "headers": {...}, "body": "..."}` from the LLM
+/// (`status_code` is read as an alias of `status`).
 fn instructions(text: &str) -> Result<Transformed, GatewayError> {
     let bad = |why: &str| llm_failure(502, format!("the transformer's LLM gave invalid JSON instructions: {why}"), "llm_bad_instructions");
     // Models like to fence JSON in markdown; the object is what counts.
@@ -299,11 +299,12 @@ fn instructions(text: &str) -> Result<Transformed, GatewayError> {
     let json = text.get(start..=end).ok_or_else(|| bad("no JSON object"))?;
     let v: serde_json::Value = serde_json::from_str(json).map_err(|e| bad(&e.to_string()))?;
     let obj = v.as_object().ok_or_else(|| bad("not an object"))?;
-    let status = match obj.get("status_code") {
-        None | Some(serde_json::Value::Null) => None,
-        Some(s) => {
-            let code = s.as_u64().or_else(|| s.as_str().and_then(|t| t.trim().parse().ok())).ok_or_else(|| bad("status_code is not a number"))?;
-            Some(u16::try_from(code).ok().filter(|c| (100..600).contains(c)).ok_or_else(|| bad("status_code is out of range"))?)
+    let given = |key: &'static str| obj.get(key).filter(|v| !v.is_null()).map(|v| (key, v));
+    let status = match given("status").or_else(|| given("status_code")) {
+        None => None,
+        Some((key, s)) => {
+            let code = s.as_u64().or_else(|| s.as_str().and_then(|t| t.trim().parse().ok())).ok_or_else(|| bad(&format!("{key} is not a number")))?;
+            Some(u16::try_from(code).ok().filter(|c| (100..600).contains(c)).ok_or_else(|| bad(&format!("{key} is out of range")))?)
         }
     };
     let mut headers = Vec::new();
@@ -407,15 +408,19 @@ mod tests {
     }
 
     #[test]
-    fn extraction_takes_the_first_group_or_the_match_and_refuses_no_match() {
+    fn extraction_takes_the_whole_match_as_kong_or_the_group_named_body() {
+        // Kong's own documented example: the first match, braces included.
+        let cfg = config(Side::Request, r#","transformation_extract_pattern":"\\{((.|\\n)*)\\}""#);
+        let out = answer(&cfg, Some(200), JSON, &openai_answer("Here it is:\n{\"a\": {\"b\": 1}}\nDone.")).unwrap();
+        assert_eq!(out.body, br#"{"a": {"b": 1}}"#);
+        // Unnamed groups do not narrow the match; a group named `body` does.
         let cfg = config(Side::Request, r#","transformation_extract_pattern":"```json\\n([\\s\\S]*?)\\n```""#);
-        let out = answer(&cfg, Some(200), JSON, &openai_answer("Sure!\n```json\n{\"a\":1}\n```\nDone.")).unwrap();
-        assert_eq!(out.body, br#"{"a":1}"#);
+        let fenced = openai_answer("Sure!\n```json\n{\"a\":1}\n```\nDone.");
+        assert_eq!(answer(&cfg, Some(200), JSON, &fenced).unwrap().body, b"```json\n{\"a\":1}\n```");
+        let cfg = config(Side::Request, r#","transformation_extract_pattern":"```json\\n(?P<body>[\\s\\S]*?)\\n```""#);
+        assert_eq!(answer(&cfg, Some(200), JSON, &fenced).unwrap().body, br#"{"a":1}"#);
         let err = answer(&cfg, Some(200), JSON, &openai_answer("no fence")).unwrap_err();
         assert_eq!((err.status, err.code.as_deref()), (502, Some("llm_no_match")));
-
-        let cfg = config(Side::Request, r#","transformation_extract_pattern":"\\{.*\\}""#);
-        assert_eq!(answer(&cfg, Some(200), JSON, &openai_answer("pre {\"b\":2} post")).unwrap().body, br#"{"b":2}"#);
     }
 
     #[test]
@@ -430,7 +435,9 @@ mod tests {
         assert_eq!(err.status, 502);
         assert!(!err.message.contains("sk-test"), "{}", err.message);
         assert_eq!(answer(&cfg, Some(200), JSON, b"{trunc").unwrap_err().status, 502);
-        assert_eq!(answer(&cfg, Some(200), Some("text/html"), b"<html>").unwrap_err().status, 502);
+        let html = answer(&cfg, Some(200), Some("text/html"), b"<html>").unwrap_err();
+        assert_eq!((html.status, html.code.as_deref()), (502, Some("llm_unreadable")));
+        assert!(html.message.contains("200") && html.message.contains("text/html"), "{}", html.message);
     }
 
     #[test]
@@ -439,26 +446,21 @@ mod tests {
         let mut call = Call::new(cfg.clone(), "r".into(), 1);
         let req = call.request(b"{}").unwrap();
         let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
-        assert!(body["messages"][0]["content"].as_str().unwrap().contains("status_code"), "the LLM is told the shape");
-        let text = "```json\n{\"status_code\": 201, \"headers\": {\"X-Lang\": \"fr\"}, \"body\": \"{\\\"nom\\\":1}\"}\n```";
+        assert!(body["messages"][0]["content"].as_str().unwrap().contains("\"status\""), "the LLM is told Kong's shape");
+        // Kong's `status`, and `status_code` as its alias.
+        let alias = answer(&cfg, Some(200), JSON, &openai_answer(r#"{"status_code": 202, "body": "x"}"#)).unwrap();
+        assert_eq!(alias.status, Some(202));
+        let text = "```json\n{\"status\": 201, \"headers\": {\"X-Lang\": \"fr\"}, \"body\": \"{\\\"nom\\\":1}\"}\n```";
         let out = call.answer(Some(200), JSON, &openai_answer(text), false).unwrap();
         assert_eq!(out.status, Some(201));
         assert_eq!(out.headers, vec![("x-lang".to_string(), "fr".to_string())]);
         assert_eq!(out.body, br#"{"nom":1}"#);
         let out = answer(&cfg, Some(200), JSON, &openai_answer(r#"{"body": {"a": [1]}}"#)).unwrap();
         assert_eq!((out.status, out.body), (None, br#"{"a":[1]}"#.to_vec()));
-        for bad in [r#"{"status_code": 99, "body": ""}"#, r#"{"headers": {"content-length": "1"}, "body": ""}"#, r#"{"headers": []}"#, "not json", r#"{"status_code": 200}"#, r#"{"headers": {"x": "a\r\nb"}, "body": ""}"#] {
+        for bad in [r#"{"status": 99, "body": ""}"#, r#"{"status_code": 99, "body": ""}"#, r#"{"headers": {"content-length": "1"}, "body": ""}"#, r#"{"headers": []}"#, "not json", r#"{"status_code": 200}"#, r#"{"headers": {"x": "a\r\nb"}, "body": ""}"#] {
             let err = answer(&cfg, Some(200), JSON, &openai_answer(bad)).unwrap_err();
             assert_eq!((err.status, err.code.as_deref()), (502, Some("llm_bad_instructions")), "{bad}");
         }
-    }
-
-    #[test]
-    fn usage_travels_as_one_value() {
-        let u = Usage::new(12, 30);
-        assert_eq!(parse_usage(&format_usage(&u)), Some(u));
-        assert_eq!(parse_usage("1,2"), None);
-        assert_eq!(parse_usage("a,b,c"), None);
     }
 
     #[test]

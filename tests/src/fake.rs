@@ -333,7 +333,10 @@ fn forced_reply(req: &Recorded, flavor: Flavor, status: Option<u16>) -> Option<R
     if req.header("x-fake-broken-json").is_some() {
         return Some(Reply { status: 200, content_type: "application/json", body: br#"{"id":"chatcmpl-1","choices":[{"#.to_vec() });
     }
-    if let Some(ct) = req.header("x-fake-content-type") {
+    // The transformers' LLM calls carry no client header: they are steered
+    // by the configured model name.
+    let html_model = serde_json::from_slice::<Value>(&req.body).ok().is_some_and(|b| b["model"] == "fake-content-type-html");
+    if let Some(ct) = req.header("x-fake-content-type").or(html_model.then_some("text/html")) {
         let ct: &'static str = if ct.contains("html") { "text/html" } else { "text/plain" };
         return Some(Reply { status: 200, content_type: ct, body: b"<html><body>captive portal</body></html>".to_vec() });
     }
@@ -550,7 +553,38 @@ fn write_sse(req: &Recorded, out: &mut TcpStream, events: &[String]) -> std::io:
     if !truncate {
         text.push_str("data: [DONE]\n\n");
     }
+    // `x-fake-pause-before-end-ms`: the content goes out, then the stream
+    // stalls before its last chunk (finish, usage) for a client to leave.
+    if let Some(ms) = req.header("x-fake-pause-before-end-ms").and_then(|v| v.parse::<u64>().ok()) {
+        let held = if include_final(events) { 2 } else { 1 };
+        let head: String = events.iter().take(events.len().saturating_sub(held)).map(|e| format!("data: {e}\n\n")).collect();
+        let (head, tail) = text.as_bytes().split_at(head.len().min(text.len()));
+        return write_streamed_paused(out, "text/event-stream", head, tail, Duration::from_millis(ms));
+    }
     write_streamed(out, "text/event-stream", text.as_bytes())
+}
+
+/// Whether the last two events are the finish chunk and a usage chunk (both
+/// held back by a pause, so no usage reaches the gateway before it).
+fn include_final(events: &[String]) -> bool {
+    events.last().is_some_and(|e| e.contains("\"choices\":[]"))
+}
+
+/// `write_streamed`, with a pause between `head` and `tail`.
+fn write_streamed_paused(out: &mut TcpStream, content_type: &str, head: &[u8], tail: &[u8], pause: Duration) -> std::io::Result<()> {
+    write!(out, "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ntransfer-encoding: chunked\r\ncache-control: no-cache\r\n\r\n")?;
+    for (part, wait) in [(head, pause), (tail, Duration::ZERO)] {
+        for piece in part.chunks(37) {
+            write!(out, "{:x}\r\n", piece.len())?;
+            out.write_all(piece)?;
+            out.write_all(b"\r\n")?;
+            out.flush()?;
+            thread::sleep(Duration::from_millis(1));
+        }
+        thread::sleep(wait);
+    }
+    out.write_all(b"0\r\n\r\n")?;
+    out.flush()
 }
 
 /// Writes a streamed body in 37-byte pieces (events and lines are cut

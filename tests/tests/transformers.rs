@@ -104,14 +104,45 @@ fn request_through_anthropic_is_translated_both_ways() {
 }
 
 #[test]
-fn extract_pattern_sends_only_the_capture_and_a_miss_is_a_502() {
+fn extract_pattern_sends_the_whole_match_as_kong_or_the_body_group() {
+    // Kong's documented example `\{((.|\n)*)\}`: the match, braces included.
+    let (r, id, payload) = call("/orders/kong-extract", &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sent = String::from_utf8_lossy(&upstream(&id)[0].body).into_owned();
+    assert_eq!(sent, payload, "the whole match, valid JSON");
+    // `You said: (?P<body>.*)`: only the named group.
     let (r, id, payload) = call("/orders/extract", &[]);
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(String::from_utf8_lossy(&upstream(&id)[0].body), payload, "`You said: (.*)` captured the payload back");
+    assert_eq!(String::from_utf8_lossy(&upstream(&id)[0].body), payload, "the `body` group captured the payload back");
 
     let (r, id, _) = call("/orders/no-match", &[]);
     assert_openai_error(&r, 502, "llm_no_match");
     assert!(upstream(&id).is_empty(), "nothing reaches the upstream when the transformation fails");
+    no_vm_crash();
+}
+
+#[test]
+fn transformed_bodies_carry_an_exact_content_length_both_ways() {
+    let (r, id, _) = call("/orders/rewrite", &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let up = &upstream(&id)[0];
+    assert_eq!(up.header("transfer-encoding"), None, "the upstream got a chunked body: {:?}", up.headers);
+    assert_eq!(up.header("content-length"), Some(up.body.len().to_string().as_str()), "{:?}", up.headers);
+
+    let (r, _, _) = call("/orders/french", &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("transfer-encoding"), None, "the client got a chunked body");
+    assert_eq!(r.header("content-length"), Some(r.body.len().to_string().as_str()));
+    no_vm_crash();
+}
+
+#[test]
+fn an_llm_answering_html_with_200_is_unreadable_and_says_so() {
+    let (r, id, _) = call("/orders/llm-html", &[]);
+    assert_openai_error(&r, 502, "llm_unreadable");
+    let message = r.json()["error"]["message"].as_str().unwrap_or_default().to_string();
+    assert!(message.contains("200") && message.contains("text/html"), "{message}");
+    assert!(upstream(&id).is_empty());
     no_vm_crash();
 }
 
@@ -146,12 +177,16 @@ fn response_is_rewritten_by_the_llm() {
 
 #[test]
 fn json_instructions_set_the_clients_status_headers_and_body() {
-    let instructions = r#"{"status_code": 201, "headers": {"x-lang": "fr", "content-type": "text/plain"}, "body": "une commande"}"#;
-    let (r, _, _) = call("/orders/instructions", &[("x-fake-api-reply", instructions)]);
-    assert_eq!(r.status, 201, "{}", r.text());
-    assert_eq!(r.header("x-lang"), Some("fr"));
-    assert_eq!(r.header("content-type"), Some("text/plain"));
-    assert_eq!(r.text(), "une commande");
+    // Kong's `status`, and `status_code` as its alias.
+    for (key, status) in [("status", 201), ("status_code", 202)] {
+        let instructions = format!(r#"{{"{key}": {status}, "headers": {{"x-lang": "fr", "content-type": "text/plain"}}, "body": "une commande"}}"#);
+        let (r, _, _) = call("/orders/instructions", &[("x-fake-api-reply", &instructions)]);
+        assert_eq!(r.status, status, "{key}: {}", r.text());
+        assert_eq!(r.header("x-lang"), Some("fr"));
+        assert_eq!(r.header("content-type"), Some("text/plain"));
+        assert_eq!(r.text(), "une commande");
+        assert_eq!(r.header("content-length"), Some("12"));
+    }
 
     // Instructions that are not the agreed JSON: an error, not the payload.
     let (r, _, _) = call("/orders/instructions", &[("x-fake-api-reply", r#"{"orders": []}"#)]);

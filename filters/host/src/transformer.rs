@@ -52,6 +52,12 @@ impl RootContext for Root {
     }
 }
 
+/// Writes the exact `content-length` of a replaced body: its headers are
+/// held (the phase paused) until the body is known.
+fn set_length(set_header: fn(&str, &str) -> bool, len: usize) {
+    set_header("content-length", &len.to_string());
+}
+
 /// Registers the transformer of `side` as this module's root context.
 pub fn register(side: Side) {
     proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
@@ -132,7 +138,9 @@ impl Transform {
         let client = self.client_error(err);
         crate::set_response_header(":status", &client.status.to_string());
         crate::set_response_header("content-type", "application/json");
-        crate::set_response_body(self.payload_size, &client.to_json());
+        let body = client.to_json();
+        set_length(crate::set_response_header, body.len());
+        crate::set_response_body(self.payload_size, &body);
     }
 
     fn apply_response(&mut self, t: &Transformed) {
@@ -142,6 +150,7 @@ impl Transform {
         for (name, value) in &t.headers {
             crate::set_response_header(name, value);
         }
+        set_length(crate::set_response_header, t.body.len());
         crate::set_response_body(self.payload_size, &t.body);
     }
 
@@ -164,7 +173,7 @@ impl Transform {
             crate::set_property(&key("prompt_tokens"), u.prompt_tokens.to_string().as_bytes());
             crate::set_property(&key("completion_tokens"), u.completion_tokens.to_string().as_bytes());
             crate::set_property(&key("total_tokens"), u.total_tokens.to_string().as_bytes());
-            crate::set_property(&key("usage"), codec::transformer::format_usage(&u).as_bytes());
+            crate::set_property(&key("usage"), codec::usage::format_usage(&u).as_bytes());
             for (kind, n) in [("prompt", u.prompt_tokens), ("completion", u.completion_tokens), ("total", u.total_tokens)] {
                 crate::count(&name("ai_llm_tokens_total", &[who[0], who[1], who[2], ("token_type", kind)]), n);
             }
@@ -193,6 +202,9 @@ impl Context for Transform {
         self.publish();
         match (self.side, result) {
             (Side::Request, Ok(t)) => {
+                // The headers are still held: the upstream gets an exact
+                // length, as from Kong (many plain APIs refuse chunked bodies).
+                set_length(crate::set_request_header, t.body.len());
                 crate::set_request_body(self.payload_size, &t.body);
                 crate::resume_request();
             }
