@@ -208,9 +208,17 @@ fn mistral_gets_only_what_it_accepts_and_answers_with_openai_semantics() {
     let (resp, got) = chat("/mistral/v1/chat/completions", json!({"messages": user("bonjour"), "stream": true, "stream_options": {"include_usage": true}}));
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert!(only(&got).json().get("stream_options").is_none(), "Mistral rejects stream_options");
-    let usage: Vec<Value> = resp.sse_data().iter().filter_map(|e| serde_json::from_str::<Value>(e).ok()).filter(|v| v["usage"].is_object()).collect();
+    let chunks: Vec<Value> = resp.sse_data().iter().filter_map(|e| serde_json::from_str::<Value>(e).ok()).collect();
+    let usage: Vec<&Value> = chunks.iter().filter(|v| v["usage"].is_object()).collect();
     assert_eq!(usage.len(), 1);
     assert_eq!(usage[0]["usage"]["total_tokens"], 4);
+    // OpenAI's contract, which the SDKs read: the finish_reason on a content
+    // chunk, then one last chunk with `choices: []` and the usage.
+    assert_eq!(usage[0]["choices"], json!([]), "usage on a chunk that still has a choice: {}", usage[0]);
+    assert_eq!(chunks.last().map(|c| &c["usage"]), Some(&usage[0]["usage"]), "the usage chunk comes last");
+    let finish = chunks.iter().find(|c| c["choices"][0]["finish_reason"] == "stop").expect("a finishing chunk");
+    assert!(finish.get("usage").is_none(), "{finish}");
+    assert_eq!(usage[0]["id"], finish["id"]);
 
     // Fields OpenAI clients send: mapped or dropped, never a 422.
     let body = json!({"messages": user("hi"), "max_completion_tokens": 64, "seed": 7, "user": "u-1", "store": false,

@@ -86,9 +86,11 @@ pub struct OpenAiStream {
     decoder: SseDecoder,
     events: Vec<SseEvent>,
     drop_usage_chunk: bool,
-    /// Mistral: usage comes on the last content chunk, asked or not; it is
-    /// taken out when the client did not ask (OpenAI's semantics).
+    /// Mistral: usage comes on the last content chunk, asked or not. It is
+    /// taken off that chunk, and when the client asked, sent after it as
+    /// OpenAI's own usage chunk (`choices: []`).
     strip_usage: bool,
+    split_usage: bool,
     /// Mistral: streamed tool calls come without `type`.
     fill_tool_call_type: bool,
     usage: Option<Usage>,
@@ -103,6 +105,7 @@ impl OpenAiStream {
             events: Vec::new(),
             drop_usage_chunk: !client_wants_usage,
             strip_usage: false,
+            split_usage: false,
             fill_tool_call_type: false,
             usage: None,
             model: None,
@@ -112,12 +115,13 @@ impl OpenAiStream {
 
     /// Mistral's streams, given OpenAI's semantics.
     pub fn mistral(client_wants_usage: bool) -> Self {
-        OpenAiStream { strip_usage: !client_wants_usage, fill_tool_call_type: true, ..Self::new(client_wants_usage) }
+        OpenAiStream { strip_usage: true, split_usage: client_wants_usage, fill_tool_call_type: true, ..Self::new(client_wants_usage) }
     }
 
     fn forward(&mut self, out: &mut Vec<u8>) {
         for event in self.events.drain(..) {
             let mut rewrite = false;
+            let mut usage_chunk = false;
             if event.data == "[DONE]" {
                 self.done = true;
             } else if self.model.is_none() || has_usage_object(&event.data) {
@@ -131,7 +135,8 @@ impl OpenAiStream {
                         if usage_only && self.drop_usage_chunk {
                             continue;
                         }
-                        rewrite |= self.strip_usage;
+                        rewrite |= self.strip_usage && !usage_only;
+                        usage_chunk = self.split_usage && !usage_only;
                     }
                 }
             }
@@ -140,8 +145,26 @@ impl OpenAiStream {
                 Some(data) => encode_event(event.event.as_deref(), &data, out),
                 None => out.extend_from_slice(&event.raw),
             }
+            if let Some(data) = usage_chunk.then(|| usage_chunk_of(&event.data)).flatten() {
+                encode_event(event.event.as_deref(), &data, out);
+            }
         }
     }
+}
+
+/// OpenAI's usage chunk for a chunk that carried usage beside its choices:
+/// the same id, object, created, model (and fingerprint), `choices: []`.
+fn usage_chunk_of(data: &str) -> Option<String> {
+    let chunk: serde_json::Value = serde_json::from_str(data).ok()?;
+    let mut usage = serde_json::Map::new();
+    for key in ["id", "object", "created", "model", "system_fingerprint"] {
+        if let Some(v) = chunk.get(key) {
+            usage.insert(key.into(), v.clone());
+        }
+    }
+    usage.insert("choices".into(), serde_json::Value::Array(Vec::new()));
+    usage.insert("usage".into(), chunk.get("usage")?.clone());
+    serde_json::to_string(&usage).ok()
 }
 
 /// A chunk with usage taken out and tool-call types filled in, as asked;
@@ -256,6 +279,18 @@ data: [DONE]\n\n";
             assert_eq!(text.contains("\"usage\""), wants, "{text}");
             assert_eq!(t.usage().map(|u| u.total_tokens), Some(7), "counted either way");
             assert!(text.ends_with("data: [DONE]\n\n"));
+            // OpenAI's contract: the finish_reason on a content chunk without
+            // usage, then (when asked) one usage chunk with no choices.
+            let chunks: Vec<serde_json::Value> = events(text.as_bytes()).iter().filter_map(|d| serde_json::from_str(d).ok()).collect();
+            let finish = chunks.iter().find(|c| c["choices"][0]["finish_reason"] == "tool_calls").expect("the finishing chunk");
+            assert!(finish.get("usage").is_none(), "{finish}");
+            let usage: Vec<&serde_json::Value> = chunks.iter().filter(|c| c.get("usage").is_some()).collect();
+            assert_eq!(usage.len(), usize::from(wants));
+            if let Some(u) = usage.first() {
+                assert_eq!(u["choices"], serde_json::json!([]));
+                assert_eq!(u["usage"]["total_tokens"], 7);
+                assert!(std::ptr::eq(*u, chunks.last().unwrap()), "the usage chunk is the last one");
+            }
         }
     }
 }
