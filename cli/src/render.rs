@@ -64,6 +64,7 @@ const ACCESS_LOG_AND_LOCAL_REPLY: &str = r#"          access_log:
                   ai_prompt_tokens: "%FILTER_STATE(wasm.ai.prompt_tokens:PLAIN)%"
                   ai_completion_tokens: "%FILTER_STATE(wasm.ai.completion_tokens:PLAIN)%"
                   ai_total_tokens: "%FILTER_STATE(wasm.ai.total_tokens:PLAIN)%"
+                  ai_usage_estimated: "%FILTER_STATE(wasm.ai.usage_estimated:PLAIN)%"
                   ai_cached_tokens: "%FILTER_STATE(wasm.ai.cached_tokens:PLAIN)%"
                   ai_reasoning_tokens: "%FILTER_STATE(wasm.ai.reasoning_tokens:PLAIN)%"
                   ai_cost: "%FILTER_STATE(wasm.ai.cost:PLAIN)%"
@@ -78,6 +79,7 @@ const ACCESS_LOG_AND_LOCAL_REPLY: &str = r#"          access_log:
                   ai_target: "%FILTER_STATE(wasm.ai.target:PLAIN)%"
                   ai_tries: "%FILTER_STATE(wasm.ai.tries:PLAIN)%"
                   ai_failed_targets: "%FILTER_STATE(wasm.ai.failed_targets:PLAIN)%"
+                  ai_fallback_skipped: "%FILTER_STATE(wasm.ai.fallback_skipped:PLAIN)%"
           # Envoy's own answers to upstream failures (connect error, reset,
           # timeout, no healthy host) in OpenAI's error shape, also when a
           # filter was holding the upstream's headers when it failed.
@@ -369,9 +371,17 @@ fn http_filters(g: &Gateway, filters: &Instances, o: &Options) -> String {
     out
 }
 
+/// A balanced route's retries are all charged to the cluster of its first
+/// try, and Envoy allows 3 in flight per cluster by default: past that,
+/// fallbacks are silently skipped. A request has at most one try in flight,
+/// so retries sized like requests (Envoy's default 1024) never refuse a
+/// fallback the cluster could have taken as a request.
+const RETRY_BREAKER: &str = "    circuit_breakers:\n      thresholds:\n      - { priority: DEFAULT, max_requests: 1024, max_retries: 1024 }\n";
+
 fn clusters(g: &Gateway) -> String {
     let mut out = String::from("  clusters:\n");
     let mut seen = BTreeSet::new();
+    let balanced: BTreeSet<&str> = g.models.iter().filter_map(|m| m.balanced.as_ref()).flat_map(|b| b.targets.iter().map(|t| t.cluster.as_str())).collect();
     let upstreams = g.models.iter().flat_map(|m| match &m.balanced {
         Some(b) => b.targets.clone(),
         None => vec![m.upstream.clone()],
@@ -388,6 +398,9 @@ fn clusters(g: &Gateway) -> String {
             h = u.host,
             p = u.port
         );
+        if balanced.contains(u.cluster.as_str()) {
+            out.push_str(RETRY_BREAKER);
+        }
         if u.tls {
             let _ = write!(
                 out,

@@ -13,6 +13,7 @@ mod render;
 use clap::{Parser, Subcommand};
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::{Code, DescriptorStatus, RateLimit};
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::{RateLimitService, RateLimitServiceServer};
+use envoy_types::pb::envoy::config::core::v3::HeaderValue;
 use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
 use limiter::{Descriptor, Verdict};
 use std::net::SocketAddr;
@@ -123,6 +124,8 @@ impl RateLimitService for Service {
         }
         let mut statuses = Vec::with_capacity(planned.len());
         let mut over = false;
+        // A refused client may retry when every exhausted window has reset.
+        let mut retry_after = 0;
         for p in &planned {
             let verdict = match p {
                 None => Verdict::unlimited(),
@@ -144,10 +147,20 @@ impl RateLimitService for Service {
                 }
             };
             over |= verdict.over_limit;
+            if verdict.over_limit {
+                retry_after = retry_after.max(verdict.reset_in);
+            }
             statuses.push(status_of(&verdict));
         }
         let overall = if over { Code::OverLimit } else { Code::Ok };
-        Ok(tonic::Response::new(RateLimitResponse { overall_code: overall as i32, statuses, ..Default::default() }))
+        // Envoy's ratelimit filter adds these to its 429 (the OpenAI SDK's
+        // retry reads Retry-After).
+        let response_headers_to_add = if over {
+            vec![HeaderValue { key: "retry-after".into(), value: retry_after.max(1).to_string(), ..Default::default() }]
+        } else {
+            Vec::new()
+        };
+        Ok(tonic::Response::new(RateLimitResponse { overall_code: overall as i32, statuses, response_headers_to_add, ..Default::default() }))
     }
 }
 

@@ -17,5 +17,6 @@ pub mod ratelimit;
 pub mod sse;
 pub mod template;
 pub mod transformer;
+pub mod usage;
 
 pub use error::{ErrorKind, GatewayError};

@@ -189,3 +189,45 @@ fn rejections_are_counted() {
     let after = g.envoy.stat("wasmcustom.ai_ratelimit_requests_total.policy.per-api-key.outcome.rejected");
     assert!(after > before, "{before} -> {after}");
 }
+
+/// Sends a streamed chat and closes the connection once `seen` shows in the
+/// answer: a client that leaves before the stream ends.
+fn leave_stream_early(key: &str, words: &str, seen: &str) -> String {
+    use std::io::{Read, Write};
+    let id = test_id("early");
+    let body = json!({"model": "m", "messages": [{"role": "user", "content": words}], "stream": true}).to_string();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", gateway().envoy.ports.listener)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\ncontent-length: {}\r\nauthorization: Bearer {key}\r\nx-test-id: {id}\r\nx-request-id: {id}\r\nx-fake-pause-before-end-ms: 3000\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).and_then(|_| s.write_all(body.as_bytes())).expect("send");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains(seen) {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => panic!("the stream ended before `{seen}`: {}", String::from_utf8_lossy(&got)),
+            Ok(n) => got.extend_from_slice(buf.get(..n).unwrap_or_default()),
+        }
+    }
+    drop(s); // gone, before the provider's usage
+    id
+}
+
+#[test]
+fn a_stream_the_client_leaves_is_charged_an_estimate() {
+    let g = gateway();
+    let key = test_id("left");
+    let before = g.envoy.stat("wasmcustom.ai_ratelimit_estimated_charges_total.policy.per-api-key");
+    // The fake streams "You said: a b c d e" and stalls before its finish
+    // and usage chunks; the client leaves once it has the text.
+    let id = leave_stream_early(&key, "a b c d e", r#""content":"e""#);
+    // Prompt text "a b c d e" (9 bytes: 3 tokens) and the 19 bytes streamed
+    // (5 tokens), at four bytes a token: 8, where the provider's count is 12.
+    eventually("the stream is charged its estimate", || remaining_today(&key) == 1_000_000 - 8);
+    let log = g.envoy.access_log(&id);
+    assert_eq!(log["ai_usage_estimated"], "true", "{log}");
+    assert_eq!(log["ai_total_tokens"], "8", "{log}");
+    assert_eq!(g.envoy.stat("wasmcustom.ai_ratelimit_estimated_charges_total.policy.per-api-key"), before + 1);
+}

@@ -15,11 +15,13 @@ host::proxy_wasm::main! {{
     host::proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { shared: None }) });
 }}
 
-/// Per policy: allowed and rejected requests, units charged.
+/// Per policy: allowed and rejected requests, units charged (and of those,
+/// charges from an estimate: a stream that ended before its usage).
 struct Metrics {
     allowed: Option<u32>,
     rejected: Option<u32>,
     charged: Option<u32>,
+    estimated: Option<u32>,
 }
 
 struct Shared {
@@ -43,6 +45,7 @@ impl RootContext for Root {
                 allowed: host::define_counter(&format!("ai_ratelimit_requests_total.policy.{}.outcome.allowed", p.name)),
                 rejected: host::define_counter(&format!("ai_ratelimit_requests_total.policy.{}.outcome.rejected", p.name)),
                 charged: host::define_counter(&format!("ai_ratelimit_units_charged_total.policy.{}", p.name)),
+                estimated: host::define_counter(&format!("ai_ratelimit_estimated_charges_total.policy.{}", p.name)),
             })
             .collect();
         self.shared = Some(Rc::new(Shared { config, metrics }));
@@ -58,6 +61,7 @@ impl RootContext for Root {
             replied: false,
             body_usage: None,
             tap: None,
+            cluster_policies: Vec::new(),
         }))
     }
 
@@ -78,6 +82,8 @@ struct Limiter {
     /// Usage read from the response itself, when no ai-proxy published it.
     body_usage: Option<Usage>,
     tap: Option<UsageTap>,
+    /// Cluster strategy: the matched policies, for the counters.
+    cluster_policies: Vec<usize>,
 }
 
 const MAX_COPY: usize = 1024 * 1024;
@@ -169,6 +175,7 @@ impl Limiter {
         let mut names = Vec::with_capacity(self.matched.len());
         for (i, partition) in std::mem::take(&mut self.matched) {
             let Some(policy) = config.policies.get(i) else { continue };
+            self.cluster_policies.push(i);
             host::set_property(&cluster_state_key(&policy.name), cluster_partition(&partition).as_bytes());
             names.push(policy.name.as_str());
         }
@@ -178,35 +185,90 @@ impl Limiter {
         Action::Continue
     }
 
-    fn usage(&self) -> Option<Usage> {
+    /// The request's usage, and whether it is (partly) an estimate.
+    fn usage(&self) -> Option<(Usage, bool)> {
         // ai-proxy publishes what the provider reported as one property
-        // ("prompt,completion,total"); without it, the answer's own usage.
-        let served = host::property_string(&["ai.usage"]).and_then(|v| codec::transformer::parse_usage(&v)).or(self.body_usage);
+        // ("prompt,completion,total[,estimated]"); without it, the answer's own usage.
+        let served = host::property_string(&["ai.usage"]).and_then(|v| codec::usage::parse_usage(&v));
+        let estimated = served.is_some_and(|(_, e)| e);
+        let served = served.map(|(u, _)| u).or(self.body_usage);
         // The transformers' LLM calls on this request spend tokens too
         // (one property each: "prompt,completion,total").
         let transformers: Vec<Usage> = ["ai.transformer.request.usage", "ai.transformer.response.usage"]
             .iter()
-            .filter_map(|k| codec::transformer::parse_usage(&host::property_string(&[k])?))
+            .filter_map(|k| codec::usage::parse_usage(&host::property_string(&[k])?).map(|(u, _)| u))
             .collect();
-        total_usage(served, &transformers)
+        Some((total_usage(served, &transformers)?, estimated))
     }
 
-    /// Charges the request's real usage to its counters.
-    fn charge(&mut self) {
-        self.matched.clear();
-        let counters = std::mem::take(&mut self.counters);
-        if counters.is_empty() {
+    /// Charges the request's usage to its counters. `last_chance`: the
+    /// request's final callback; before it, a request whose usage is not
+    /// published yet waits (on a stream the client left, ai-proxy publishes
+    /// its estimate in its own log phase, which may come after this one's).
+    fn charge(&mut self, last_chance: bool) {
+        if self.counters.is_empty() {
             return; // nothing matched (or cluster strategy): no usage reads
         }
-        let Some(usage) = self.usage() else { return };
+        let Some((usage, estimated)) = self.usage() else {
+            if last_chance {
+                self.counters.clear();
+            }
+            return;
+        };
+        self.matched.clear();
+        let counters = std::mem::take(&mut self.counters);
         let shared = self.shared.clone();
         for (policy, amount) in shared.config.charge(&counters, &usage, &SharedData, now_ms()) {
-            host::increment(shared.metrics.get(policy).and_then(|m| m.charged), amount);
+            let metrics = shared.metrics.get(policy);
+            host::increment(metrics.and_then(|m| m.charged), amount);
+            if estimated {
+                host::increment(metrics.and_then(|m| m.estimated), 1);
+            }
+        }
+    }
+
+    /// Cluster strategy: Envoy's ratelimit filter decides and charges; this
+    /// counts what it did, so the dashboard's budget panels work for shared
+    /// budgets too, and gives a refused request a zero charge (it reads
+    /// `ai.total_tokens` when the stream ends, and warns when it is unset).
+    fn observe_cluster_answer(&mut self) {
+        let refused = host::property_string(&["response", "code_details"]).is_some_and(|d| d == "request_rate_limited");
+        for i in &self.cluster_policies {
+            let metrics = self.shared.metrics.get(*i);
+            host::increment(metrics.and_then(|m| if refused { m.rejected } else { m.allowed }), 1);
+        }
+        if refused {
+            host::set_property("ai.total_tokens", b"0");
+            self.cluster_policies.clear();
+        }
+    }
+
+    /// Cluster strategy: what the service was charged, for the counters.
+    fn count_cluster_charge(&mut self) {
+        let policies = std::mem::take(&mut self.cluster_policies);
+        if policies.is_empty() {
+            return;
+        }
+        let Some((usage, estimated)) = self.usage() else { return };
+        for i in policies {
+            let (Some(policy), metrics) = (self.config().policies.get(i), self.shared.metrics.get(i)) else { continue };
+            host::increment(metrics.and_then(|m| m.charged), self.config().charge_for(policy, &usage));
+            if estimated {
+                host::increment(metrics.and_then(|m| m.estimated), 1);
+            }
         }
     }
 }
 
-impl Context for Limiter {}
+impl Context for Limiter {
+    // Envoy calls this when it destroys the filters, after every filter's
+    // log phase.
+    fn on_done(&mut self) -> bool {
+        self.charge(true);
+        self.count_cluster_charge();
+        true
+    }
+}
 
 impl HttpContext for Limiter {
     fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
@@ -239,6 +301,9 @@ impl HttpContext for Limiter {
         if self.replied {
             return Action::Continue;
         }
+        if !self.cluster_policies.is_empty() {
+            self.observe_cluster_answer();
+        }
         if !self.config().hide_client_headers && !self.states.is_empty() {
             host::set_response_headers(&codec::ratelimit::client_headers(&self.states, None));
         }
@@ -260,7 +325,8 @@ impl HttpContext for Limiter {
     }
 
     fn on_log(&mut self) {
-        self.charge();
+        self.charge(false);
         host::report_host_calls("ai-token-ratelimit");
     }
+
 }

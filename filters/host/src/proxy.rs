@@ -116,6 +116,9 @@ impl<H: Hooks> ProxyRequest<H> {
             return;
         }
         self.published = true;
+        // A stream the client left (or the upstream cut) never saw its end:
+        // it is charged what the provider reported, the rest estimated.
+        self.exchange.end_stream();
         // The end time only serves time per output token, for streams.
         if self.timing.first_chunk_ms.is_some() {
             self.timing.end_ms = now_ms();

@@ -105,6 +105,12 @@ pub struct Exchange {
     body_sha256: Option<String>,
     /// Length of the body the gateway wrote in place of the client's.
     sent_body_len: Option<usize>,
+    /// Streams only: bytes of text in the prompt and in what was streamed
+    /// back, for the estimate when a stream ends before its usage.
+    prompt_text: u64,
+    streamed_text: u64,
+    stream_ended: bool,
+    usage_estimated: bool,
 }
 
 fn is_json(content_type: &str) -> bool {
@@ -129,6 +135,10 @@ impl Exchange {
             upstream_path: None,
             body_sha256: None,
             sent_body_len: None,
+            prompt_text: 0,
+            streamed_text: 0,
+            stream_ended: false,
+            usage_estimated: false,
         }
     }
 
@@ -254,6 +264,15 @@ impl Exchange {
     /// The whole request body; returns the body to send, or None to send the
     /// client's bytes unchanged.
     pub fn request_body(&mut self, body: &[u8]) -> Result<Option<Vec<u8>>, GatewayError> {
+        let sent = self.translate_request_body(body)?;
+        if self.facts.stream {
+            // Only a stream can end half-way with its usage unsaid.
+            self.prompt_text = crate::usage::text_bytes(body);
+        }
+        Ok(sent)
+    }
+
+    fn translate_request_body(&mut self, body: &[u8]) -> Result<Option<Vec<u8>>, GatewayError> {
         let cfg = &*self.cfg;
         if body.len() as u64 > cfg.max_request_body_size {
             return Err(too_large(cfg.max_request_body_size));
@@ -462,11 +481,38 @@ impl Exchange {
             t.push(chunk, &mut out);
             if end_of_stream {
                 t.finish(&mut out);
-                self.usage = t.usage();
-                self.response_model = t.model().map(str::to_string);
+            }
+            self.streamed_text += crate::usage::text_bytes(&out);
+            if end_of_stream {
+                self.end_stream();
             }
         }
         out
+    }
+
+    /// The stream ended, whole or not (the client gone, the upstream reset
+    /// or timed out, or it stopped without its last event): its usage is
+    /// what the provider reported, the rest estimated (`crate::usage`).
+    pub fn end_stream(&mut self) {
+        let Some(t) = self.stream.as_ref() else { return };
+        if self.stream_ended {
+            return;
+        }
+        self.stream_ended = true;
+        self.response_model = t.model().map(str::to_string);
+        let reported = t.usage();
+        if reported.is_some_and(|u| u.completion_tokens > 0) || self.streamed_text == 0 && reported.is_some() {
+            self.usage = reported;
+        } else if (200..300).contains(&self.status) {
+            let (usage, estimated) = crate::usage::estimate(reported, self.prompt_text, self.streamed_text);
+            self.usage = Some(usage);
+            self.usage_estimated = estimated;
+        }
+    }
+
+    /// Whether `usage()` is (partly) an estimate: see `end_stream`.
+    pub fn usage_estimated(&self) -> bool {
+        self.usage_estimated
     }
 
     pub fn requested_model(&self) -> Option<&str> {

@@ -86,7 +86,11 @@ impl Exchange {
         }
         if let Some(u) = usage {
             // For later filters, in one read; the split keys for access logs.
-            r.properties.push(("ai.usage", crate::transformer::format_usage(&u)));
+            let value = if self.usage_estimated() { crate::usage::format_estimated(&u) } else { crate::usage::format_usage(&u) };
+            r.properties.push(("ai.usage", value));
+            if self.usage_estimated() {
+                r.properties.push(("ai.usage_estimated", "true".to_string()));
+            }
             r.properties.push(("ai.prompt_tokens", u.prompt_tokens.to_string()));
             r.properties.push(("ai.completion_tokens", u.completion_tokens.to_string()));
             r.properties.push(("ai.total_tokens", u.total_tokens.to_string()));
@@ -128,6 +132,9 @@ impl Exchange {
             }
             if let Some(cost) = cost {
                 r.counters.push((name("ai_llm_cost_microunits_total", &who), (cost * 1_000_000.0).round() as u64));
+            }
+            if self.usage_estimated() {
+                r.counters.push((name("ai_llm_usage_estimated_total", &who), 1));
             }
             // Time per output token: the stream after its first chunk.
             if u.completion_tokens > 1 {
