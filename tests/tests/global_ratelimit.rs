@@ -185,6 +185,18 @@ fn two_replicas_share_one_budget_through_the_service_and_redis() {
         eventually_sum(&r, &[&minute_before, &minute_after], alice);
     }
     assert!(r.redis.keys("*key-alice*").is_empty(), "API keys are hashed before they leave the gateway");
+    // The shared budget's requests and charges show on the dashboard's
+    // counters too (Envoy's ratelimit filter decides; the limiter counts).
+    let charged = r.a.stat("wasmcustom.ai_ratelimit_units_charged_total.policy.per-consumer") + r.b.stat("wasmcustom.ai_ratelimit_units_charged_total.policy.per-consumer");
+    assert_eq!(charged, alice, "units charged per policy");
+    let allowed = |e: &Envoy| e.stat("wasmcustom.ai_ratelimit_requests_total.policy.per-consumer.outcome.allowed");
+    assert_eq!(allowed(&r.a) + allowed(&r.b), 8);
+
+    // 1b. A client that leaves a stream before its usage is charged the
+    // estimate (prompt "a b c d e": 3 tokens; "You said: a b c d e"
+    // streamed: 5), not nothing.
+    leave_stream_early(&r.a, "dave", "a b c d e");
+    wait_for_count(&r, &key("per-consumer", "dave", 86_400), 8);
 
     // 2. Spent: 200 tokens a second per consumer (scaled down for the
     // test; step 1 stays under it). One long prompt spends it; then both replicas refuse that
@@ -218,6 +230,9 @@ fn two_replicas_share_one_budget_through_the_service_and_redis() {
         }
         assert_eq!(resp.header("content-type"), Some("application/json"));
         assert_eq!(resp.json()["error"]["code"], "rate_limit_exceeded", "{}", resp.text());
+        // The OpenAI SDK's retry waits for Retry-After: the window's end.
+        assert_eq!(resp.header("retry-after"), Some("1"), "{:?}", resp.headers);
+        assert!(r.b.stat("wasmcustom.ai_ratelimit_requests_total.policy.per-consumer.outcome.rejected") >= 1);
         assert_eq!(on_a.status, 429, "{}", on_a.text());
         assert!(r.fake.requests(&id).is_empty() && r.fake.requests(&id_a).is_empty(), "refused before the provider");
         assert_eq!(other.status, 200, "another consumer still passes: {}", other.text());
@@ -263,4 +278,31 @@ fn two_replicas_share_one_budget_through_the_service_and_redis() {
     }
     r.a.assert_no_vm_crash(r.vms.0);
     r.b.assert_no_vm_crash(r.vms.1);
+    for envoy in [&r.a, &r.b] {
+        assert!(!envoy.log().contains("Invalid hits_addend"), "a refused request left the charge unset");
+    }
+}
+
+/// A streamed chat the client closes once the text is in, before the
+/// provider's usage (the fake stalls before its last chunks).
+fn leave_stream_early(envoy: &Envoy, consumer: &str, text: &str) {
+    use std::io::{Read, Write};
+    let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}], "stream": true}).to_string();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", envoy.ports.listener)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-consumer-id: {consumer}\r\nauthorization: Bearer key-{consumer}\r\nx-fake-pause-before-end-ms: 3000\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).and_then(|_| s.write_all(body.as_bytes())).expect("send");
+    let last_word = text.rsplit(' ').next().unwrap_or_default();
+    let seen = format!(r#""content":"{last_word}""#);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains(&seen) {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => panic!("the stream ended before `{seen}`: {}", String::from_utf8_lossy(&got)),
+            Ok(n) => got.extend_from_slice(buf.get(..n).unwrap_or_default()),
+        }
+    }
 }

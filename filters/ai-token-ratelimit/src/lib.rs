@@ -232,12 +232,15 @@ impl Limiter {
     /// budgets too, and gives a refused request a zero charge (it reads
     /// `ai.total_tokens` when the stream ends, and warns when it is unset).
     fn observe_cluster_answer(&mut self) {
-        let refused = host::property_string(&["response", "code_details"]).is_some_and(|d| d == "request_rate_limited");
+        let details = host::property_string(&["response", "code_details"]).unwrap_or_default();
+        let refused = details == "request_rate_limited";
         for i in &self.cluster_policies {
             let metrics = self.shared.metrics.get(*i);
             host::increment(metrics.and_then(|m| if refused { m.rejected } else { m.allowed }), 1);
         }
-        if refused {
+        if details != "via_upstream" {
+            // Envoy answered itself (refused, or the service failed closed):
+            // nothing was spent.
             host::set_property("ai.total_tokens", b"0");
             self.cluster_policies.clear();
         }
