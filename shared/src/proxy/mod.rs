@@ -15,6 +15,7 @@ pub mod mistral;
 mod golden;
 pub mod ollama;
 pub mod openai;
+pub mod passthrough;
 pub mod provider;
 pub mod report;
 pub mod request;
@@ -398,7 +399,7 @@ impl Exchange {
             let model = self.requested_model().unwrap_or_default();
             let meta = Meta { id: &self.id, created: self.created, model };
             self.stream = Some(match cfg.route_type {
-                RouteType::Preserve => Box::new(openai::OpenAiStream::new(true)),
+                RouteType::Preserve => Box::new(passthrough::PassthroughStream::new()),
                 _ if self.native_messages() => Box::new(messages::NativeStream::new(&self.id, self.created, model)),
                 route if self.messages_client() => {
                     Box::new(messages::ToMessagesStream::new(cfg.api.stream(route, &meta, true), &self.id, model))
