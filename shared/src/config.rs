@@ -24,6 +24,19 @@ impl std::fmt::Display for ConfigError {
     }
 }
 
+/// Default for every filter's `max_request_body_size` (Kong's 8 MiB).
+pub const DEFAULT_MAX_REQUEST_BODY_SIZE: u64 = 8 * 1024 * 1024;
+
+/// An HTTP header name a configuration may name (RFC 9110 token).
+pub fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+pub fn is_header_value(value: &str) -> bool {
+    value.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+}
+
 /// Parses a plugin configuration. An empty configuration is parsed as `{}`.
 pub fn parse_strict<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ConfigError> {
     let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { bytes };

@@ -53,7 +53,7 @@ struct RawConfig {
 }
 
 fn default_max_body() -> u64 {
-    crate::proxy::config::DEFAULT_MAX_REQUEST_BODY_SIZE
+    crate::config::DEFAULT_MAX_REQUEST_BODY_SIZE
 }
 
 pub struct Decorator {

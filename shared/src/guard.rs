@@ -39,7 +39,7 @@ struct RawGuardConfig {
 }
 
 fn default_max_body() -> u64 {
-    crate::proxy::config::DEFAULT_MAX_REQUEST_BODY_SIZE
+    crate::config::DEFAULT_MAX_REQUEST_BODY_SIZE
 }
 
 pub const DEFAULT_MESSAGE: &str = "the request was blocked by the gateway's content policy";

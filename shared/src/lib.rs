@@ -6,6 +6,7 @@
 pub mod balancer;
 pub mod config;
 pub mod decorator;
+pub mod digest;
 pub mod error;
 pub mod guard;
 pub mod headers;

@@ -137,7 +137,7 @@ struct RawConfig {
 }
 
 fn default_max_body() -> u64 {
-    crate::proxy::config::DEFAULT_MAX_REQUEST_BODY_SIZE
+    crate::config::DEFAULT_MAX_REQUEST_BODY_SIZE
 }
 
 #[derive(Debug, Clone)]
@@ -168,6 +168,8 @@ pub struct RateLimitConfig {
     /// Some policy matches on `provider` / partitions by IP.
     pub needs_provider: bool,
     pub needs_ip: bool,
+    /// `PARTITION_SLOTS` (tests use fewer).
+    pub partition_slots: u64,
 }
 
 fn valid_name(s: &str) -> bool {
@@ -186,7 +188,7 @@ impl RateLimitConfig {
         check_range("input_cost", raw.input_cost, 0.0, 1e9)?;
         check_range("output_cost", raw.output_cost, 0.0, 1e9)?;
         if let Some(h) = &raw.consumer_header {
-            if !crate::proxy::config::is_header_name(h) {
+            if !crate::config::is_header_name(h) {
                 return Err(ConfigError::new("consumer_header", "is not a valid header name"));
             }
         }
@@ -232,7 +234,7 @@ impl RateLimitConfig {
                 let units = if strategy == Strategy::Cost { l.limit * COST_SCALE } else { l.limit };
                 limits.push((units as u64, l.window_size.saturating_mul(1000)));
             }
-            if p.partition_by == PartitionBy::Header && !p.partition_header.as_deref().is_some_and(crate::proxy::config::is_header_name) {
+            if p.partition_by == PartitionBy::Header && !p.partition_header.as_deref().is_some_and(crate::config::is_header_name) {
                 return Err(ConfigError::new(at("partition_header"), "is required (a header name) with partition_by: header"));
             }
             if p.partition_by == PartitionBy::Consumer && raw.consumer_header.is_none() {
@@ -242,7 +244,7 @@ impl RateLimitConfig {
                 return Err(ConfigError::new("consumer_header", "is required when a policy matches on consumer"));
             }
             if let Some(h) = &p.matches.header {
-                if !crate::proxy::config::is_header_name(&h.name) {
+                if !crate::config::is_header_name(&h.name) {
                     return Err(ConfigError::new(at("match.header.name"), "is not a valid header name"));
                 }
             }
@@ -272,6 +274,7 @@ impl RateLimitConfig {
             needs_model,
             needs_provider,
             needs_ip,
+            partition_slots: PARTITION_SLOTS,
         })
     }
 
@@ -344,25 +347,45 @@ pub fn cluster_partition(partition: &str) -> String {
     if partition.is_empty() {
         return "all".to_string();
     }
-    let digest = crate::proxy::sigv4::sha256_hex(partition.as_bytes());
+    let digest = crate::digest::sha256_hex(partition.as_bytes());
     digest.get(..32).unwrap_or_default().to_string()
-}
-
-/// The shared-data key of one (policy, limit, partition) counter. The
-/// partition value (often an API key) is hashed: keys never hold secrets.
-pub fn counter_key(policy: &str, window_ms: u64, partition: &str) -> String {
-    keyed(policy, window_ms, &partition_digest(partition))
 }
 
 /// A partition as counter keys name it (hashed once per policy, not per limit).
 fn partition_digest(partition: &str) -> String {
-    let mut digest = crate::proxy::sigv4::sha256_hex(partition.as_bytes());
+    let mut digest = crate::digest::sha256_hex(partition.as_bytes());
     digest.truncate(32);
     digest
 }
 
-fn keyed(policy: &str, window_ms: u64, digest: &str) -> String {
-    format!("ai-ratelimit|{policy}|{window_ms}|{digest}")
+/// Counter slots per (policy, limit). Shared data has no delete: a key per
+/// partition would grow without bound (every new API key, and every random
+/// one a client makes up). A partition owns a slot while its windows last;
+/// a slot whose windows are over is taken by the next partition hashed there.
+pub const PARTITION_SLOTS: u64 = 16_384;
+/// Slots tried from a partition's home slot before it shares one with a
+/// partition still counting (its count then includes the other's).
+const PROBES: u64 = 8;
+
+fn slot_key(policy: &str, window_ms: u64, slot: u64) -> String {
+    format!("ai-ratelimit|{policy}|{window_ms}|{slot}")
+}
+
+/// A counter as stored: its window, then the digest of the partition that owns it.
+fn record(w: &Window, owner: &str) -> Vec<u8> {
+    let mut out = w.encode().to_vec();
+    out.extend_from_slice(owner.as_bytes());
+    out
+}
+
+fn owner(data: &[u8]) -> &[u8] {
+    data.get(24..).unwrap_or_default()
+}
+
+/// Whether nothing in the window counts any more (its slot may be reused).
+fn is_over(w: Window, now_ms: u64, window_ms: u64) -> bool {
+    let w = w.at(now_ms, window_ms);
+    w.current == 0 && w.previous == 0
 }
 
 /// One counter: its current window's start and the counts of the current
@@ -565,6 +588,8 @@ pub struct Counter {
     pub policy: usize,
     pub window_ms: u64,
     pub key: String,
+    /// The partition's digest: the slot's owner.
+    pub owner: String,
 }
 
 /// What admission decided, and what the response side needs later.
@@ -600,12 +625,7 @@ impl RateLimitConfig {
             let Some(policy) = self.policies.get(*policy_idx) else { continue };
             let digest = partition_digest(partition);
             for &(limit, window_ms) in &policy.limits {
-                let key = keyed(&policy.name, window_ms, &digest);
-                let (data, _) = store.get(&key);
-                if data.is_none() {
-                    let _ = store.set(&key, &Window::default().encode(), None);
-                }
-                let w = Window::decode(data.as_deref());
+                let (key, w) = self.slot(store, &policy.name, window_ms, &digest, now_ms);
                 let used = w.used(now_ms, window_ms, self.window_type);
                 let reset_ms = Window::reset_ms(now_ms, window_ms);
                 a.states.push(LimitState {
@@ -622,7 +642,7 @@ impl RateLimitConfig {
                         a.rejected_by.push(*policy_idx);
                     }
                 }
-                a.counters.push(Counter { policy: *policy_idx, window_ms, key });
+                a.counters.push(Counter { policy: *policy_idx, window_ms, key, owner: digest.clone() });
             }
         }
         if let Some(ms) = retry_after_ms {
@@ -630,6 +650,34 @@ impl RateLimitConfig {
             a.counters.clear(); // nothing is charged for a refused request
         }
         a
+    }
+
+    /// The slot counting `digest`'s partition for one limit, and its window:
+    /// the slot it owns, else a free or finished one (claimed as new), else
+    /// its home slot, shared.
+    fn slot(&self, store: &dyn CounterStore, policy: &str, window_ms: u64, digest: &str, now_ms: u64) -> (String, Window) {
+        let slots = self.partition_slots.max(1);
+        let home = digest.get(..16).and_then(|h| u64::from_str_radix(h, 16).ok()).unwrap_or(0) % slots;
+        let mut shared = None;
+        for probe in 0..PROBES.min(slots) {
+            let key = slot_key(policy, window_ms, (home + probe) % slots);
+            let (data, _) = store.get(&key);
+            let Some(data) = data else {
+                // Created before any charge on it can exist (two workers
+                // racing both write zero).
+                let _ = store.set(&key, &record(&Window::default(), digest), None);
+                return (key, Window::default());
+            };
+            let w = Window::decode(Some(&data));
+            if owner(&data) == digest.as_bytes() {
+                return (key, w);
+            }
+            if is_over(w, now_ms, window_ms) {
+                return (key, Window::default()); // taken over when charged
+            }
+            shared.get_or_insert((key, w));
+        }
+        shared.unwrap_or_else(|| (slot_key(policy, window_ms, home), Window::default()))
     }
 
     /// Headers for the client: the limits' state, or only `Retry-After`
@@ -655,8 +703,19 @@ impl RateLimitConfig {
             let mut done = false;
             for _ in 0..CAS_RETRIES {
                 let (data, version) = store.get(&c.key);
-                let next = Window::decode(data.as_deref()).charged(now_ms, c.window_ms, amount);
-                match store.set(&c.key, &next.encode(), version) {
+                let data = data.unwrap_or_default();
+                let current = Window::decode(Some(&data));
+                let ours = owner(&data) == c.owner.as_bytes();
+                // A finished window of another partition is taken over; a
+                // live one is shared (all probes were taken).
+                let (base, owner_now) = match (ours, is_over(current, now_ms, c.window_ms)) {
+                    (true, _) => (current, c.owner.as_bytes()),
+                    (false, true) => (Window::default(), c.owner.as_bytes()),
+                    (false, false) => (current, owner(&data)),
+                };
+                let mut next = base.charged(now_ms, c.window_ms, amount).encode().to_vec();
+                next.extend_from_slice(owner_now);
+                match store.set(&c.key, &next, version) {
                     Ok(true) => {
                         done = true;
                         break;
@@ -775,7 +834,9 @@ mod tests {
                 self.conflicts.set(self.conflicts.get().saturating_sub(1));
                 let (old, v) = map.get(key).cloned().unwrap_or_default();
                 let theirs = Window::decode(Some(&old)).charged(MIN, MIN, 5);
-                map.insert(key.to_string(), (theirs.encode().to_vec(), v.saturating_add(1)));
+                let mut record = theirs.encode().to_vec();
+                record.extend_from_slice(owner(&old));
+                map.insert(key.to_string(), (record, v.saturating_add(1)));
                 return Ok(false);
             }
             if version.is_some() && version != current {
@@ -902,11 +963,31 @@ mod tests {
     }
 
     #[test]
-    fn keys_hash_the_partition() {
-        let k = counter_key("p", 60_000, "sk-secret-api-key");
-        assert!(!k.contains("secret"));
-        assert_ne!(k, counter_key("p", 60_000, "sk-other"));
-        assert_ne!(k, counter_key("p", 1000, "sk-secret-api-key"));
+    fn partitions_share_a_bounded_set_of_slots_and_never_store_the_secret() {
+        let mut c = config(r#"{"policies":[{"name":"p","partition_by":"header","partition_header":"x-k","limits":[{"limit":1000,"window_size":60}]}]}"#);
+        c.partition_slots = 64;
+        let store = FakeStore::default();
+        let spend = |partition: &str, now_ms: u64, tokens: u64| {
+            let a = c.admit(&[(0, partition.to_string())], &store, now_ms);
+            c.charge(&a.counters, &Usage::new(tokens, 0), &store, now_ms);
+            a.states.first().map(|s| s.remaining).unwrap_or(0)
+        };
+        // Many partitions, one window: at most 64 keys, and a partition that
+        // owns its slot is counted exactly.
+        assert_eq!(spend("sk-secret-api-key", MIN, 10), 1000);
+        for i in 0..40 {
+            spend(&format!("key-{i}"), MIN, 1);
+        }
+        assert_eq!(spend("sk-secret-api-key", MIN, 0), 990, "its own count, not its neighbours'");
+        for i in 0..10_000 {
+            spend(&format!("flood-{i}"), MIN, 1);
+        }
+        assert!(store.map.borrow().len() <= 64, "{} keys", store.map.borrow().len());
+        // Two windows later every slot is finished: a new partition starts at zero.
+        assert_eq!(spend("newcomer", 3 * MIN + 1, 5), 1000);
+        assert_eq!(spend("newcomer", 3 * MIN + 2, 0), 995);
+        let map = store.map.borrow();
+        assert!(map.iter().all(|(k, (v, _))| !k.contains("secret") && !String::from_utf8_lossy(v).contains("secret")));
     }
 
     #[test]

@@ -37,7 +37,7 @@ fn default_true() -> bool {
 }
 
 fn default_max_body() -> u64 {
-    crate::proxy::config::DEFAULT_MAX_REQUEST_BODY_SIZE
+    crate::config::DEFAULT_MAX_REQUEST_BODY_SIZE
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

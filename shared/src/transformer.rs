@@ -53,7 +53,7 @@ fn default_timeout() -> u64 {
 }
 
 fn default_max_body() -> u64 {
-    crate::proxy::config::DEFAULT_MAX_REQUEST_BODY_SIZE
+    crate::config::DEFAULT_MAX_REQUEST_BODY_SIZE
 }
 
 pub struct TransformerConfig {
@@ -159,7 +159,7 @@ fn llm_failure(status: u16, message: impl Into<String>, code: &str) -> GatewayEr
 /// Headers the LLM's instructions may not set on the client's answer:
 /// framing is Envoy's, and pseudo-headers are not headers.
 fn settable_header(name: &str) -> bool {
-    crate::proxy::config::is_header_name(name)
+    crate::config::is_header_name(name)
         && !matches!(name, "content-length" | "transfer-encoding" | "connection" | "keep-alive" | "upgrade" | "te" | "trailer")
 }
 

@@ -211,6 +211,14 @@ fn soak_mixed_traffic_keeps_answers_right_and_memory_flat() {
             })
         })
         .collect();
+    // Envoy's RSS each minute (long runs: scripts/soak.sh).
+    let mut samples = Vec::new();
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_secs(60).min(deadline.saturating_duration_since(Instant::now())));
+        let rss = chain().gateway.envoy.rss_kib();
+        eprintln!("soak: minute {} RSS {rss} KiB", samples.len() + 1);
+        samples.push(rss);
+    }
     for t in threads {
         t.join().unwrap_or_else(|_| panic!("a soak thread saw a wrong answer"));
     }
@@ -219,5 +227,10 @@ fn soak_mixed_traffic_keeps_answers_right_and_memory_flat() {
     eprintln!("soak: {requests} requests in {seconds} s, Envoy RSS {rss_before} -> {rss_after} KiB");
     assert!(requests > 100, "the soak ran");
     assert!(rss_after < rss_before + rss_before / 4, "memory grew: {rss_before} -> {rss_after} KiB");
+    // Runs of 10 minutes or more: flat after warm-up, at most 5% from
+    // minute 5 to the end.
+    if let (true, Some(&at5)) = (seconds >= 600, samples.get(4)) {
+        assert!(rss_after <= at5 + at5 / 20, "memory grew after warm-up: {at5} KiB at minute 5 -> {rss_after} KiB");
+    }
     healthy();
 }

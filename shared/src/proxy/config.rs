@@ -4,7 +4,7 @@
 use crate::config::{check_range, parse_strict, resolve_secret, ConfigError};
 use serde::Deserialize;
 
-pub const DEFAULT_MAX_REQUEST_BODY_SIZE: u64 = 8 * 1024 * 1024;
+pub use crate::config::{is_header_name, is_header_value, DEFAULT_MAX_REQUEST_BODY_SIZE};
 const MAX_MAX_REQUEST_BODY_SIZE: u64 = 128 * 1024 * 1024;
 pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
 
@@ -289,14 +289,6 @@ pub fn parse_upstream_url(url: &str) -> Result<UpstreamUrl, String> {
 }
 
 /// True for a valid HTTP header name (RFC 9110 token).
-pub fn is_header_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
-pub fn is_header_value(value: &str) -> bool {
-    value.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
-}
 
 /// Path segments from config (deployment ids, model names) may only hold
 /// characters that cannot change the target.

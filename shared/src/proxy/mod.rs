@@ -246,7 +246,7 @@ impl Exchange {
         if let Some(aws) = &cfg.aws {
             // Signed last: over the final path and body.
             let host = cfg.authority.as_deref().unwrap_or_default();
-            let body_hash = self.body_sha256.clone().unwrap_or_else(|| sigv4::sha256_hex(b""));
+            let body_hash = self.body_sha256.clone().unwrap_or_else(|| crate::digest::sha256_hex(b""));
             edits.set.extend(sigv4::sign(aws, "bedrock", "POST", host, &target, &body_hash, self.created));
         }
         for name in CLIENT_CREDENTIAL_HEADERS {
@@ -298,7 +298,7 @@ impl Exchange {
             .request_path(self.facts.model.as_deref(), self.facts.stream)
             .map_err(GatewayError::bad_request)?;
         if cfg.aws.is_some() {
-            self.body_sha256 = Some(sigv4::sha256_hex(translated.body.as_deref().unwrap_or(body)));
+            self.body_sha256 = Some(crate::digest::sha256_hex(translated.body.as_deref().unwrap_or(body)));
         }
         self.sent_body_len = translated.body.as_ref().map(Vec::len);
         Ok(translated.body)

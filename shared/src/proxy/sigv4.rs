@@ -1,26 +1,11 @@
 //! AWS Signature Version 4 for Bedrock requests.
 
 use super::config::AwsAuth;
+use crate::digest::{hex, sha256_hex};
 use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
-
-pub fn sha256_hex(data: &[u8]) -> String {
-    hex(&Sha256::digest(data))
-}
-
-/// Lower-case hex (not `write!("{:02x}")` per byte: the formatter
-/// machinery cost more than the hash on the rate limiter's keys).
-fn hex(bytes: &[u8]) -> String {
-    let digit = |n: u8| char::from_digit(u32::from(n), 16).unwrap_or('0');
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        s.push(digit(b >> 4));
-        s.push(digit(b & 0xf));
-    }
-    s
-}
 
 fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
     match HmacSha256::new_from_slice(key) {
