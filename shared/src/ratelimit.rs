@@ -657,10 +657,10 @@ impl RateLimitConfig {
     /// its home slot, shared.
     fn slot(&self, store: &dyn CounterStore, policy: &str, window_ms: u64, digest: &str, now_ms: u64) -> (String, Window) {
         let slots = self.partition_slots.max(1);
-        let home = digest.get(..16).and_then(|h| u64::from_str_radix(h, 16).ok()).unwrap_or(0) % slots;
+        let home = digest.get(..16).and_then(|h| u64::from_str_radix(h, 16).ok()).unwrap_or(0).checked_rem(slots).unwrap_or(0);
         let mut shared = None;
         for probe in 0..PROBES.min(slots) {
-            let key = slot_key(policy, window_ms, (home + probe) % slots);
+            let key = slot_key(policy, window_ms, home.wrapping_add(probe).checked_rem(slots).unwrap_or(0));
             let (data, _) = store.get(&key);
             let Some(data) = data else {
                 // Created before any charge on it can exist (two workers

@@ -285,8 +285,9 @@ fn a_model_name_cannot_change_the_bedrock_target() {
 #[test]
 fn fake_bedrock_really_checks_signatures() {
     use ai_gateway_tests::fake_native::verify_sigv4;
-    use codec::proxy::config::AwsAuth;
-    use codec::proxy::sigv4::{sha256_hex, sign};
+    use codec::proxy::sigv4::AwsAuth;
+    use codec::digest::sha256_hex;
+    use codec::proxy::sigv4::sign;
     let path = "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A1%3Ainference-profile%2Fx%3A0/converse";
     let body = br#"{"messages":[]}"#.to_vec();
     let make = |secret: &str, sent_path: &str, sent_body: &[u8]| {

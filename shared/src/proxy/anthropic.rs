@@ -4,7 +4,7 @@
 // never panic; writes only go into objects built in this module.
 #![allow(clippy::indexing_slicing)]
 
-use super::config::{ModelOptions, ProxyConfig, RouteType};
+use super::options::{is_path_segment, ModelOptions, RouteType};
 use super::provider::{to_vec, Endpoint, Meta, Provider, RequestContext};
 use super::response::{translated, Answer};
 use crate::config::ConfigError;
@@ -366,7 +366,24 @@ pub fn for_vertex(body: &mut Value) {
 
 /// Anthropic's Messages API (on api.anthropic.com, or Claude on Vertex AI
 /// when `model.options.gemini` names a project and location).
-pub struct Anthropic;
+pub struct Anthropic {
+    /// The `anthropic-version` header (`model.options.anthropic_version`).
+    version: String,
+    /// Vertex AI's project and location.
+    vertex: Option<(String, String)>,
+}
+
+pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
+
+impl Anthropic {
+    pub fn configure(options: &ModelOptions) -> Result<Self, ConfigError> {
+        let version = options.anthropic_version.clone().unwrap_or_else(|| DEFAULT_ANTHROPIC_VERSION.to_string());
+        if !is_path_segment(&version) {
+            return Err(ConfigError::new("model.options.anthropic_version", "is not a valid version"));
+        }
+        Ok(Anthropic { version, vertex: super::gemini::vertex(options)? })
+    }
+}
 
 impl Provider for Anthropic {
     fn name(&self) -> &'static str {
@@ -381,29 +398,34 @@ impl Provider for Anthropic {
     fn endpoint(&self, options: &ModelOptions, route: RouteType) -> Result<Option<Endpoint>, ConfigError> {
         if super::gemini::vertex(options)?.is_some() {
             // Claude on Vertex AI: the path names the model (request_path).
-            let Some(Endpoint { host, .. }) = super::gemini::Gemini.endpoint(options, route)? else { return Ok(None) };
-            return Ok(Some(Endpoint { host, path: None }));
+            return Ok(Some(Endpoint { host: super::gemini::api_host(options)?, path: None }));
         }
         Ok(Some(Endpoint { host: "api.anthropic.com".into(), path: self.path(route).map(str::to_string) }))
     }
-    fn request_path(&self, cfg: &ProxyConfig, model: &str, stream: bool) -> Result<Option<String>, String> {
-        let Some((project, location)) = &cfg.vertex else { return Ok(None) };
+    fn request_path(&self, _: RouteType, model: &str, stream: bool) -> Result<Option<String>, String> {
+        let Some((project, location)) = &self.vertex else { return Ok(None) };
         // Vertex names Claude versions `claude-sonnet-4-5@20250929`.
-        if !model.split('@').all(super::config::is_path_segment) {
+        if !model.split('@').all(is_path_segment) {
             return Err(format!("model name {model:?} is not valid here"));
         }
         let op = if stream { "streamRawPredict" } else { "rawPredict" };
         Ok(Some(format!("/v1/projects/{project}/locations/{location}/publishers/anthropic/models/{model}:{op}")))
     }
-    fn headers(&self, cfg: &ProxyConfig, out: &mut Vec<(String, String)>) {
+    fn headers(&self, out: &mut Vec<(String, String)>) {
         // Vertex AI takes the version in the body instead.
-        if cfg.vertex.is_none() {
-            out.push(("anthropic-version".into(), cfg.anthropic_version.clone()));
+        if self.vertex.is_none() {
+            out.push(("anthropic-version".into(), self.version.clone()));
         }
     }
+    fn adapt_native_messages(&self, body: &mut Value) -> bool {
+        if self.vertex.is_some() {
+            for_vertex(body);
+        }
+        self.vertex.is_some()
+    }
     fn chat_request(&self, req: ChatRequest, cx: &RequestContext) -> Result<Option<Vec<u8>>, GatewayError> {
-        let body = chat_request(req, cx.stream, cx.cfg.options.max_tokens)?;
-        if cx.cfg.vertex.is_some() {
+        let body = chat_request(req, cx.stream, cx.max_tokens)?;
+        if self.vertex.is_some() {
             let mut v = serde_json::to_value(&body).map_err(|e| GatewayError::new(crate::ErrorKind::Internal, e.to_string()))?;
             for_vertex(&mut v);
             return to_vec(&v).map(Some);

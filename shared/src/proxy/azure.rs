@@ -1,7 +1,7 @@
 //! Azure OpenAI: OpenAI's format on a per-deployment endpoint, where the
 //! deployment names the model.
 
-use super::config::{encode_query, is_path_segment, ModelOptions, RouteType, DEFAULT_AZURE_API_VERSION};
+use super::options::{encode_query, is_path_segment, ModelOptions, RouteType, DEFAULT_AZURE_API_VERSION};
 use super::openai::{openai_path, OpenAiStream};
 use super::provider::{openai_body, Endpoint, Meta, Provider, RequestContext};
 use super::response::{usage_only, Answer};

@@ -4,8 +4,9 @@
 // never panic; writes only go into objects built in this module.
 #![allow(clippy::indexing_slicing)]
 
-use super::config::{encode_query, is_path_segment, ModelOptions, ProxyConfig, RouteType};
-use super::provider::{to_vec, Endpoint, Meta, Provider, RequestContext, StreamFraming, CHAT_AND_EMBEDDINGS};
+use super::options::{encode_query, is_path_segment, AuthConfig, ModelOptions, RouteType};
+use super::sigv4::AwsAuth;
+use super::provider::{to_vec, Endpoint, Meta, Provider, RequestContext, Secret, SignedRequest, StreamFraming, CHAT_AND_EMBEDDINGS};
 use super::response::{translated, Answer};
 use crate::config::ConfigError;
 use super::common::{field_policy, single_choice, arguments_object, embeddings, parse_data_url, system_text, tool_call, unprocessable, ChunkWriter};
@@ -355,7 +356,23 @@ pub fn region(options: &ModelOptions) -> Result<String, ConfigError> {
 }
 
 /// Amazon Bedrock: Converse for chat, InvokeModel for embeddings, SigV4.
-pub struct Bedrock;
+pub struct Bedrock {
+    aws: AwsAuth,
+}
+
+impl Bedrock {
+    /// The region from `model.options.bedrock`, the keys from `auth`.
+    pub fn configure(options: &ModelOptions, auth: &AuthConfig, secret: &mut Secret) -> Result<Self, ConfigError> {
+        let region = region(options)?;
+        let key = secret("auth.aws_access_key_id", &auth.aws_access_key_id);
+        let secret_key = secret("auth.aws_secret_access_key", &auth.aws_secret_access_key);
+        let session_token = secret("auth.aws_session_token", &auth.aws_session_token);
+        match (key, secret_key) {
+            (Some(access_key_id), Some(secret_access_key)) => Ok(Bedrock { aws: AwsAuth { access_key_id, secret_access_key, session_token, region } }),
+            _ => Err(ConfigError::new("auth.aws_access_key_id", "bedrock needs auth.aws_access_key_id and auth.aws_secret_access_key")),
+        }
+    }
+}
 
 impl Provider for Bedrock {
     fn name(&self) -> &'static str {
@@ -370,12 +387,12 @@ impl Provider for Bedrock {
     fn endpoint(&self, options: &ModelOptions, _: RouteType) -> Result<Option<Endpoint>, ConfigError> {
         Ok(Some(Endpoint { host: format!("bedrock-runtime.{}.amazonaws.com", region(options)?), path: None }))
     }
-    fn request_path(&self, cfg: &ProxyConfig, model: &str, stream: bool) -> Result<Option<String>, String> {
+    fn request_path(&self, route: RouteType, model: &str, stream: bool) -> Result<Option<String>, String> {
         // Model ids and ARNs hold `:` and `/`: one encoded segment.
         if model.is_empty() || model.len() > 2048 || model.bytes().any(|b| b.is_ascii_control() || b == b' ') {
             return Err(format!("model id {model:?} is not valid here"));
         }
-        let op = match (cfg.route_type, stream) {
+        let op = match (route, stream) {
             (RouteType::Embeddings, _) => "invoke",
             (_, true) => "converse-stream",
             (_, false) => "converse",
@@ -388,6 +405,12 @@ impl Provider for Bedrock {
     fn embeddings_request(&self, req: EmbeddingRequest, _: &RequestContext) -> Result<Option<Vec<u8>>, GatewayError> {
         let model = req.model.clone().unwrap_or_default();
         to_vec(&embed_request(&req, &model)?).map(Some)
+    }
+    fn sign(&self, r: &SignedRequest) -> Vec<(String, String)> {
+        super::sigv4::sign(&self.aws, "bedrock", "POST", r.host, r.target, r.body_sha256, r.unix_seconds)
+    }
+    fn signs_body(&self) -> bool {
+        true
     }
     fn stream_framing(&self) -> StreamFraming {
         StreamFraming::AwsEventStream

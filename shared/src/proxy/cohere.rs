@@ -3,7 +3,7 @@
 // never panic; writes only go into objects built in this module.
 #![allow(clippy::indexing_slicing)]
 
-use super::config::{ModelOptions, RouteType};
+use super::options::{ModelOptions, RouteType};
 use super::provider::{to_vec, Endpoint, Meta, Provider, RequestContext, CHAT_AND_EMBEDDINGS};
 use super::response::{translated, Answer};
 use crate::config::ConfigError;

@@ -3,76 +3,11 @@
 
 use crate::config::{check_range, parse_strict, resolve_secret, ConfigError};
 use serde::Deserialize;
+use std::rc::Rc;
 
+pub use super::options::*;
 pub use crate::config::{is_header_name, is_header_value, DEFAULT_MAX_REQUEST_BODY_SIZE};
 const MAX_MAX_REQUEST_BODY_SIZE: u64 = 128 * 1024 * 1024;
-pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum RouteType {
-    #[serde(rename = "llm/v1/chat")]
-    Chat,
-    #[serde(rename = "llm/v1/completions")]
-    Completions,
-    #[serde(rename = "llm/v1/embeddings")]
-    Embeddings,
-    /// Path and body go upstream as the client sent them; only host and
-    /// credentials change.
-    #[serde(rename = "preserve")]
-    Preserve,
-}
-
-impl RouteType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RouteType::Chat => "llm/v1/chat",
-            RouteType::Completions => "llm/v1/completions",
-            RouteType::Embeddings => "llm/v1/embeddings",
-            RouteType::Preserve => "preserve",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProviderName {
-    Openai,
-    Azure,
-    Mistral,
-    Llama2,
-    Ollama,
-    Anthropic,
-    Cohere,
-    Gemini,
-    Bedrock,
-}
-
-impl ProviderName {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderName::Openai => "openai",
-            ProviderName::Azure => "azure",
-            ProviderName::Mistral => "mistral",
-            ProviderName::Llama2 => "llama2",
-            ProviderName::Ollama => "ollama",
-            ProviderName::Anthropic => "anthropic",
-            ProviderName::Cohere => "cohere",
-            ProviderName::Gemini => "gemini",
-            ProviderName::Bedrock => "bedrock",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ModelFormat {
-    /// OpenAI's wire format (`/v1/chat/completions`).
-    Openai,
-    /// Ollama's native API (`/api/chat`, NDJSON streams).
-    Ollama,
-    /// Kong's llama2 raw prompt format: not supported, rejected at load.
-    Raw,
-}
 
 /// The format the route's clients speak (Kong's `llm_format`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -93,70 +28,6 @@ pub enum StreamingPolicy {
     Always,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ParamLocation {
-    #[default]
-    Query,
-    Body,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuthConfig {
-    pub header_name: Option<String>,
-    pub header_value: Option<String>,
-    pub param_name: Option<String>,
-    pub param_value: Option<String>,
-    pub param_location: Option<ParamLocation>,
-    #[serde(default)]
-    pub allow_override: bool,
-    /// Bedrock: AWS credentials for SigV4 (may be `{vault://env/...}`).
-    pub aws_access_key_id: Option<String>,
-    pub aws_secret_access_key: Option<String>,
-    pub aws_session_token: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelOptions {
-    pub max_tokens: Option<u64>,
-    pub temperature: Option<f64>,
-    pub top_p: Option<f64>,
-    pub top_k: Option<u64>,
-    pub upstream_url: Option<String>,
-    pub upstream_path: Option<String>,
-    pub azure_instance: Option<String>,
-    pub azure_deployment_id: Option<String>,
-    pub azure_api_version: Option<String>,
-    pub mistral_format: Option<ModelFormat>,
-    pub llama2_format: Option<ModelFormat>,
-    /// Price per million prompt tokens, in the operator's currency.
-    pub input_cost: Option<f64>,
-    /// Price per million completion tokens.
-    pub output_cost: Option<f64>,
-    /// Anthropic's `anthropic-version` header.
-    pub anthropic_version: Option<String>,
-    pub gemini: Option<GeminiOptions>,
-    pub bedrock: Option<BedrockOptions>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GeminiOptions {
-    /// Host of the API; Vertex AI when `project_id` is set.
-    pub api_endpoint: Option<String>,
-    pub project_id: Option<String>,
-    pub location_id: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BedrockOptions {
-    pub aws_region: Option<String>,
-}
-
-pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -210,15 +81,6 @@ pub(crate) fn default_true() -> bool {
     true
 }
 
-/// AWS credentials and region for SigV4.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AwsAuth {
-    pub access_key_id: String,
-    pub secret_access_key: String,
-    pub session_token: Option<String>,
-    pub region: String,
-}
-
 /// How credentials reach the upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
@@ -233,8 +95,9 @@ pub enum Credential {
 pub struct ProxyConfig {
     pub route_type: RouteType,
     pub provider: ProviderName,
-    /// The API spoken upstream: endpoint and translation.
-    pub api: &'static dyn super::provider::Provider,
+    /// The API spoken upstream, configured: endpoint, translation, and the
+    /// provider's own settings (Vertex project, AWS keys, API version).
+    pub api: Rc<dyn super::provider::Provider>,
     pub model_name: Option<String>,
     pub options: ModelOptions,
     pub streaming: StreamingPolicy,
@@ -250,11 +113,6 @@ pub struct ProxyConfig {
     /// set: requests are answered 500 rather than sent unauthenticated.
     pub missing_secret: Option<String>,
     pub allow_override: bool,
-    /// Bedrock only.
-    pub aws: Option<AwsAuth>,
-    /// Gemini: Vertex project and location, for model paths.
-    pub vertex: Option<(String, String)>,
-    pub anthropic_version: String,
     pub consumer_header: Option<String>,
     /// The configured model replaces the client's instead of refusing a
     /// different one (ai-proxy-advanced: the balancer picks the model).
@@ -286,30 +144,6 @@ pub fn parse_upstream_url(url: &str) -> Result<UpstreamUrl, String> {
         return Err("needs a host (and no user info)".into());
     }
     Ok(UpstreamUrl { authority: authority.to_string(), path: path.to_string() })
-}
-
-/// True for a valid HTTP header name (RFC 9110 token).
-
-/// Path segments from config (deployment ids, model names) may only hold
-/// characters that cannot change the target.
-pub fn is_path_segment(value: &str) -> bool {
-    !value.is_empty()
-        && value != "."
-        && value != ".."
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:~".contains(&b))
-}
-
-/// Percent-encodes a query component.
-pub fn encode_query(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 impl ProxyConfig {
@@ -363,8 +197,18 @@ impl ProxyConfig {
             ProviderName::Ollama => format("llama2_format", o.llama2_format, Some(ModelFormat::Ollama))?,
             _ => ModelFormat::Openai,
         };
-        let api = super::provider::lookup(provider, api_format);
-        let vertex = super::gemini::vertex(o)?;
+        let (credentials, mut missing_secret) = credentials(&raw.auth, env)?;
+        let mut secret = |path: &str, value: &Option<String>| -> Option<String> {
+            let value = value.as_ref()?;
+            match crate::config::resolve_secret(value, env) {
+                Ok(v) => Some(v),
+                Err(var) => {
+                    missing_secret.get_or_insert(format!("{path} (environment variable {var} is not set)"));
+                    Some(String::new())
+                }
+            }
+        };
+        let api = super::registry::configure(provider, api_format, o, &raw.auth, &mut secret)?;
         let route = raw.route_type;
         if route != RouteType::Preserve && !api.routes().contains(&route) {
             return Err(ConfigError::new(
@@ -375,7 +219,6 @@ impl ProxyConfig {
         if raw.llm_format == LlmFormat::Anthropic && route != RouteType::Chat {
             return Err(ConfigError::new("llm_format", "`anthropic` (the Messages API) needs route_type llm/v1/chat"));
         }
-        let aws = if provider == ProviderName::Bedrock { Some(super::bedrock::region(o)?) } else { None };
 
         // Where requests go: upstream_url, else the provider's public endpoint.
         let (authority, mut path) = match &upstream {
@@ -406,49 +249,10 @@ impl ProxyConfig {
             *p = custom.clone();
         }
 
-        let (credentials, mut missing_secret) = credentials(&raw.auth, env)?;
-        let aws = match aws {
-            Some(region) => {
-                let mut secret = |path: &str, value: &Option<String>| -> Result<Option<String>, ConfigError> {
-                    let Some(value) = value else { return Ok(None) };
-                    match crate::config::resolve_secret(value, env) {
-                        Ok(v) => Ok(Some(v)),
-                        Err(var) => {
-                            missing_secret.get_or_insert(format!("{path} (environment variable {var} is not set)"));
-                            Ok(Some(String::new()))
-                        }
-                    }
-                };
-                let key = secret("auth.aws_access_key_id", &raw.auth.aws_access_key_id)?;
-                let secret_key = secret("auth.aws_secret_access_key", &raw.auth.aws_secret_access_key)?;
-                let token = secret("auth.aws_session_token", &raw.auth.aws_session_token)?;
-                match (key, secret_key) {
-                    (Some(access_key_id), Some(secret_access_key)) => {
-                        Some(AwsAuth { access_key_id, secret_access_key, session_token: token, region })
-                    }
-                    _ => {
-                        return Err(ConfigError::new(
-                            "auth.aws_access_key_id",
-                            "bedrock needs auth.aws_access_key_id and auth.aws_secret_access_key",
-                        ))
-                    }
-                }
-            }
-            None => {
-                if raw.auth.aws_access_key_id.is_some() || raw.auth.aws_secret_access_key.is_some() {
-                    return Err(ConfigError::new("auth.aws_access_key_id", "is only used by provider bedrock"));
-                }
-                None
-            }
-        };
         if let Some(h) = &raw.consumer_header {
             if !is_header_name(h) {
                 return Err(ConfigError::new("consumer_header", "is not a valid header name"));
             }
-        }
-        let anthropic_version = o.anthropic_version.clone().unwrap_or_else(|| DEFAULT_ANTHROPIC_VERSION.to_string());
-        if !is_path_segment(&anthropic_version) {
-            return Err(ConfigError::new("model.options.anthropic_version", "is not a valid version"));
         }
         Ok(ProxyConfig {
             route_type: route,
@@ -465,9 +269,6 @@ impl ProxyConfig {
             credentials,
             missing_secret,
             allow_override: raw.auth.allow_override,
-            aws,
-            vertex,
-            anthropic_version,
             consumer_header: raw.consumer_header.map(|h| h.to_ascii_lowercase()),
             replace_client_model: false,
             llm_format: raw.llm_format,
@@ -481,7 +282,7 @@ impl ProxyConfig {
         if self.path.is_some() || self.route_type == RouteType::Preserve {
             return Ok(self.path.clone());
         }
-        self.api.request_path(self, model.unwrap_or_default(), stream)
+        self.api.request_path(self.route_type, model.unwrap_or_default(), stream)
     }
 
     /// Cost of a request in the configured currency, if prices are set.

@@ -4,7 +4,7 @@
 // never panic; writes only go into objects built in this module.
 #![allow(clippy::indexing_slicing)]
 
-use super::config::{is_header_value, is_path_segment, ModelOptions, ProxyConfig, RouteType};
+use super::options::{is_header_value, is_path_segment, ModelOptions, RouteType};
 use super::provider::{to_vec, Endpoint, Meta, Provider, RequestContext, CHAT_AND_EMBEDDINGS};
 use super::response::{self, translated};
 use crate::config::ConfigError;
@@ -394,8 +394,33 @@ pub fn vertex(options: &ModelOptions) -> Result<Option<(String, String)>, Config
     }
 }
 
+/// The API's host: `gemini.api_endpoint`, else Vertex AI's regional host
+/// when a project is set, else Google AI Studio's.
+pub fn api_host(options: &ModelOptions) -> Result<String, ConfigError> {
+    let endpoint = options.gemini.as_ref().and_then(|g| g.api_endpoint.clone());
+    let host = match (endpoint, vertex(options)?) {
+        (Some(endpoint), _) => endpoint,
+        (None, Some((_, l))) if l == "global" => "aiplatform.googleapis.com".to_string(),
+        (None, Some((_, l))) => format!("{l}-aiplatform.googleapis.com"),
+        (None, None) => "generativelanguage.googleapis.com".to_string(),
+    };
+    if host.is_empty() || !is_header_value(&host) || host.contains('/') {
+        return Err(ConfigError::new("model.options.gemini.api_endpoint", "must be a host name"));
+    }
+    Ok(host)
+}
+
 /// Gemini's generateContent API, on Google AI Studio or Vertex AI.
-pub struct Gemini;
+pub struct Gemini {
+    /// Vertex AI's project and location, for model paths.
+    vertex: Option<(String, String)>,
+}
+
+impl Gemini {
+    pub fn configure(options: &ModelOptions) -> Result<Self, ConfigError> {
+        Ok(Gemini { vertex: vertex(options)? })
+    }
+}
 
 impl Provider for Gemini {
     fn name(&self) -> &'static str {
@@ -408,30 +433,20 @@ impl Provider for Gemini {
         None // names the model: see request_path
     }
     fn endpoint(&self, options: &ModelOptions, _: RouteType) -> Result<Option<Endpoint>, ConfigError> {
-        let endpoint = options.gemini.as_ref().and_then(|g| g.api_endpoint.clone());
-        let host = match (endpoint, vertex(options)?) {
-            (Some(endpoint), _) => endpoint,
-            (None, Some((_, l))) if l == "global" => "aiplatform.googleapis.com".to_string(),
-            (None, Some((_, l))) => format!("{l}-aiplatform.googleapis.com"),
-            (None, None) => "generativelanguage.googleapis.com".to_string(),
-        };
-        if host.is_empty() || !is_header_value(&host) || host.contains('/') {
-            return Err(ConfigError::new("model.options.gemini.api_endpoint", "must be a host name"));
-        }
-        Ok(Some(Endpoint { host, path: None }))
+        Ok(Some(Endpoint { host: api_host(options)?, path: None }))
     }
-    fn request_path(&self, cfg: &ProxyConfig, model: &str, stream: bool) -> Result<Option<String>, String> {
+    fn request_path(&self, route: RouteType, model: &str, stream: bool) -> Result<Option<String>, String> {
         let model = model.strip_prefix("models/").unwrap_or(model);
         if !is_path_segment(model) {
             return Err(format!("model name {model:?} is not valid here"));
         }
-        let op = match (cfg.route_type, stream, cfg.vertex.is_some()) {
+        let op = match (route, stream, self.vertex.is_some()) {
             (RouteType::Embeddings, _, true) => "predict",
             (RouteType::Embeddings, _, false) => "batchEmbedContents",
             (_, true, _) => "streamGenerateContent?alt=sse",
             (_, false, _) => "generateContent",
         };
-        Ok(Some(match &cfg.vertex {
+        Ok(Some(match &self.vertex {
             Some((project, location)) => format!("/v1/projects/{project}/locations/{location}/publishers/google/models/{model}:{op}"),
             None => format!("/v1beta/models/{model}:{op}"),
         }))
@@ -439,9 +454,9 @@ impl Provider for Gemini {
     fn chat_request(&self, req: ChatRequest, cx: &RequestContext) -> Result<Option<Vec<u8>>, GatewayError> {
         to_vec(&chat_request(&req, cx.stream)?).map(Some)
     }
-    fn embeddings_request(&self, req: EmbeddingRequest, cx: &RequestContext) -> Result<Option<Vec<u8>>, GatewayError> {
+    fn embeddings_request(&self, req: EmbeddingRequest, _: &RequestContext) -> Result<Option<Vec<u8>>, GatewayError> {
         let model = req.model.clone().unwrap_or_default();
-        to_vec(&embed_request(&req, &model, cx.cfg.vertex.is_some())).map(Some)
+        to_vec(&embed_request(&req, &model, self.vertex.is_some())).map(Some)
     }
     fn answer(&self, route: RouteType, body: &[u8], meta: &Meta) -> response::Answer {
         match route {

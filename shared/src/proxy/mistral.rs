@@ -3,7 +3,7 @@
 //! commonly send is mapped, dropped or refused here; its streams get
 //! OpenAI's semantics on the way back (`openai::OpenAiStream::mistral`).
 
-use super::config::{ModelOptions, RouteType};
+use super::options::{ModelOptions, RouteType};
 use super::openai::OpenAiStream;
 use super::provider::{openai_body, Endpoint, Meta, Provider, RequestContext, CHAT_AND_EMBEDDINGS};
 use super::response::{usage_only, Answer};

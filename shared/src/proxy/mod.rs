@@ -15,8 +15,10 @@ pub mod mistral;
 mod golden;
 pub mod ollama;
 pub mod openai;
+pub mod options;
 pub mod passthrough;
 pub mod provider;
+pub mod registry;
 pub mod report;
 pub mod request;
 pub mod response;
@@ -206,7 +208,7 @@ impl Exchange {
             Some(p) => p.clone(),
             None => path.to_string(),
         };
-        cfg.api.headers(cfg, &mut edits.set);
+        cfg.api.headers(&mut edits.set);
         if self.messages_client() {
             if self.native_messages() {
                 // A Claude client's own API version (and its betas) stand.
@@ -243,11 +245,11 @@ impl Exchange {
                 Credential::Body { .. } => {}
             }
         }
-        if let Some(aws) = &cfg.aws {
+        if cfg.api.signs_body() {
             // Signed last: over the final path and body.
             let host = cfg.authority.as_deref().unwrap_or_default();
-            let body_hash = self.body_sha256.clone().unwrap_or_else(|| crate::digest::sha256_hex(b""));
-            edits.set.extend(sigv4::sign(aws, "bedrock", "POST", host, &target, &body_hash, self.created));
+            let body_sha256 = self.body_sha256.clone().unwrap_or_else(|| crate::digest::sha256_hex(b""));
+            edits.set.extend(cfg.api.sign(&provider::SignedRequest { host, target: &target, body_sha256: &body_sha256, unix_seconds: self.created }));
         }
         for name in CLIENT_CREDENTIAL_HEADERS {
             let ours = edits.set.iter().any(|(n, _)| n == name);
@@ -297,7 +299,7 @@ impl Exchange {
         self.upstream_path = cfg
             .request_path(self.facts.model.as_deref(), self.facts.stream)
             .map_err(GatewayError::bad_request)?;
-        if cfg.aws.is_some() {
+        if cfg.api.signs_body() {
             self.body_sha256 = Some(crate::digest::sha256_hex(translated.body.as_deref().unwrap_or(body)));
         }
         self.sent_body_len = translated.body.as_ref().map(Vec::len);
@@ -326,18 +328,18 @@ impl Exchange {
             (None, Some(asked)) if !asked.is_empty() && asked.len() <= 256 => asked,
             (None, _) => return Err(GatewayError::bad_request("model: Field required (1 to 256 characters)")),
         };
-        let changed = req.get("model").and_then(|m| m.as_str()) != Some(model.as_str()) || cfg.vertex.is_some();
+        let mut changed = req.get("model").and_then(|m| m.as_str()) != Some(model.as_str());
         self.facts.model = Some(model.clone());
         self.facts.stream = stream;
         self.upstream_path = cfg.request_path(Some(&model), stream).map_err(GatewayError::bad_request)?;
+        if changed {
+            if let Some(obj) = req.as_object_mut() {
+                obj.insert("model".into(), model.into());
+            }
+        }
+        changed |= cfg.api.adapt_native_messages(&mut req);
         if !changed {
             return Ok(None);
-        }
-        if let Some(obj) = req.as_object_mut() {
-            obj.insert("model".into(), model.into());
-        }
-        if cfg.vertex.is_some() {
-            anthropic::for_vertex(&mut req);
         }
         let out = req.to_string().into_bytes();
         self.sent_body_len = Some(out.len());

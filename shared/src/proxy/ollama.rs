@@ -2,7 +2,7 @@
 //! wire types and translation to and from OpenAI's format.
 
 use super::common::{field_policy, ChunkWriter, DROPPED_BY_NATIVE, REFUSED_BY_NATIVE};
-use super::config::RouteType;
+use super::options::RouteType;
 use super::provider::{to_vec, Meta, Provider, RequestContext, StreamFraming};
 use super::response::{translated, Answer};
 use super::stream::{StreamTranslator, UNREADABLE_EVENT};

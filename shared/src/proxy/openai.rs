@@ -2,7 +2,7 @@
 //! with `*_format: openai`, vLLM, LM Studio...): bodies go through as
 //! they are, usage is read from answers and streams.
 
-use super::config::{ModelOptions, RouteType};
+use super::options::{ModelOptions, RouteType};
 use super::provider::{openai_body, Endpoint, Meta, Provider, RequestContext};
 use super::response::{usage_only, Answer};
 use super::stream::{error_event, StreamTranslator, MAX_EVENT_BYTES};

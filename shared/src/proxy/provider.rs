@@ -1,34 +1,22 @@
 //! The seam between ai-proxy and the providers: one `Provider` per upstream
-//! API, each in its own file with its wire types, translation both ways and
-//! endpoint. `Exchange` and `ProxyConfig` only ever talk to this trait.
+//! API, each in its own file with its wire types, translation both ways,
+//! endpoint, and the settings it validated for itself (`registry` builds
+//! it). `Exchange` and `ProxyConfig` only ever talk to this trait.
 //!
 //! Adding a provider: a file implementing `Provider`, its name in
-//! `config::ProviderName`, and one line in `lookup` below.
+//! `options::ProviderName`, and one line in `registry::configure`.
 
-use super::config::{ModelFormat, ModelOptions, ProviderName, ProxyConfig, RouteType};
+use super::options::{ModelOptions, RouteType};
 use super::response::Answer;
 use super::stream::StreamTranslator;
-use super::{anthropic, azure, bedrock, cohere, gemini, mistral, ollama, openai};
 use crate::config::ConfigError;
 use crate::error::GatewayError;
 use crate::openai::{ChatRequest, CompletionRequest, EmbeddingRequest};
 use serde::Serialize;
 
-/// The registry: which implementation serves a configured provider. The
-/// `*_format: ollama` option puts OpenAI-compatible hosts on Ollama's native API.
-pub fn lookup(name: ProviderName, format: ModelFormat) -> &'static dyn Provider {
-    match (name, format) {
-        (ProviderName::Openai, _) => &openai::OPENAI,
-        (ProviderName::Azure, _) => &azure::Azure,
-        (ProviderName::Mistral | ProviderName::Llama2 | ProviderName::Ollama, ModelFormat::Ollama) => &ollama::Ollama,
-        (ProviderName::Mistral, _) => &mistral::Mistral,
-        (ProviderName::Llama2 | ProviderName::Ollama, _) => &openai::COMPATIBLE,
-        (ProviderName::Anthropic, _) => &anthropic::Anthropic,
-        (ProviderName::Cohere, _) => &cohere::Cohere,
-        (ProviderName::Gemini, _) => &gemini::Gemini,
-        (ProviderName::Bedrock, _) => &bedrock::Bedrock,
-    }
-}
+/// Resolves a `{vault://env/NAME}` credential for a provider: its value, or
+/// None when the config gives none (a missing variable is the caller's to report).
+pub type Secret<'a> = dyn FnMut(&str, &Option<String>) -> Option<String> + 'a;
 
 pub const ALL_ROUTES: &[RouteType] = &[RouteType::Chat, RouteType::Completions, RouteType::Embeddings];
 pub const CHAT_AND_EMBEDDINGS: &[RouteType] = &[RouteType::Chat, RouteType::Embeddings];
@@ -54,12 +42,22 @@ pub enum StreamFraming {
 }
 
 /// What a request translation may need beyond the OpenAI body.
-pub struct RequestContext<'a> {
-    pub cfg: &'a ProxyConfig,
+pub struct RequestContext {
+    /// `model.options.max_tokens`.
+    pub max_tokens: Option<u64>,
     pub stream: bool,
     /// The gateway already changed the client's body (pinned model, filled
     /// defaults, credentials): an OpenAI-format body must be re-sent.
     pub changed: bool,
+}
+
+/// One request, as a signer sees it.
+pub struct SignedRequest<'a> {
+    pub host: &'a str,
+    /// Path and query.
+    pub target: &'a str,
+    pub body_sha256: &'a str,
+    pub unix_seconds: u64,
 }
 
 /// Identifies one answer: ids and `created` of translated answers derive
@@ -70,7 +68,7 @@ pub struct Meta<'a> {
     pub model: &'a str,
 }
 
-pub trait Provider: Sync {
+pub trait Provider {
     /// The wire format's name, for logs and tests.
     fn name(&self) -> &'static str;
 
@@ -89,11 +87,24 @@ pub trait Provider: Sync {
         Ok(None)
     }
     /// The path for one request when it names the model or streaming.
-    fn request_path(&self, _cfg: &ProxyConfig, _model: &str, _stream: bool) -> Result<Option<String>, String> {
+    fn request_path(&self, _route: RouteType, _model: &str, _stream: bool) -> Result<Option<String>, String> {
         Ok(None)
     }
     /// Headers every request carries besides credentials.
-    fn headers(&self, _cfg: &ProxyConfig, _out: &mut Vec<(String, String)>) {}
+    fn headers(&self, _out: &mut Vec<(String, String)>) {}
+    /// Request signing (SigV4): the headers that authenticate one request.
+    fn sign(&self, _request: &SignedRequest) -> Vec<(String, String)> {
+        Vec::new()
+    }
+    /// Whether `sign` needs the SHA-256 of the body sent upstream.
+    fn signs_body(&self) -> bool {
+        false
+    }
+    /// A Messages client's body as this provider takes it natively
+    /// (Claude on Vertex AI moves the model and version); true if changed.
+    fn adapt_native_messages(&self, _body: &mut serde_json::Value) -> bool {
+        false
+    }
     /// The endpoint names the model (Azure deployments): requests need not.
     fn model_in_endpoint(&self) -> bool {
         false

@@ -177,7 +177,7 @@ fn chat(cfg: &ProxyConfig, body: &[u8]) -> Result<Translated, GatewayError> {
     let (stream, client_wants_usage) = streaming(cfg, &mut req.stream, &mut req.stream_options, &mut changed)?;
     body_credential(cfg, &mut req.rest, &mut changed);
     let facts = RequestFacts { stream, client_wants_usage, model: req.model.clone() };
-    let body = cfg.api.chat_request(req, &RequestContext { cfg, stream, changed })?;
+    let body = cfg.api.chat_request(req, &RequestContext { max_tokens: cfg.options.max_tokens, stream, changed })?;
     Ok(Translated { body, facts })
 }
 
@@ -195,7 +195,7 @@ fn completions(cfg: &ProxyConfig, body: &[u8]) -> Result<Translated, GatewayErro
     let (stream, client_wants_usage) = streaming(cfg, &mut req.stream, &mut req.stream_options, &mut changed)?;
     body_credential(cfg, &mut req.rest, &mut changed);
     let facts = RequestFacts { stream, client_wants_usage, model: req.model.clone() };
-    let body = cfg.api.completions_request(req, &RequestContext { cfg, stream, changed })?;
+    let body = cfg.api.completions_request(req, &RequestContext { max_tokens: cfg.options.max_tokens, stream, changed })?;
     Ok(Translated { body, facts })
 }
 
@@ -208,7 +208,7 @@ fn embeddings(cfg: &ProxyConfig, body: &[u8]) -> Result<Translated, GatewayError
     }
     body_credential(cfg, &mut req.rest, &mut changed);
     let facts = RequestFacts { stream: false, client_wants_usage: false, model: req.model.clone() };
-    let body = cfg.api.embeddings_request(req, &RequestContext { cfg, stream: false, changed })?;
+    let body = cfg.api.embeddings_request(req, &RequestContext { max_tokens: cfg.options.max_tokens, stream: false, changed })?;
     Ok(Translated { body, facts })
 }
 

@@ -1,7 +1,7 @@
 //! Whole (non-streamed) upstream answers: errors normalized to OpenAI's
 //! shape, native answers translated, usage read.
 
-use super::config::RouteType;
+use super::options::RouteType;
 use crate::openai::{ChatResponse, CompletionResponse, EmbeddingResponse};
 use crate::error::{error_body, error_type_for_status, GatewayError};
 use crate::openai::{Usage, UsageProbe};

@@ -1,11 +1,19 @@
 //! AWS Signature Version 4 for Bedrock requests.
 
-use super::config::AwsAuth;
 use crate::digest::{hex, sha256_hex};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
+
+/// AWS credentials and region for SigV4.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsAuth {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+    pub region: String,
+}
 
 fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
     match HmacSha256::new_from_slice(key) {
