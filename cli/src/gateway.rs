@@ -5,6 +5,8 @@
 
 use codec::decorator::Decorator;
 use codec::proxy::config::ProxyConfig;
+use codec::proxy::provider::Convention;
+use codec::proxy::registry::{self, ProviderName};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -334,18 +336,19 @@ pub struct Gateway {
     pub models: Vec<Model>,
 }
 
-/// The name of a provider's credential: its Secret key, and the
-/// environment variable read by default. Vertex AI takes an OAuth access
-/// token, not the provider's API key.
-fn credential(provider: &str, vertex: bool) -> (&'static str, &'static str) {
-    match (provider, vertex) {
-        (_, true) => ("vertex", "VERTEX_ACCESS_TOKEN"),
-        ("openai", _) => ("openai", "OPENAI_API_KEY"),
-        ("azure", _) => ("azure", "AZURE_OPENAI_API_KEY"),
-        ("anthropic", _) => ("anthropic", "ANTHROPIC_API_KEY"),
-        ("cohere", _) => ("cohere", "COHERE_API_KEY"),
-        ("mistral", _) => ("mistral", "MISTRAL_API_KEY"),
-        _ => ("gemini", "GEMINI_API_KEY"),
+/// A hosted provider's usual credential, as the codec's registry knows it.
+fn convention(provider: &str, vertex: bool) -> Result<Convention, String> {
+    let known = || ProviderName::ALL.iter().filter(|p| registry::convention(**p, false).is_some()).map(|p| p.as_str()).collect::<Vec<_>>().join(", ");
+    ProviderName::parse(provider)
+        .and_then(|p| registry::convention(p, vertex))
+        .ok_or_else(|| format!("unknown provider `{provider}` ({})", known()))
+}
+
+/// The Secret key and default environment variable of a credential.
+fn credential_names(c: Convention) -> (&'static str, &'static str) {
+    match c {
+        Convention::Header { secret, env, .. } => (secret, env),
+        Convention::Aws => ("aws", "AWS_ACCESS_KEY_ID"),
     }
 }
 
@@ -359,19 +362,11 @@ fn is_vertex(options: &Map<String, Value>) -> bool {
 /// key or `{vault://env/NAME}`; none: the provider's usual variable.
 fn auth(provider: &str, vertex: bool, key: Option<&str>) -> Result<(Value, Vec<String>), String> {
     let var = |name: &str| format!("{{vault://env/{name}}}");
-    if provider == "bedrock" {
+    let Convention::Header { env, header, bearer, .. } = convention(provider, vertex)? else {
         let auth = json!({"aws_access_key_id": var("AWS_ACCESS_KEY_ID"), "aws_secret_access_key": var("AWS_SECRET_ACCESS_KEY")});
         return Ok((auth, vec!["AWS_ACCESS_KEY_ID".into(), "AWS_SECRET_ACCESS_KEY".into()]));
-    }
-    let (header, bearer) = match (provider, vertex) {
-        ("gemini" | "anthropic", true) => ("Authorization", true),
-        ("openai" | "mistral" | "cohere", _) => ("Authorization", true),
-        ("azure", _) => ("api-key", false),
-        ("anthropic", _) => ("x-api-key", false),
-        ("gemini", _) => ("x-goog-api-key", false),
-        (other, _) => return Err(format!("unknown provider `{other}` (openai, azure, anthropic, cohere, mistral, gemini, bedrock)")),
     };
-    let value = key.map(str::to_string).unwrap_or_else(|| var(credential(provider, vertex).1));
+    let value = key.map(str::to_string).unwrap_or_else(|| var(env));
     let env = env_refs(&value);
     let value = if bearer { format!("Bearer {value}") } else { value };
     Ok((json!({"header_name": header, "header_value": value}), env))
@@ -596,7 +591,7 @@ pub fn parse(text: &str) -> Result<Gateway, FileError> {
         // One provider's ai-proxy configuration, from the file's keys.
         let hosted = |provider: &str, model: Option<&str>, opts: Map<String, Value>, field: &str| -> Result<(Value, Option<Value>, Vec<String>, Upstream), FileError> {
             let vertex = is_vertex(&opts);
-            let (secret_key, env_var) = credential(provider, vertex);
+            let (secret_key, env_var) = credential_names(convention(provider, vertex).map_err(|e| fail(format!("{field}.name: {e}")))?);
             if let (Some(c), false) = (&spec.cloud_provider_credentials, keys.contains_key(secret_key) || provider == "bedrock") {
                 return Err(fail(format!("{field}.name: the Secret `{}` has no `{secret_key}` key (add it, or leave out cloudProviderCredentials to read {env_var})", c.name)));
             }

@@ -5,7 +5,7 @@
 #![allow(clippy::indexing_slicing)]
 
 use super::options::{is_path_segment, ModelOptions, RouteType};
-use super::provider::{to_vec, Endpoint, Meta, Provider, RequestContext};
+use super::provider::{Convention, to_vec, Endpoint, Meta, Provider, RequestContext};
 use super::response::{translated, Answer};
 use crate::config::ConfigError;
 use super::common::{field_policy, single_choice, arguments_object, parse_data_url, system_text, tool_call, ChunkWriter, SseInput};
@@ -16,6 +16,9 @@ use crate::openai::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+
+/// The usual credential (see `registry::convention`).
+pub const CREDENTIAL: Convention = Convention::Header { secret: "anthropic", env: "ANTHROPIC_API_KEY", header: "x-api-key", bearer: false };
 
 /// Anthropic requires `max_tokens`; used when neither the request nor the
 /// route's `model.options.max_tokens` sets one.

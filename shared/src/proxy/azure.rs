@@ -3,12 +3,15 @@
 
 use super::options::{encode_query, is_path_segment, ModelOptions, RouteType, DEFAULT_AZURE_API_VERSION};
 use super::openai::{openai_path, OpenAiStream};
-use super::provider::{openai_body, Endpoint, Meta, Provider, RequestContext};
+use super::provider::{Convention, openai_body, Endpoint, Meta, Provider, RequestContext};
 use super::response::{usage_only, Answer};
 use super::stream::StreamTranslator;
 use crate::config::ConfigError;
 use crate::error::GatewayError;
 use crate::openai::ChatRequest;
+
+/// The usual credential (see `registry::convention`).
+pub const CREDENTIAL: Convention = Convention::Header { secret: "azure", env: "AZURE_OPENAI_API_KEY", header: "api-key", bearer: false };
 
 pub struct Azure;
 

@@ -6,7 +6,7 @@
 
 use super::options::{encode_query, is_path_segment, AuthConfig, ModelOptions, RouteType};
 use super::sigv4::AwsAuth;
-use super::provider::{to_vec, Endpoint, Meta, Provider, RequestContext, Secret, SignedRequest, StreamFraming, CHAT_AND_EMBEDDINGS};
+use super::provider::{Convention, to_vec, Endpoint, Meta, Provider, RequestContext, Secret, SignedRequest, StreamFraming, CHAT_AND_EMBEDDINGS};
 use super::response::{translated, Answer};
 use crate::config::ConfigError;
 use super::common::{field_policy, single_choice, arguments_object, embeddings, parse_data_url, system_text, tool_call, unprocessable, ChunkWriter};
@@ -19,6 +19,9 @@ use crate::openai::{
 };
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+
+/// The usual credential (see `registry::convention`).
+pub const CREDENTIAL: Convention = Convention::Aws;
 
 fn image_block(url: &str) -> Result<Value, GatewayError> {
     let (mime, data) =

@@ -4,7 +4,7 @@
 #![allow(clippy::indexing_slicing)]
 
 use super::options::{ModelOptions, RouteType};
-use super::provider::{to_vec, Endpoint, Meta, Provider, RequestContext, CHAT_AND_EMBEDDINGS};
+use super::provider::{Convention, to_vec, Endpoint, Meta, Provider, RequestContext, CHAT_AND_EMBEDDINGS};
 use super::response::{translated, Answer};
 use crate::config::ConfigError;
 use super::common::{field_policy, DROPPED_BY_NATIVE, REFUSED_BY_NATIVE, single_choice, embeddings, tool_call, ChunkWriter, SseInput};
@@ -15,6 +15,9 @@ use crate::openai::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+
+/// The usual credential (see `registry::convention`).
+pub const CREDENTIAL: Convention = Convention::Header { secret: "cohere", env: "COHERE_API_KEY", header: "Authorization", bearer: true };
 
 #[derive(Debug, Serialize)]
 pub struct CohereChatRequest {

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use std::rc::Rc;
 
 pub use super::options::*;
+pub use super::registry::ProviderName;
 pub use crate::config::{is_header_name, is_header_value, DEFAULT_MAX_REQUEST_BODY_SIZE};
 const MAX_MAX_REQUEST_BODY_SIZE: u64 = 128 * 1024 * 1024;
 

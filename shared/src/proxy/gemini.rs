@@ -5,7 +5,7 @@
 #![allow(clippy::indexing_slicing)]
 
 use super::options::{is_header_value, is_path_segment, ModelOptions, RouteType};
-use super::provider::{to_vec, Endpoint, Meta, Provider, RequestContext, CHAT_AND_EMBEDDINGS};
+use super::provider::{Convention, to_vec, Endpoint, Meta, Provider, RequestContext, CHAT_AND_EMBEDDINGS};
 use super::response::{self, translated};
 use crate::config::ConfigError;
 use super::common::{field_policy, DROPPED_BY_NATIVE, REFUSED_BY_NATIVE, arguments_object, embeddings, parse_data_url, result_object, system_text, tool_call, tool_name_for, ChunkWriter, SseInput};
@@ -17,6 +17,11 @@ use crate::openai::{
 };
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+
+/// The usual credential (see `registry::convention`).
+pub const CREDENTIAL: Convention = Convention::Header { secret: "gemini", env: "GEMINI_API_KEY", header: "x-goog-api-key", bearer: false };
+/// Vertex AI: an OAuth access token (Gemini, and Claude on Vertex).
+pub const VERTEX_CREDENTIAL: Convention = Convention::Header { secret: "vertex", env: "VERTEX_ACCESS_TOKEN", header: "Authorization", bearer: true };
 
 fn mime_from_url(url: &str) -> &'static str {
     let lower = url.to_ascii_lowercase();

@@ -5,12 +5,15 @@
 
 use super::options::{ModelOptions, RouteType};
 use super::openai::OpenAiStream;
-use super::provider::{openai_body, Endpoint, Meta, Provider, RequestContext, CHAT_AND_EMBEDDINGS};
+use super::provider::{Convention, openai_body, Endpoint, Meta, Provider, RequestContext, CHAT_AND_EMBEDDINGS};
 use super::response::{usage_only, Answer};
 use super::stream::StreamTranslator;
 use crate::config::ConfigError;
 use crate::error::GatewayError;
 use crate::openai::ChatRequest;
+
+/// The usual credential (see `registry::convention`).
+pub const CREDENTIAL: Convention = Convention::Header { secret: "mistral", env: "MISTRAL_API_KEY", header: "Authorization", bearer: true };
 
 /// Fields with no Mistral equivalent that change nothing the client sees.
 const DROPPED: [&str; 5] = ["user", "store", "metadata", "service_tier", "reasoning_effort"];

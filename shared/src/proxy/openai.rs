@@ -3,13 +3,16 @@
 //! they are, usage is read from answers and streams.
 
 use super::options::{ModelOptions, RouteType};
-use super::provider::{openai_body, Endpoint, Meta, Provider, RequestContext};
+use super::provider::{Convention, openai_body, Endpoint, Meta, Provider, RequestContext};
 use super::response::{usage_only, Answer};
 use super::stream::{error_event, StreamTranslator, MAX_EVENT_BYTES};
 use crate::config::ConfigError;
 use crate::error::GatewayError;
 use crate::openai::{ChatRequest, Usage, UsageProbe};
 use crate::sse::{encode_event, SseDecoder, SseEvent};
+
+/// The usual credential (see `registry::convention`).
+pub const CREDENTIAL: Convention = Convention::Header { secret: "openai", env: "OPENAI_API_KEY", header: "Authorization", bearer: true };
 
 /// Paths of OpenAI's API, which every OpenAI-compatible server copies.
 pub fn openai_path(route: RouteType) -> Option<&'static str> {

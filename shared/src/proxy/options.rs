@@ -34,36 +34,6 @@ impl RouteType {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum ProviderName {
-    Openai,
-    Azure,
-    Mistral,
-    Llama2,
-    Ollama,
-    Anthropic,
-    Cohere,
-    Gemini,
-    Bedrock,
-}
-
-impl ProviderName {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderName::Openai => "openai",
-            ProviderName::Azure => "azure",
-            ProviderName::Mistral => "mistral",
-            ProviderName::Llama2 => "llama2",
-            ProviderName::Ollama => "ollama",
-            ProviderName::Anthropic => "anthropic",
-            ProviderName::Cohere => "cohere",
-            ProviderName::Gemini => "gemini",
-            ProviderName::Bedrock => "bedrock",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
 pub enum ModelFormat {
     /// OpenAI's wire format (`/v1/chat/completions`).
     Openai,

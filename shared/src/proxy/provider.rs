@@ -4,7 +4,8 @@
 //! it). `Exchange` and `ProxyConfig` only ever talk to this trait.
 //!
 //! Adding a provider: a file implementing `Provider`, its name in
-//! `options::ProviderName`, and one line in `registry::configure`.
+//! `registry::ProviderName`, and its lines in `registry::configure` and
+//! `registry::convention`.
 
 use super::options::{ModelOptions, RouteType};
 use super::response::Answer;
@@ -17,6 +18,15 @@ use serde::Serialize;
 /// Resolves a `{vault://env/NAME}` credential for a provider: its value, or
 /// None when the config gives none (a missing variable is the caller's to report).
 pub type Secret<'a> = dyn FnMut(&str, &Option<String>) -> Option<String> + 'a;
+
+/// A provider's usual credential: the declarative file's Secret key, the
+/// environment variable read by default, and where the key goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Convention {
+    Header { secret: &'static str, env: &'static str, header: &'static str, bearer: bool },
+    /// AWS keys for SigV4, from `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.
+    Aws,
+}
 
 pub const ALL_ROUTES: &[RouteType] = &[RouteType::Chat, RouteType::Completions, RouteType::Embeddings];
 pub const CHAT_AND_EMBEDDINGS: &[RouteType] = &[RouteType::Chat, RouteType::Embeddings];
