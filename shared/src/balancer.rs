@@ -8,6 +8,7 @@
 use crate::config::{check_range, parse_strict, ConfigError};
 use crate::metrics::name;
 use crate::openai::Usage;
+use crate::store::CounterStore;
 use crate::proxy::config::{
     default_max_body, default_route_type, default_true, is_header_name, AuthConfig, LlmFormat, LoggingConfig, ModelConfig,
     ProxyConfig, RawConfig, RouteType, StreamingPolicy,
@@ -659,6 +660,75 @@ impl AdvancedConfig {
     }
 }
 
+/// Compare-and-swap attempts on a shared value before giving up on exactness.
+const CAS_ATTEMPTS: usize = 8;
+
+/// A balancer's shared value (every worker's counter and statistics).
+pub fn shared_key(instance: &str, what: &str) -> String {
+    format!("ai-proxy-advanced/{instance}/{what}")
+}
+
+fn parse_f64(bytes: Option<&[u8]>) -> Option<f64> {
+    std::str::from_utf8(bytes?).ok()?.parse().ok().filter(|v: &f64| v.is_finite())
+}
+
+impl AdvancedConfig {
+    /// This request's number, counted across workers (the rotation's
+    /// position); None when other workers kept winning the race.
+    pub fn next_request(store: &dyn CounterStore, instance: &str) -> Option<u64> {
+        let mut taken = 0;
+        let new = crate::store::update(store, &shared_key(instance, "counter"), CAS_ATTEMPTS, |old| {
+            taken = old.and_then(|v| <[u8; 8]>::try_from(v).ok()).map_or(0, u64::from_le_bytes);
+            taken.wrapping_add(1).to_le_bytes().to_vec()
+        });
+        new.map(|_| taken)
+    }
+
+    /// Each target's score for the latency and usage algorithms, from the
+    /// statistics every worker keeps.
+    pub fn scores(&self, store: &dyn CounterStore, instance: &str, now: u64) -> Vec<Option<f64>> {
+        (0..self.targets.len())
+            .map(|i| match self.algorithm {
+                Algorithm::LowestLatency => parse_f64(store.get(&shared_key(instance, &format!("latency/{i}"))).0.as_deref()),
+                _ => store.get(&shared_key(instance, &format!("usage/{i}"))).0.and_then(|v| UsageWindow::parse(&v)).map(|w| w.estimate(now)),
+            })
+            .collect()
+    }
+
+    /// Updates the latency or usage statistics from one request's tries;
+    /// returns the gauges to publish (`ai_balancer_latency_ms`, `ai_balancer_usage`).
+    pub fn learn(&self, store: &dyn CounterStore, instance: &str, records: &[TryRecord], now: u64) -> Vec<(String, u64)> {
+        let mut gauges = Vec::new();
+        for r in records {
+            let Some(target) = self.target(r.target) else { continue };
+            match self.algorithm {
+                Algorithm::LowestLatency => {
+                    let key = shared_key(instance, &format!("latency/{}", r.target));
+                    let new = crate::store::update(store, &key, CAS_ATTEMPTS, |old| {
+                        let current = parse_f64(old);
+                        ewma(current, self.latency_sample(r, current)).to_string().into_bytes()
+                    });
+                    if let Some(v) = parse_f64(new.as_deref()) {
+                        gauges.push((name("ai_balancer_latency_ms", &[("target", &target.name)]), v as u64));
+                    }
+                }
+                Algorithm::LowestUsage if r.succeeded() => {
+                    let amount = self.usage_amount(r);
+                    let key = shared_key(instance, &format!("usage/{}", r.target));
+                    let new = crate::store::update(store, &key, CAS_ATTEMPTS, |old| {
+                        old.and_then(UsageWindow::parse).unwrap_or_default().add(now, amount).encode().into_bytes()
+                    });
+                    if let Some(w) = new.as_deref().and_then(UsageWindow::parse) {
+                        gauges.push((name("ai_balancer_usage", &[("target", &target.name)]), w.estimate(now) as u64));
+                    }
+                }
+                _ => {}
+            }
+        }
+        gauges
+    }
+}
+
 /// The `ai.plan` value the balancer hands the upstream filter:
 /// `<instance> <target>,<target>,...`.
 pub fn encode_plan(instance: &str, order: &[u8]) -> String {
@@ -966,5 +1036,43 @@ mod tests {
         // No retry policy at all: one try was the plan.
         let once = with(r#"{"failover_criteria": [], "retries": 2}"#);
         assert!(!once.report(&[failed(429)]).properties.iter().any(|(k, _)| *k == "ai.fallback_skipped"));
+    }
+
+    #[test]
+    fn the_request_counter_is_exact_when_other_workers_win_races() {
+        use crate::store::MapStore;
+        let store = MapStore::default();
+        assert_eq!(AdvancedConfig::next_request(&store, "b"), Some(0));
+        assert_eq!(AdvancedConfig::next_request(&store, "b"), Some(1));
+        // Another worker counts 7 first, twice: we get the number after it.
+        let store = MapStore { theirs: 7u64.to_le_bytes().to_vec(), ..Default::default() };
+        store.lose.set(2);
+        assert_eq!(AdvancedConfig::next_request(&store, "b"), Some(7));
+        assert_eq!(store.get(&shared_key("b", "counter")).0, Some(8u64.to_le_bytes().to_vec()));
+        // Others keep winning: no number (the glue counts locally then).
+        store.lose.set(100);
+        assert_eq!(AdvancedConfig::next_request(&store, "b"), None);
+    }
+
+    #[test]
+    fn statistics_are_learned_into_the_store_and_scored_from_it() {
+        use crate::store::MapStore;
+        let c = with(r#"{"algorithm": "lowest-latency"}"#);
+        let store = MapStore::default();
+        let served = |target, latency_ms| TryRecord { target, status: 200, latency_ms, usage: Some(Usage::new(10, 10)), cost: None };
+        let gauges = c.learn(&store, "b", &[served(0, 100), served(1, 30)], 0);
+        assert_eq!(gauges.len(), 2);
+        let scores = c.scores(&store, "b", 0);
+        assert!(scores[1].unwrap() < scores[0].unwrap(), "{scores:?}");
+        assert_eq!(scores[2], None, "no statistics yet");
+        // A lost race is retried: the sample still lands.
+        let racing = MapStore { theirs: b"50".to_vec(), ..Default::default() };
+        racing.lose.set(1);
+        c.learn(&racing, "b", &[served(0, 100)], 0);
+        // 10 ms per token, averaged into the other worker's 50.
+        assert!(c.scores(&racing, "b", 0)[0].is_some_and(|v| v > 10.0 && v < 50.0));
+        let u = with(r#"{"algorithm": "lowest-usage"}"#);
+        u.learn(&store, "u", &[served(2, 1)], 600);
+        assert!(u.scores(&store, "u", 600)[2].is_some_and(|v| v > 0.0));
     }
 }

@@ -16,6 +16,7 @@ pub mod patterns;
 pub mod proxy;
 pub mod ratelimit;
 pub mod sse;
+pub mod store;
 pub mod template;
 pub mod transformer;
 pub mod usage;

@@ -572,15 +572,7 @@ pub fn total_usage(served: Option<Usage>, transformers: &[Usage]) -> Option<Usag
     })
 }
 
-/// Where counters live, with compare-and-swap: proxy-wasm shared data (one
-/// budget for every worker of an Envoy) in the filter, a map in tests.
-pub trait CounterStore {
-    /// The value and its version.
-    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
-    /// Writes if `version` still matches; `Ok(false)` when another worker
-    /// wrote first, `Err` when the store refused the write.
-    fn set(&self, key: &str, value: &[u8], version: Option<u32>) -> Result<bool, String>;
-}
+pub use crate::store::CounterStore;
 
 /// One limit of one matched policy, as counted for this request.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,7 +13,7 @@
 //! Both must share one VM (the same `vm_config`): the translator finds the
 //! balancer's parsed configuration in this VM's memory.
 
-use codec::balancer::{self, AdvancedConfig, SavedHeaders, TryRecord, UsageWindow};
+use codec::balancer::{self, AdvancedConfig, SavedHeaders, TryRecord};
 use codec::proxy::report::{Labels, Timing};
 use codec::proxy::{Exchange, HeaderEdits};
 use codec::{ErrorKind, GatewayError};
@@ -27,8 +27,6 @@ use std::rc::Rc;
 /// The translator's root id; any other root id is a balancer.
 const UPSTREAM_ROOT_ID: &str = "ai-proxy-advanced-upstream";
 const TRY_HEADER_PREFIX: &str = "x-ai-try-";
-/// CAS attempts on a shared counter before giving up on exactness.
-const CAS_ATTEMPTS: usize = 8;
 
 struct Instance {
     name: String,
@@ -103,96 +101,10 @@ impl RootContext for Root {
     }
 }
 
-fn shared_key(instance: &str, what: &str) -> String {
-    format!("ai-proxy-advanced/{instance}/{what}")
-}
-
-/// Adds one to a shared counter, exactly across workers; None when other
-/// workers kept winning the race.
-fn next_shared(key: &str) -> Option<u64> {
-    for _ in 0..CAS_ATTEMPTS {
-        let (value, cas) = host::shared_data(key);
-        let n = value.and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok()).map_or(0, u64::from_le_bytes);
-        match host::set_shared_data(key, &n.wrapping_add(1).to_le_bytes(), cas) {
-            Ok(true) => return Some(n),
-            Ok(false) => continue,
-            Err(_) => return None,
-        }
-    }
-    None
-}
-
-/// Rewrites a shared value, exactly across workers.
-fn update_shared(key: &str, update: impl Fn(Option<&[u8]>) -> String) -> Option<String> {
-    for _ in 0..CAS_ATTEMPTS {
-        let (value, cas) = host::shared_data(key);
-        let new = update(value.as_deref());
-        match host::set_shared_data(key, new.as_bytes(), cas) {
-            Ok(true) => return Some(new),
-            Ok(false) => continue,
-            Err(_) => return None,
-        }
-    }
-    None
-}
-
-fn parse_f64(bytes: Option<&[u8]>) -> Option<f64> {
-    std::str::from_utf8(bytes?).ok()?.parse().ok().filter(|v: &f64| v.is_finite())
-}
-
 /// The balancer's per-request context (downstream).
 struct Balance {
     instance: Rc<Instance>,
     planned: bool,
-}
-
-impl Balance {
-    fn scores(&self) -> Vec<Option<f64>> {
-        let c = &self.instance.config;
-        let now = host::unix_seconds();
-        (0..c.targets.len())
-            .map(|i| match c.algorithm {
-                codec::balancer::Algorithm::LowestLatency => {
-                    parse_f64(host::shared_data(&shared_key(&self.instance.name, &format!("latency/{i}"))).0.as_deref())
-                }
-                _ => host::shared_data(&shared_key(&self.instance.name, &format!("usage/{i}")))
-                    .0
-                    .and_then(|v| UsageWindow::parse(&v))
-                    .map(|w| w.estimate(now)),
-            })
-            .collect()
-    }
-
-    /// Updates latency or usage statistics from the tries of one request.
-    fn learn(&self, records: &[TryRecord]) {
-        let c = &self.instance.config;
-        let name = &self.instance.name;
-        for r in records {
-            let Some(target) = c.target(r.target) else { continue };
-            match c.algorithm {
-                codec::balancer::Algorithm::LowestLatency => {
-                    let key = shared_key(name, &format!("latency/{}", r.target));
-                    let new = update_shared(&key, |old| {
-                        let current = parse_f64(old);
-                        balancer::ewma(current, c.latency_sample(r, current)).to_string()
-                    });
-                    if let Some(v) = new.as_deref().and_then(|v| v.parse::<f64>().ok()) {
-                        host::gauge(&codec::metrics::name("ai_balancer_latency_ms", &[("target", &target.name)]), v as u64);
-                    }
-                }
-                codec::balancer::Algorithm::LowestUsage if r.succeeded() => {
-                    let now = host::unix_seconds();
-                    let amount = c.usage_amount(r);
-                    let key = shared_key(name, &format!("usage/{}", r.target));
-                    let new = update_shared(&key, |old| old.and_then(UsageWindow::parse).unwrap_or_default().add(now, amount).encode());
-                    if let Some(w) = new.and_then(|v| UsageWindow::parse(v.as_bytes())) {
-                        host::gauge(&codec::metrics::name("ai_balancer_usage", &[("target", &target.name)]), w.estimate(now) as u64);
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
 }
 
 impl Context for Balance {}
@@ -206,7 +118,7 @@ impl HttpContext for Balance {
             _ => None,
         };
         let counter = if c.needs_counter() && hash_key.is_none() {
-            next_shared(&shared_key(&self.instance.name, "counter"))
+            AdvancedConfig::next_request(&host::SharedData, &self.instance.name)
         } else {
             None
         }
@@ -215,7 +127,7 @@ impl HttpContext for Balance {
             self.instance.local_counter.set(n.wrapping_add(1));
             n
         });
-        let scores = if c.needs_scores() { self.scores() } else { Vec::new() };
+        let scores = if c.needs_scores() { c.scores(&host::SharedData, &self.instance.name, host::unix_seconds()) } else { Vec::new() };
         let order = c.order(counter, &scores, hash_key.as_deref());
         if order.is_empty() {
             log::error!("{}: no target has its credentials set", self.instance.name);
@@ -259,7 +171,9 @@ impl HttpContext for Balance {
         for (metric, n) in &report.counters {
             host::count(metric, *n);
         }
-        self.learn(&records);
+        for (gauge, value) in self.instance.config.learn(&host::SharedData, &self.instance.name, &records, host::unix_seconds()) {
+            host::gauge(&gauge, value);
+        }
         host::report_host_calls("ai-proxy-advanced");
     }
 }

@@ -3,7 +3,7 @@
 //! `strategy: cluster` a rate-limit service counts (see `publish_descriptors`).
 
 use codec::openai::{Usage, UsageProbe};
-use codec::ratelimit::{cluster_partition, cluster_state_key, total_usage, Backend, Counter, CounterStore, LimitState, RateLimitConfig, RequestFacts, UsageTap};
+use codec::ratelimit::{cluster_partition, cluster_state_key, total_usage, Backend, Counter, LimitState, RateLimitConfig, RequestFacts, UsageTap};
 use codec::{ErrorKind, GatewayError};
 use host::proxy_wasm::traits::{Context, HttpContext, RootContext};
 use host::proxy_wasm::types::{Action, ContextType, LogLevel};
@@ -88,17 +88,7 @@ struct Limiter {
 
 const MAX_COPY: usize = 1024 * 1024;
 
-/// proxy-wasm shared data: one store for every worker of this Envoy.
-struct SharedData;
-
-impl CounterStore for SharedData {
-    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-        host::shared_data(key)
-    }
-    fn set(&self, key: &str, value: &[u8], version: Option<u32>) -> Result<bool, String> {
-        host::set_shared_data(key, value, version).map_err(|e| format!("{e:?}"))
-    }
-}
+use host::SharedData;
 
 fn now_ms() -> u64 {
     host::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)

@@ -177,6 +177,19 @@ pub fn first_to_say(key: &str) -> bool {
 }
 
 /// Reads a shared-data entry and its CAS token.
+/// proxy-wasm shared data as the codec's store: one for every worker of
+/// this Envoy (per vm_id).
+pub struct SharedData;
+
+impl codec::store::CounterStore for SharedData {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        shared_data(key)
+    }
+    fn set(&self, key: &str, value: &[u8], version: Option<u32>) -> Result<bool, String> {
+        set_shared_data(key, value, version).map_err(|e| format!("{e:?}"))
+    }
+}
+
 pub fn shared_data(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
     tick();
     hostcalls::get_shared_data(key).unwrap_or((None, None))
