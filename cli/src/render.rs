@@ -43,7 +43,7 @@ const STATS_TAGS: &str = r#"stats_config:
 "#;
 
 const ACCESS_LOG_AND_LOCAL_REPLY: &str = r#"          access_log:
-          # One JSON line per request with its AI facts (README: access-log keys).
+          # One JSON line per request with its AI facts (docs/observability.md, access-log keys).
           - name: envoy.access_loggers.stdout
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
@@ -227,7 +227,7 @@ fn wasm_filter(name: &str, module: &str, vm_id: &str, env: &[String], config: &V
     let mut out = String::new();
     let _ = write!(
         out,
-        "          - name: {name}\n            disabled: true\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm\n              config:\n                name: {name}\n                root_id: {vm_id}\n                failure_policy: FAIL_RELOAD\n                # Hold headers while the body is read (README).\n                allow_on_headers_stop_iteration: true\n                vm_config:\n                  vm_id: {vm_id}\n                  runtime: envoy.wasm.runtime.v8\n                  code: {{ local: {{ filename: {}/{module} }} }}\n",
+        "          - name: {name}\n            disabled: true\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm\n              config:\n                name: {name}\n                root_id: {vm_id}\n                failure_policy: FAIL_RELOAD\n                # Hold headers while the body is read (docs/ai-proxy.md, wiring in Envoy).\n                allow_on_headers_stop_iteration: true\n                vm_config:\n                  vm_id: {vm_id}\n                  runtime: envoy.wasm.runtime.v8\n                  code: {{ local: {{ filename: {}/{module} }} }}\n",
         o.wasm_dir
     );
     if !env.is_empty() {

@@ -2,7 +2,7 @@
 //! names), the ordered plan of targets for one request, what each try
 //! records, and the statistics the balancer keeps per target.
 //!
-//! Envoy's router does the retrying (see README, "ai-proxy-advanced"); this
+//! Envoy's router does the retrying (see docs/ai-proxy-advanced.md); this
 //! module decides the order and what the router's retry headers say.
 
 use crate::config::{check_range, parse_strict, ConfigError};

@@ -2,7 +2,7 @@
 //! (regex-automata's hybrid engine): a single pass over a text, linear in
 //! its length, says whether any pattern matches and which one matched first.
 //!
-//! The syntax and meaning stay regex-lite's, which the README documents:
+//! The syntax and meaning stay regex-lite's, which docs/ai-prompt-guard.md documents:
 //! `\d`, `\s`, `\w` and `\b` are ASCII, `.` and negated classes match whole
 //! characters. The one difference: `(?i)` also folds non-ASCII letters
 //! (`é` matches `É`), where regex-lite folds ASCII only.

@@ -1,5 +1,4 @@
-//! ai-proxy-advanced: one module, two roles in Envoy (README,
-//! "ai-proxy-advanced").
+//! ai-proxy-advanced: one module, two roles in Envoy (docs/ai-proxy-advanced.md).
 //!
 //! - The **balancer** (a downstream HTTP filter, root id `ai-proxy-advanced`)
 //!   orders the targets for each request and writes the router's headers:

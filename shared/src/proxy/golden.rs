@@ -352,3 +352,25 @@ fn messages_streams_are_anthropic_events_at_every_split() {
         }
     }
 }
+
+/// The early-stream estimate (four bytes of text a token) against what each
+/// provider's recorded transcript reports, printed for the docs
+/// (docs/ai-token-ratelimit.md): `cargo test -p ai-gateway-codec estimate_error -- --nocapture`.
+#[test]
+fn estimate_error_on_the_fixtures_transcripts() {
+    let prompt = crate::usage::tokens_for(crate::usage::text_bytes(REQUEST.as_bytes()));
+    for case in cases() {
+        let input = (case.stream)();
+        let mut x = exchange(case.config);
+        let mut req: Value = serde_json::from_str(REQUEST).unwrap();
+        req["stream"] = Value::Bool(true);
+        x.request_body(req.to_string().as_bytes()).unwrap();
+        x.response_headers(200, Some(case.stream_content_type));
+        let mut out = x.response_chunk(&input, false);
+        out.extend(x.response_chunk(b"", true));
+        let reported = x.usage().unwrap();
+        let completion = crate::usage::tokens_for(crate::usage::text_bytes(&out));
+        println!("{:10} prompt {:>4} estimated {:>4} | completion {:>4} estimated {:>4}", case.name, reported.prompt_tokens, prompt, reported.completion_tokens, completion);
+        assert!(completion > 0 || reported.completion_tokens == 0, "{}: text streamed, none estimated", case.name);
+    }
+}

@@ -177,7 +177,7 @@ pub fn openai_body<T: Serialize>(req: &T, changed: bool) -> Result<Option<Vec<u8
 
 #[cfg(test)]
 mod tests {
-    //! The README's provider field table, as tests: what each provider does
+    //! docs/providers.md's field table, as tests: what each provider does
     //! with the OpenAI fields clients commonly send.
     #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
     use wasm_bindgen_test::wasm_bindgen_test as test;
