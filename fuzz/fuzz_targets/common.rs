@@ -3,7 +3,7 @@ use codec::proxy::config::ProxyConfig;
 use codec::proxy::Exchange;
 use std::rc::Rc;
 
-pub const CONFIGS: [&str; 14] = [
+pub const CONFIGS: [&str; 15] = [
     r#"{"model":{"provider":"openai","name":"m"}}"#,
     r#"{"model":{"provider":"mistral","name":"m"}}"#,
     r#"{"model":{"provider":"ollama","name":"m","options":{"upstream_url":"http://o"}}}"#,
@@ -19,6 +19,8 @@ pub const CONFIGS: [&str; 14] = [
     r#"{"llm_format":"anthropic","model":{"provider":"anthropic","name":"m","options":{"gemini":{"project_id":"p","location_id":"l"}}}}"#,
     r#"{"llm_format":"anthropic","model":{"provider":"gemini","name":"m"}}"#,
     r#"{"llm_format":"anthropic","auth":{"aws_access_key_id":"a","aws_secret_access_key":"s"},"model":{"provider":"bedrock","options":{"bedrock":{"aws_region":"us-east-1"}}}}"#,
+    // Untranslated streams of any API (the passthrough reader).
+    r#"{"route_type":"preserve","model":{"provider":"openai"}}"#,
 ];
 
 /// The selected configuration takes Anthropic's Messages API from clients.

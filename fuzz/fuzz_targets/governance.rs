@@ -36,4 +36,8 @@ fuzz_target!(|data: &[u8]| {
     let now = u64::from_le_bytes(data.get(..8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
     let window = u64::from(data.len() as u32).max(1);
     let _ = (w.used(now, window, WindowType::Sliding), w.retry_after_ms(now, window, 10, WindowType::Sliding), w.charged(now, window, u64::MAX));
+    // The usage value filters hand each other, and the text meter of the
+    // early-stream estimate, on any bytes.
+    let _ = codec::usage::parse_usage(&String::from_utf8_lossy(data));
+    assert!(codec::usage::text_bytes(data) <= data.len() as u64);
 });
