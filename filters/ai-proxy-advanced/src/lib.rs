@@ -170,7 +170,9 @@ impl HttpContext for Balance {
         for (metric, n) in &report.counters {
             host::count(metric, *n);
         }
-        for (gauge, value) in self.instance.config.learn(&host::SharedData, &self.instance.name, &records, host::unix_seconds()) {
+        // Only the statistics-keeping algorithms read the clock (a host call).
+        let now = if self.instance.config.needs_scores() { host::unix_seconds() } else { 0 };
+        for (gauge, value) in self.instance.config.learn(&host::SharedData, &self.instance.name, &records, now) {
             host::gauge(&gauge, value);
         }
         host::report_host_calls("ai-proxy-advanced");
