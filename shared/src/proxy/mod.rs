@@ -6,6 +6,7 @@ pub mod azure;
 pub mod bedrock;
 pub mod cohere;
 pub mod common;
+pub mod client;
 pub mod config;
 pub mod eventstream;
 pub mod gemini;
@@ -91,6 +92,8 @@ pub struct BodyEdit {
 
 pub struct Exchange {
     cfg: Rc<ProxyConfig>,
+    /// The API the route's clients speak.
+    client: &'static dyn client::ClientApi,
     /// Unique per request: response ids and tool-call ids derive from it.
     id: String,
     created: u64,
@@ -125,6 +128,7 @@ fn is_json(content_type: &str) -> bool {
 impl Exchange {
     pub fn new(cfg: Rc<ProxyConfig>, id: String, created: u64) -> Self {
         Exchange {
+            client: client::for_format(cfg.llm_format),
             cfg,
             id,
             created,
@@ -209,17 +213,16 @@ impl Exchange {
             None => path.to_string(),
         };
         cfg.api.headers(&mut edits.set);
-        if self.messages_client() {
-            if self.native_messages() {
-                // A Claude client's own API version (and its betas) stand.
-                if header("anthropic-version").is_some() {
-                    edits.set.retain(|(n, _)| n != "anthropic-version");
-                }
-            } else {
-                for name in ["anthropic-version", "anthropic-beta"] {
-                    if header(name).is_some() {
-                        edits.remove.push(name.to_string());
-                    }
+        if self.native_messages() {
+            // A Claude client's own API version (and its betas) stand.
+            if header("anthropic-version").is_some() {
+                edits.set.retain(|(n, _)| n != "anthropic-version");
+            }
+        } else {
+            // The client's own API headers mean nothing to a translated upstream.
+            for name in self.client.own_headers() {
+                if header(name).is_some() {
+                    edits.remove.push(name.to_string());
                 }
             }
         }
@@ -283,16 +286,11 @@ impl Exchange {
         if self.native_messages() {
             return self.native_messages_body(body);
         }
-        // A Claude client's request goes through OpenAI's shape.
-        let chat;
-        let body = if self.messages_client() {
-            chat = messages::to_chat(body)?.0;
-            &chat[..]
-        } else {
-            body
-        };
+        // Every client format goes through OpenAI's chat shape.
+        let chat = self.client.to_chat(body)?;
+        let body = chat.as_deref().unwrap_or(body);
         let mut translated = request::translate_request(cfg, body)?;
-        if self.messages_client() && translated.body.is_none() {
+        if chat.is_some() && translated.body.is_none() {
             translated.body = Some(body.to_vec());
         }
         self.facts = translated.facts;
@@ -306,14 +304,10 @@ impl Exchange {
         Ok(translated.body)
     }
 
-    /// Whether the route's clients speak Anthropic's Messages API.
-    pub fn messages_client(&self) -> bool {
-        self.cfg.llm_format == LlmFormat::Anthropic
-    }
-
-    /// A Messages client in front of Anthropic itself: bodies pass as sent.
+    /// A Messages client in front of Anthropic itself: bodies pass as sent,
+    /// the one pairing of client format and provider with no translation.
     fn native_messages(&self) -> bool {
-        self.messages_client() && self.cfg.provider == config::ProviderName::Anthropic
+        self.cfg.llm_format == LlmFormat::Anthropic && self.cfg.provider == config::ProviderName::Anthropic
     }
 
     fn native_messages_body(&mut self, body: &[u8]) -> Result<Option<Vec<u8>>, GatewayError> {
@@ -348,11 +342,7 @@ impl Exchange {
 
     /// The gateway's own error reply, in the shape the route's clients speak.
     pub fn error_reply(&self, err: &GatewayError) -> Vec<u8> {
-        if self.messages_client() {
-            messages::gateway_error(err)
-        } else {
-            err.to_json()
-        }
+        self.client.error(err)
     }
 
     /// Response headers: choose how to read the body, and what to change.
@@ -403,10 +393,10 @@ impl Exchange {
             self.stream = Some(match cfg.route_type {
                 RouteType::Preserve => Box::new(passthrough::PassthroughStream::new()),
                 _ if self.native_messages() => Box::new(messages::NativeStream::new(&self.id, self.created, model)),
-                route if self.messages_client() => {
-                    Box::new(messages::ToMessagesStream::new(cfg.api.stream(route, &meta, true), &self.id, model))
+                route => {
+                    let usage = self.facts.client_wants_usage || self.client.stream_needs_usage();
+                    self.client.stream(cfg.api.stream(route, &meta, usage), &self.id, model)
                 }
-                route => cfg.api.stream(route, &meta, self.facts.client_wants_usage),
             });
         }
         // A buffered answer's headers wait for its body, which sets the
@@ -432,11 +422,8 @@ impl Exchange {
             }
             let openai = self.cfg.api.speaks_openai() || self.cfg.route_type == RouteType::Preserve;
             let normalized = response::normalize_error(self.status, body, openai);
-            if self.messages_client() {
-                let openai_body = normalized.as_deref().unwrap_or(body);
-                return BodyEdit { body: Some(messages::error_from_openai(self.status, openai_body)), status: None };
-            }
-            return BodyEdit { body: normalized, status: None };
+            let client = self.client.upstream_error(self.status, normalized.as_deref().unwrap_or(body));
+            return BodyEdit { body: client.or(normalized), status: None };
         }
         let meta = Meta { id: &self.id, created: self.created, model: self.requested_model().unwrap_or_default() };
         let answer = match self.cfg.route_type {
@@ -452,9 +439,8 @@ impl Exchange {
                 // A 2xx whose body cannot be read is a bad gateway answer.
                 self.status = 502;
                 status = Some(502);
-                if self.messages_client() {
-                    let error = GatewayError::new(ErrorKind::BadGateway, "upstream returned a response that could not be read");
-                    return BodyEdit { body: Some(self.error_reply(&error)), status };
+                if let Some(body) = answer.body.as_deref().and_then(|b| self.client.upstream_error(502, b)) {
+                    return BodyEdit { body: Some(body), status };
                 }
             }
             return BodyEdit { body: answer.body, status };
@@ -462,19 +448,16 @@ impl Exchange {
         if self.native_messages() {
             return BodyEdit::default(); // Anthropic's answer, as it came
         }
-        if self.messages_client() {
-            let openai_body = answer.body.as_deref().unwrap_or(body);
-            return match messages::from_chat_response(openai_body) {
-                Ok(converted) => BodyEdit { body: Some(converted), status },
-                Err(e) => {
-                    self.problem = Some(format!("answer could not be read for a Messages client: {e}"));
-                    self.status = 502;
-                    let error = GatewayError::new(ErrorKind::BadGateway, "upstream returned a response that could not be read");
-                    BodyEdit { body: Some(self.error_reply(&error)), status: Some(502) }
-                }
-            };
+        match self.client.answer(answer.body.as_deref().unwrap_or(body)) {
+            Ok(None) => BodyEdit { body: answer.body, status },
+            Ok(Some(converted)) => BodyEdit { body: Some(converted), status },
+            Err(e) => {
+                self.problem = Some(format!("answer could not be read for the client's format: {e}"));
+                self.status = 502;
+                let error = GatewayError::new(ErrorKind::BadGateway, "upstream returned a response that could not be read");
+                BodyEdit { body: Some(self.error_reply(&error)), status: Some(502) }
+            }
         }
-        BodyEdit { body: answer.body, status }
     }
 
     /// One streamed chunk; returns what replaces it.
