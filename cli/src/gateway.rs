@@ -382,7 +382,8 @@ fn route_type(prompt_type: Option<&str>) -> Result<(&'static str, &'static str),
         "chat" => ("chat", "llm/v1/chat"),
         "completions" | "completion" => ("completions", "llm/v1/completions"),
         "embeddings" => ("embeddings", "llm/v1/embeddings"),
-        other => return Err(format!("promptType: `{other}` (chat, completions or embeddings)")),
+        "responses" => ("responses", "llm/v1/responses"),
+        other => return Err(format!("promptType: `{other}` (chat, completions, embeddings or responses)")),
     })
 }
 
@@ -391,6 +392,7 @@ pub fn api_path(prompt_type: &str) -> &'static str {
     match prompt_type {
         "completions" => "/v1/completions",
         "embeddings" => "/v1/embeddings",
+        "responses" => "/v1/responses",
         _ => "/v1/chat/completions",
     }
 }

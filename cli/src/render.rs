@@ -196,7 +196,7 @@ fn balanced_route(b: &crate::gateway::Balanced) -> String {
 /// The suffix that makes a path an API endpoint (so its prefix is an SDK's
 /// `base_url`), if it has one.
 fn api_suffix(path: &str) -> Option<&'static str> {
-    ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages"].into_iter().find(|s| path.ends_with(s))
+    ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/messages"].into_iter().find(|s| path.ends_with(s))
 }
 
 /// Where an SDK's `base_url` points for this model (`…/v1`), and the path

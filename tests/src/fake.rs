@@ -404,6 +404,9 @@ fn openai_like(req: &Recorded, flavor: Flavor, path: &str, body: &Value, out: &m
     }
     let model = body["model"].as_str().unwrap_or("local-model").to_string();
     let stream = body["stream"] == true;
+    if path.ends_with("/v1/responses") && flavor == Flavor::OpenAi {
+        return responses_api(out, &model, body, stream);
+    }
     if path.ends_with("/chat/completions") {
         let (text, prompt_tokens, tool_call) = answer_chat(body);
         let text = req.header("x-fake-reply").map(str::to_string).unwrap_or(text);
@@ -673,4 +676,61 @@ fn ollama(req: &Recorded, path: &str, body: &Value, out: &mut TcpStream) -> std:
         }
         _ => write_reply(out, &Reply { status: 404, content_type: "text/plain", body: b"404 page not found".to_vec() }),
     }
+}
+
+/// OpenAI's Responses API (`POST /v1/responses`), as documented: `input` is
+/// a string or a list of items (`instructions` optional); the answer is a
+/// `response` object, or named SSE events with increasing `sequence_number`
+/// ending in `response.completed` (no `[DONE]`).
+fn responses_api(out: &mut TcpStream, model: &str, body: &Value, stream: bool) -> std::io::Result<()> {
+    let text_of = |v: &Value| -> String {
+        match v {
+            Value::String(s) => s.clone(),
+            Value::Array(items) => items
+                .iter()
+                .filter_map(|item| match &item["content"] {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Array(parts) => Some(parts.iter().filter_map(|p| p["text"].as_str()).collect::<Vec<_>>().join(" ")),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
+            _ => String::new(),
+        }
+    };
+    let Some(input) = body.get("input") else {
+        return write_reply(out, &openai_error(400, "Missing required parameter: 'input'.", "invalid_request_error"));
+    };
+    let user = text_of(input);
+    let text = format!("You said: {user}");
+    let (input_tokens, output_tokens) = (words(&user) + words(body["instructions"].as_str().unwrap_or_default()), words(&text));
+    let usage = json!({"input_tokens": input_tokens, "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": output_tokens, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": input_tokens + output_tokens});
+    let message = json!({"id": "msg_fake1", "type": "message", "status": "completed", "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": []}]});
+    let response = |status: &str, output: Value, usage: Value| json!({"id": "resp_fake1", "object": "response", "created_at": 1_700_000_000,
+        "status": status, "model": model, "output": output, "usage": usage, "error": null, "incomplete_details": null});
+    if !stream {
+        return write_reply(out, &json_reply(200, response("completed", json!([message]), usage)));
+    }
+    let mut events: Vec<(&str, Value)> = vec![
+        ("response.created", json!({"response": response("in_progress", json!([]), Value::Null)})),
+        ("response.in_progress", json!({"response": response("in_progress", json!([]), Value::Null)})),
+        ("response.output_item.added", json!({"output_index": 0, "item": {"id": "msg_fake1", "type": "message", "status": "in_progress", "role": "assistant", "content": []}})),
+        ("response.content_part.added", json!({"item_id": "msg_fake1", "output_index": 0, "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}})),
+    ];
+    for word in text.split_inclusive(' ') {
+        events.push(("response.output_text.delta", json!({"item_id": "msg_fake1", "output_index": 0, "content_index": 0, "delta": word})));
+    }
+    events.push(("response.output_text.done", json!({"item_id": "msg_fake1", "output_index": 0, "content_index": 0, "text": text})));
+    events.push(("response.content_part.done", json!({"item_id": "msg_fake1", "output_index": 0, "content_index": 0, "part": {"type": "output_text", "text": text, "annotations": []}})));
+    events.push(("response.output_item.done", json!({"output_index": 0, "item": message})));
+    events.push(("response.completed", json!({"response": response("completed", json!([message]), usage)})));
+    let mut sse = String::new();
+    for (n, (name, mut data)) in events.into_iter().enumerate() {
+        data["type"] = json!(name);
+        data["sequence_number"] = json!(n);
+        sse.push_str(&format!("event: {name}\ndata: {data}\n\n"));
+    }
+    write_streamed(out, "text/event-stream", sse.as_bytes())
 }

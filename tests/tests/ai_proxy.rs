@@ -472,3 +472,45 @@ fn a_missing_key_is_logged_once_not_once_per_worker() {
     assert_eq!(lines, 1, "{}", log.lines().filter(|l| l.contains("no credential")).collect::<Vec<_>>().join("\n"));
     assert!(log.contains("ANTHROPIC_API_KEY"), "the line names the variable");
 }
+
+/// OpenAI's Responses API through the gateway with the official SDK
+/// unchanged: create, and a stream read by the SDK's own accumulator (a
+/// Responses stream ends with `response.completed`, not `[DONE]`).
+#[test]
+fn the_openai_sdk_speaks_the_responses_api_through_the_gateway() {
+    let g = gateway();
+    let id = test_id("responses");
+    let base = format!("http://127.0.0.1:{}/openai/v1", g.envoy.ports.listener);
+    let script = r#"
+import json, sys, openai
+client = openai.OpenAI(base_url=sys.argv[1], api_key="client-key", max_retries=0, default_headers={"x-test-id": sys.argv[2]})
+r = client.responses.create(model="gpt-4o-mini", instructions="Be brief.", input="hello there")
+with client.responses.stream(model="gpt-4o-mini", input=[{"role": "user", "content": "stream this"}]) as s:
+    deltas = [e.delta for e in s if e.type == "response.output_text.delta"]
+    final = s.get_final_response()
+print(json.dumps({"text": r.output_text, "usage": r.usage.total_tokens, "status": r.status,
+                  "deltas": len(deltas), "streamed": final.output_text, "stream_usage": final.usage.total_tokens}))
+"#;
+    let out = std::process::Command::new(ai_gateway_tests::envoy::repo_root().join(".venv/bin/python"))
+        .args(["-c", script, &base, &id])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(r["text"], "You said: hello there", "{r}");
+    assert_eq!(r["status"], "completed");
+    assert_eq!(r["streamed"], "You said: stream this", "{r}");
+    assert!(r["deltas"].as_u64().unwrap_or(0) >= 3, "{r}");
+    let got = g.fake.requests(&id);
+    assert_eq!(got.len(), 2);
+    for sent in &got {
+        assert_eq!(sent.path, "/v1/responses");
+        assert_eq!(sent.header("authorization"), Some("Bearer sk-test-openai"), "the client's key is replaced");
+    }
+    assert_eq!(got[0].json()["instructions"], "Be brief.", "the body goes as the client sent it");
+    // Usage is read from the answer and from the stream's response.completed.
+    let total = r["usage"].as_u64().unwrap_or(0) + r["stream_usage"].as_u64().unwrap_or(0);
+    assert!(total > 0);
+    let counted = || g.envoy.stat("wasmcustom.ai_llm_tokens_total.provider.openai.model.gpt-4o-mini.consumer.anonymous.token_type.total");
+    ai_gateway_tests::eventually("the Responses usage is counted", || counted() >= total);
+}

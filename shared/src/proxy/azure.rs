@@ -19,6 +19,9 @@ impl Provider for Azure {
     fn name(&self) -> &'static str {
         "azure"
     }
+    fn routes(&self) -> &'static [RouteType] {
+        super::provider::WITH_RESPONSES
+    }
     fn path(&self, route: RouteType) -> Option<&'static str> {
         openai_path(route) // behind an upstream_url
     }
@@ -37,6 +40,9 @@ impl Provider for Azure {
             RouteType::Chat => Some("chat/completions"),
             RouteType::Completions => Some("completions"),
             RouteType::Embeddings => Some("embeddings"),
+            // Azure's v1 API: no deployment in the path (the body's `model`
+            // names it) and no api-version.
+            RouteType::Responses => return Ok(Some(Endpoint { host: format!("{instance}.openai.azure.com"), path: Some("/openai/v1/responses".into()) })),
             RouteType::Preserve => None,
         };
         Ok(Some(Endpoint {

@@ -391,7 +391,7 @@ impl Exchange {
             let model = self.requested_model().unwrap_or_default();
             let meta = Meta { id: &self.id, created: self.created, model };
             self.stream = Some(match cfg.route_type {
-                RouteType::Preserve => Box::new(passthrough::PassthroughStream::new()),
+                RouteType::Preserve | RouteType::Responses => Box::new(passthrough::PassthroughStream::new()),
                 _ if self.native_messages() => Box::new(messages::NativeStream::new(&self.id, self.created, model)),
                 route => {
                     let usage = self.facts.client_wants_usage || self.client.stream_needs_usage();
@@ -428,6 +428,7 @@ impl Exchange {
         let meta = Meta { id: &self.id, created: self.created, model: self.requested_model().unwrap_or_default() };
         let answer = match self.cfg.route_type {
             RouteType::Preserve => response::usage_only(RouteType::Preserve, body),
+            RouteType::Responses => passthrough::answer(body),
             route => self.cfg.api.answer(route, body, &meta),
         };
         self.usage = answer.usage;

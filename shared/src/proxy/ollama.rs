@@ -336,7 +336,7 @@ impl Provider for Ollama {
             RouteType::Chat => Some("/api/chat"),
             RouteType::Completions => Some("/api/generate"),
             RouteType::Embeddings => Some("/api/embed"),
-            RouteType::Preserve => None,
+            RouteType::Responses | RouteType::Preserve => None,
         }
     }
     fn chat_request(&self, req: ChatRequest, cx: &RequestContext) -> Result<Option<Vec<u8>>, GatewayError> {

@@ -20,6 +20,7 @@ pub fn openai_path(route: RouteType) -> Option<&'static str> {
         RouteType::Chat => Some("/v1/chat/completions"),
         RouteType::Completions => Some("/v1/completions"),
         RouteType::Embeddings => Some("/v1/embeddings"),
+        RouteType::Responses => Some("/v1/responses"),
         RouteType::Preserve => None,
     }
 }
@@ -40,6 +41,14 @@ pub const COMPATIBLE: OpenAiFormat = OpenAiFormat { name: "openai-compatible", h
 impl Provider for OpenAiFormat {
     fn name(&self) -> &'static str {
         self.name
+    }
+    fn routes(&self) -> &'static [RouteType] {
+        // The Responses API is OpenAI's own; compatible servers vary.
+        if self.host.is_some() {
+            super::provider::WITH_RESPONSES
+        } else {
+            super::provider::ALL_ROUTES
+        }
     }
     fn path(&self, route: RouteType) -> Option<&'static str> {
         openai_path(route)

@@ -15,6 +15,10 @@ pub enum RouteType {
     Completions,
     #[serde(rename = "llm/v1/embeddings")]
     Embeddings,
+    /// OpenAI's Responses API (`POST /v1/responses`), passed natively to
+    /// the providers that speak it (OpenAI, Azure).
+    #[serde(rename = "llm/v1/responses")]
+    Responses,
     /// Path and body go upstream as the client sent them; only host and
     /// credentials change.
     #[serde(rename = "preserve")]
@@ -27,6 +31,7 @@ impl RouteType {
             RouteType::Chat => "llm/v1/chat",
             RouteType::Completions => "llm/v1/completions",
             RouteType::Embeddings => "llm/v1/embeddings",
+            RouteType::Responses => "llm/v1/responses",
             RouteType::Preserve => "preserve",
         }
     }

@@ -40,6 +40,28 @@ struct Probe {
     response: Option<Box<Probe>>,
 }
 
+/// A complete answer of either API, left as it came: its usage and model.
+pub fn answer(body: &[u8]) -> super::response::Answer {
+    match serde_json::from_slice::<Probe>(body) {
+        Ok(probe) => {
+            let probe = match probe.response {
+                Some(inner) => *inner,
+                None => probe,
+            };
+            super::response::Answer { body: None, usage: probe.usage.map(AnyUsage::into_usage), model: probe.model, problem: None }
+        }
+        Err(e) => super::response::Answer { problem: Some(format!("no usage in upstream body: {e}")), ..Default::default() },
+    }
+}
+
+impl AnyUsage {
+    fn into_usage(self) -> Usage {
+        let mut usage = Usage::new(self.prompt_tokens, self.completion_tokens);
+        usage.total_tokens = self.total_tokens.unwrap_or(usage.total_tokens);
+        usage
+    }
+}
+
 impl PassthroughStream {
     pub fn new() -> Self {
         PassthroughStream { decoder: SseDecoder::new(MAX_EVENT_BYTES), events: Vec::new(), usage: None, model: None }
@@ -59,9 +81,7 @@ impl PassthroughStream {
                 self.model = probe.model;
             }
             if let Some(u) = probe.usage {
-                let mut usage = Usage::new(u.prompt_tokens, u.completion_tokens);
-                usage.total_tokens = u.total_tokens.unwrap_or(usage.total_tokens);
-                self.usage = Some(usage);
+                self.usage = Some(u.into_usage());
             }
         }
     }

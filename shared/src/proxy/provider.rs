@@ -29,6 +29,8 @@ pub enum Convention {
 }
 
 pub const ALL_ROUTES: &[RouteType] = &[RouteType::Chat, RouteType::Completions, RouteType::Embeddings];
+/// OpenAI's own API (OpenAI, Azure): the Responses API too.
+pub const WITH_RESPONSES: &[RouteType] = &[RouteType::Chat, RouteType::Completions, RouteType::Embeddings, RouteType::Responses];
 pub const CHAT_AND_EMBEDDINGS: &[RouteType] = &[RouteType::Chat, RouteType::Embeddings];
 
 /// Where a provider's requests go when `upstream_url` does not say.

@@ -46,6 +46,7 @@ fn route_noun(route: RouteType) -> &'static str {
         RouteType::Chat => "chat completion",
         RouteType::Completions => "completion",
         RouteType::Embeddings => "embeddings",
+        RouteType::Responses => "responses",
         RouteType::Preserve => "",
     }
 }
@@ -157,6 +158,7 @@ pub fn translate_request(cfg: &ProxyConfig, body: &[u8]) -> Result<Translated, G
         RouteType::Chat => chat(cfg, body),
         RouteType::Completions => completions(cfg, body),
         RouteType::Embeddings => embeddings(cfg, body),
+        RouteType::Responses => responses(cfg, body),
         RouteType::Preserve => preserve(cfg, body),
     }
 }
@@ -214,6 +216,51 @@ fn embeddings(cfg: &ProxyConfig, body: &[u8]) -> Result<Translated, GatewayError
 
 /// `preserve`: the body is the client's; only a body credential is added.
 /// `stream` and `model` are read, if the body is JSON, for the response side.
+/// A Responses API request, for a provider that speaks it: left as the
+/// client sent it but for the model rule, the streaming policy and body
+/// credentials. Its usage always comes with the answer.
+fn responses(cfg: &ProxyConfig, body: &[u8]) -> Result<Translated, GatewayError> {
+    let mut req: Rest = parse_body(body, RouteType::Responses)?;
+    let mut changed = false;
+    let mut model = match req.get("model") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(m)) => Some(m.clone()),
+        Some(_) => return Err(GatewayError::bad_request("`model` must be a string")),
+    };
+    if model.is_none() && cfg.model_name.is_none() {
+        // Azure's v1 API names the deployment in the body.
+        model = cfg.options.azure_deployment_id.clone().filter(|_| cfg.api.model_in_endpoint());
+        changed |= model.is_some();
+    }
+    pin_model(cfg, &mut model, &mut changed)?;
+    let mut stream = match req.get("stream") {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(_) => return Err(GatewayError::bad_request("`stream` must be a boolean")),
+    };
+    // The streaming policy; a Responses stream always carries its usage.
+    let on = match (cfg.streaming, stream.unwrap_or(false)) {
+        (StreamingPolicy::Deny, true) => return Err(GatewayError::bad_request("streaming is not allowed on this route").with_code("stream_not_allowed")),
+        (StreamingPolicy::Always, false) => {
+            stream = Some(true);
+            changed = true;
+            true
+        }
+        (_, on) => on,
+    };
+    body_credential(cfg, &mut req, &mut changed);
+    if changed {
+        if let Some(m) = &model {
+            req.insert("model".into(), Value::String(m.clone()));
+        }
+        if let Some(s) = stream {
+            req.insert("stream".into(), Value::Bool(s));
+        }
+    }
+    let facts = RequestFacts { stream: on, client_wants_usage: true, model };
+    Ok(Translated { body: if changed { Some(to_vec(&req)?) } else { None }, facts })
+}
+
 fn preserve(cfg: &ProxyConfig, body: &[u8]) -> Result<Translated, GatewayError> {
     #[derive(Deserialize)]
     struct Probe {
@@ -353,6 +400,29 @@ mod tests {
         let c = cfg(r#"{"auth":{"param_name":"api_key","param_value":"s3cret","param_location":"body"},"route_type":"llm/v1/embeddings","model":{"provider":"openai","name":"e"}}"#);
         let t = translate_request(&c, br#"{"input":"x","api_key":"client"}"#).unwrap();
         assert_eq!(body_json(&t)["api_key"], "s3cret");
+    }
+
+    #[test]
+    fn responses_go_as_sent_but_for_the_model_rule_and_streaming_policy() {
+        let c = cfg(r#"{"route_type":"llm/v1/responses","model":{"provider":"openai","name":"gpt-4o"}}"#);
+        let t = translate_request(&c, br#"{"model":"gpt-4o","input":"hi","stream":true}"#).unwrap();
+        assert!(t.body.is_none() && t.facts.stream && t.facts.client_wants_usage);
+        let t = translate_request(&c, br#"{"input":"hi"}"#).unwrap();
+        assert_eq!(serde_json::from_slice::<Value>(&t.body.unwrap()).unwrap()["model"], "gpt-4o", "the pinned model is filled in");
+        assert_eq!(translate_request(&c, br#"{"model":"o3","input":"hi"}"#).err().and_then(|e| e.code), Some("model_not_allowed".into()));
+        let deny = cfg(r#"{"route_type":"llm/v1/responses","response_streaming":"deny","model":{"provider":"openai"}}"#);
+        assert_eq!(translate_request(&deny, br#"{"model":"m","input":"hi","stream":true}"#).err().and_then(|e| e.code), Some("stream_not_allowed".into()));
+        // Azure's v1 API: the deployment is the body's model.
+        let azure = cfg(r#"{"route_type":"llm/v1/responses","model":{"provider":"azure","options":{"azure_instance":"i","azure_deployment_id":"dep"}}}"#);
+        assert_eq!(azure.path.as_deref(), Some("/openai/v1/responses"));
+        let t = translate_request(&azure, br#"{"input":"hi"}"#).unwrap();
+        assert_eq!(serde_json::from_slice::<Value>(&t.body.unwrap()).unwrap()["model"], "dep");
+        // Providers that do not speak it refuse the route at load, naming it.
+        for p in ["anthropic", "gemini", "mistral"] {
+            let err = ProxyConfig::from_json(format!(r#"{{"route_type":"llm/v1/responses","model":{{"provider":"{p}","name":"m"}}}}"#).as_bytes(), &|_| None).unwrap_err();
+            assert_eq!(err.path, "route_type", "{p}");
+            assert!(err.message.contains("llm/v1/responses is not supported for provider"), "{}", err.message);
+        }
     }
 
     #[test]
