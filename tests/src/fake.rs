@@ -593,17 +593,7 @@ fn write_streamed_paused(out: &mut TcpStream, content_type: &str, head: &[u8], t
 /// Writes a streamed body in 37-byte pieces (events and lines are cut
 /// anywhere), flushing each with a short pause so they arrive apart.
 pub fn write_streamed(out: &mut TcpStream, content_type: &str, body: &[u8]) -> std::io::Result<()> {
-    write!(out, "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ntransfer-encoding: chunked\r\ncache-control: no-cache\r\n\r\n")?;
-    out.flush()?;
-    for piece in body.chunks(37) {
-        write!(out, "{:x}\r\n", piece.len())?;
-        out.write_all(piece)?;
-        out.write_all(b"\r\n")?;
-        out.flush()?;
-        thread::sleep(Duration::from_millis(1));
-    }
-    out.write_all(b"0\r\n\r\n")?;
-    out.flush()
+    write_streamed_paused(out, content_type, body, &[], Duration::ZERO)
 }
 
 pub fn write_reply(out: &mut TcpStream, reply: &Reply) -> std::io::Result<()> {
