@@ -5,16 +5,19 @@
 //! serves every client format.
 //!
 //! Adding a client format: a file implementing `ClientApi` and its arm in
-//! `for_format`.
+//! `for_request`.
 
-use super::config::LlmFormat;
+use super::config::{LlmFormat, ProxyConfig};
 use super::messages;
+use super::provider::Meta;
+use super::responses::ResponsesApi;
 use super::stream::StreamTranslator;
 use crate::error::GatewayError;
 
 pub trait ClientApi {
     /// The client's request as an OpenAI chat body; None: it already is one.
-    fn to_chat(&self, body: &[u8]) -> Result<Option<Vec<u8>>, GatewayError>;
+    /// A client that must repeat parts of the request in its answer keeps them.
+    fn to_chat(&mut self, body: &[u8]) -> Result<Option<Vec<u8>>, GatewayError>;
     /// The gateway's own refusal, in the client's error shape.
     fn error(&self, err: &GatewayError) -> Vec<u8>;
     /// An upstream error already in OpenAI's shape, in the client's; None
@@ -26,7 +29,7 @@ pub trait ClientApi {
     /// format carries it whether asked or not).
     fn stream_needs_usage(&self) -> bool;
     /// The client's stream over the provider's OpenAI-chunk stream.
-    fn stream(&self, openai: Box<dyn StreamTranslator>, id: &str, model: &str) -> Box<dyn StreamTranslator>;
+    fn stream(&self, openai: Box<dyn StreamTranslator>, meta: &Meta) -> Box<dyn StreamTranslator>;
     /// Request headers of the client's own API: not for a translated upstream.
     fn own_headers(&self) -> &'static [&'static str] {
         &[]
@@ -37,7 +40,7 @@ pub trait ClientApi {
 pub struct OpenAiChat;
 
 impl ClientApi for OpenAiChat {
-    fn to_chat(&self, _: &[u8]) -> Result<Option<Vec<u8>>, GatewayError> {
+    fn to_chat(&mut self, _: &[u8]) -> Result<Option<Vec<u8>>, GatewayError> {
         Ok(None)
     }
     fn error(&self, err: &GatewayError) -> Vec<u8> {
@@ -52,7 +55,7 @@ impl ClientApi for OpenAiChat {
     fn stream_needs_usage(&self) -> bool {
         false
     }
-    fn stream(&self, openai: Box<dyn StreamTranslator>, _: &str, _: &str) -> Box<dyn StreamTranslator> {
+    fn stream(&self, openai: Box<dyn StreamTranslator>, _: &Meta) -> Box<dyn StreamTranslator> {
         openai
     }
 }
@@ -63,7 +66,7 @@ impl ClientApi for OpenAiChat {
 pub struct AnthropicMessages;
 
 impl ClientApi for AnthropicMessages {
-    fn to_chat(&self, body: &[u8]) -> Result<Option<Vec<u8>>, GatewayError> {
+    fn to_chat(&mut self, body: &[u8]) -> Result<Option<Vec<u8>>, GatewayError> {
         messages::to_chat(body).map(|(chat, _)| Some(chat))
     }
     fn error(&self, err: &GatewayError) -> Vec<u8> {
@@ -78,17 +81,20 @@ impl ClientApi for AnthropicMessages {
     fn stream_needs_usage(&self) -> bool {
         true
     }
-    fn stream(&self, openai: Box<dyn StreamTranslator>, id: &str, model: &str) -> Box<dyn StreamTranslator> {
-        Box::new(messages::ToMessagesStream::new(openai, id, model))
+    fn stream(&self, openai: Box<dyn StreamTranslator>, meta: &Meta) -> Box<dyn StreamTranslator> {
+        Box::new(messages::ToMessagesStream::new(openai, meta.id, meta.model))
     }
     fn own_headers(&self) -> &'static [&'static str] {
         &["anthropic-version", "anthropic-beta"]
     }
 }
 
-pub fn for_format(format: LlmFormat) -> &'static dyn ClientApi {
-    match format {
-        LlmFormat::Openai => &OpenAiChat,
-        LlmFormat::Anthropic => &AnthropicMessages,
+/// The client format of one request on a route: Kong's `llm_format`, and
+/// the Responses API where the provider does not speak it natively.
+pub fn for_request(cfg: &ProxyConfig) -> Box<dyn ClientApi> {
+    match cfg.llm_format {
+        LlmFormat::Anthropic => Box::new(AnthropicMessages),
+        LlmFormat::Openai if cfg.translates_responses() => Box::new(ResponsesApi::new()),
+        LlmFormat::Openai => Box::new(OpenAiChat),
     }
 }

@@ -94,7 +94,12 @@ pub enum Credential {
 /// precomputed: the request path per route, the authority, the credential.
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
+    /// The API the route's clients call.
     pub route_type: RouteType,
+    /// The API spoken to the provider: the route's, but chat where the
+    /// provider does not speak the Responses API (`client::ResponsesApi`
+    /// translates).
+    pub upstream_route: RouteType,
     pub provider: ProviderName,
     /// The API spoken upstream, configured: endpoint, translation, and the
     /// provider's own settings (Vertex project, AWS keys, API version).
@@ -210,14 +215,18 @@ impl ProxyConfig {
             }
         };
         let api = super::registry::configure(provider, api_format, o, &raw.auth, &mut secret)?;
-        let route = raw.route_type;
+        let client_route = raw.route_type;
+        let route = match client_route {
+            RouteType::Responses if !api.routes().contains(&RouteType::Responses) => RouteType::Chat,
+            route => route,
+        };
         if route != RouteType::Preserve && !api.routes().contains(&route) {
             return Err(ConfigError::new(
                 "route_type",
                 format!("{} is not supported for provider {}", route.as_str(), provider.as_str()),
             ));
         }
-        if raw.llm_format == LlmFormat::Anthropic && route != RouteType::Chat {
+        if raw.llm_format == LlmFormat::Anthropic && client_route != RouteType::Chat {
             return Err(ConfigError::new("llm_format", "`anthropic` (the Messages API) needs route_type llm/v1/chat"));
         }
 
@@ -256,7 +265,8 @@ impl ProxyConfig {
             }
         }
         Ok(ProxyConfig {
-            route_type: route,
+            route_type: client_route,
+            upstream_route: route,
             provider,
             api,
             model_name: raw.model.name,
@@ -283,7 +293,13 @@ impl ProxyConfig {
         if self.path.is_some() || self.route_type == RouteType::Preserve {
             return Ok(self.path.clone());
         }
-        self.api.request_path(self.route_type, model.unwrap_or_default(), stream)
+        self.api.request_path(self.upstream_route, model.unwrap_or_default(), stream)
+    }
+
+    /// A Responses route to a provider that does not speak the Responses
+    /// API: the gateway translates, and stores nothing.
+    pub fn translates_responses(&self) -> bool {
+        self.route_type == RouteType::Responses && self.upstream_route != RouteType::Responses
     }
 
     /// Cost of a request in the configured currency, if prices are set.

@@ -374,3 +374,120 @@ fn estimate_error_on_the_fixtures_transcripts() {
         assert!(completion > 0 || reported.completion_tokens == 0, "{}: text streamed, none estimated", case.name);
     }
 }
+
+// Responses API clients on providers that do not speak it: one Responses
+// request to every provider, and every provider's answer and stream back
+// as a `response` object and the Responses API's named events. Expected
+// files: `responses.*` beside the others.
+
+const RESPONSES_REQUEST: &str = include_str!("../../fixtures/responses_request.json");
+
+fn responses_cases() -> Vec<Case> {
+    let mut cases = cases();
+    cases.push(Case {
+        name: "openai",
+        // An OpenAI-compatible server (`llama2`, OpenAI format) has no Responses API.
+        config: r#"{"model":{"provider":"llama2","name":"test-model","options":{"llama2_format":"openai","upstream_url":"http://vllm:8000"}}}"#,
+        expected_request: "",
+        response: fixture!("openai", "response.json"),
+        expected_response: "",
+        stream_content_type: "text/event-stream",
+        stream: || sse(fixture!("openai", "stream.sse")),
+        expected_stream: "",
+    });
+    for case in &mut cases {
+        let (request, response, stream) = match case.name {
+            "anthropic" => (fixture!("anthropic", "responses.request.expected.json"), fixture!("anthropic", "responses.response.expected.json"), fixture!("anthropic", "responses.stream.expected.txt")),
+            "cohere" => (fixture!("cohere", "responses.request.expected.json"), fixture!("cohere", "responses.response.expected.json"), fixture!("cohere", "responses.stream.expected.txt")),
+            "gemini" => (fixture!("gemini", "responses.request.expected.json"), fixture!("gemini", "responses.response.expected.json"), fixture!("gemini", "responses.stream.expected.txt")),
+            "bedrock" => (fixture!("bedrock", "responses.request.expected.json"), fixture!("bedrock", "responses.response.expected.json"), fixture!("bedrock", "responses.stream.expected.txt")),
+            "ollama" => (fixture!("ollama", "responses.request.expected.json"), fixture!("ollama", "responses.response.expected.json"), fixture!("ollama", "responses.stream.expected.txt")),
+            "mistral" => (fixture!("mistral", "responses.request.expected.json"), fixture!("mistral", "responses.response.expected.json"), fixture!("mistral", "responses.stream.expected.txt")),
+            "openai" => (fixture!("openai", "responses.request.expected.json"), fixture!("openai", "responses.response.expected.json"), fixture!("openai", "responses.stream.expected.txt")),
+            _ => continue,
+        };
+        case.expected_request = request;
+        case.expected_response = response;
+        case.expected_stream = stream;
+    }
+    cases
+}
+
+fn responses_exchange(config: &str) -> Exchange {
+    exchange(&config.replacen('{', r#"{"route_type":"llm/v1/responses","#, 1))
+}
+
+#[test]
+fn responses_requests_translate_to_each_providers_format() {
+    for case in responses_cases() {
+        let mut x = responses_exchange(case.config);
+        let body = x.request_body(RESPONSES_REQUEST.as_bytes()).unwrap().unwrap_or_else(|| RESPONSES_REQUEST.as_bytes().to_vec());
+        let got: Value = serde_json::from_slice(&body).unwrap();
+        if update(case.name, "responses.request.expected.json", &pretty(&got)) {
+            continue;
+        }
+        let want: Value = serde_json::from_str(case.expected_request).unwrap_or(Value::Null);
+        assert_eq!(got, want, "{}", case.name);
+    }
+}
+
+#[test]
+fn responses_answers_translate_to_response_objects() {
+    for case in responses_cases() {
+        let mut x = responses_exchange(case.config);
+        x.request_body(RESPONSES_REQUEST.as_bytes()).unwrap();
+        x.response_headers(200, Some("application/json"));
+        let edit = x.response_body(case.response.as_bytes());
+        assert_eq!(edit.status, None, "{}", case.name);
+        let got: Value = serde_json::from_slice(&edit.body.unwrap_or_else(|| case.response.as_bytes().to_vec())).unwrap();
+        if update(case.name, "responses.response.expected.json", &pretty(&got)) {
+            continue;
+        }
+        let want: Value = serde_json::from_str(case.expected_response).unwrap_or(Value::Null);
+        assert_eq!(got, want, "{}", case.name);
+        assert_eq!(got["object"], "response", "{}", case.name);
+        let usage = x.usage().unwrap();
+        assert_eq!(got["usage"]["input_tokens"], usage.prompt_tokens, "{}", case.name);
+        assert_eq!(got["usage"]["total_tokens"], usage.total_tokens, "{}", case.name);
+    }
+}
+
+fn run_responses_stream(case: &Case, input: &[u8], split: usize) -> String {
+    let mut x = responses_exchange(case.config);
+    let mut req: Value = serde_json::from_str(RESPONSES_REQUEST).unwrap();
+    req["stream"] = Value::Bool(true);
+    x.request_body(req.to_string().as_bytes()).unwrap();
+    x.response_headers(200, Some(case.stream_content_type));
+    assert!(x.is_stream(), "{}", case.name);
+    let (a, b) = input.split_at(split);
+    let mut out = x.response_chunk(a, false);
+    out.extend(x.response_chunk(b, false));
+    out.extend(x.response_chunk(b"", true));
+    assert!(x.usage().is_some(), "{}: usage known after the stream", case.name);
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn responses_streams_are_named_events_in_order_at_every_split() {
+    for case in responses_cases() {
+        let input = (case.stream)();
+        let whole = run_responses_stream(&case, &input, 0);
+        if !update(case.name, "responses.stream.expected.txt", &whole) {
+            assert_eq!(whole, case.expected_stream, "{}", case.name);
+        }
+        let events = super::stream::testing::events(whole.as_bytes());
+        let names: Vec<&str> = whole.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
+        assert_eq!(&names[..2], ["response.created", "response.in_progress"], "{}", case.name);
+        assert!(matches!(names.last(), Some(&"response.completed") | Some(&"response.incomplete")), "{}: {names:?}", case.name);
+        for (n, data) in events.iter().enumerate() {
+            let v: Value = serde_json::from_str(data).unwrap();
+            assert_eq!(v["sequence_number"], n, "{}: sequence numbers count up from 0", case.name);
+            assert_eq!(Some(v["type"].as_str().unwrap()), names.get(n).copied(), "{}", case.name);
+        }
+        let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+        assert!(last["response"]["usage"]["total_tokens"].as_u64().unwrap() > 0, "{}", case.name);
+        for at in 1..=input.len() {
+            assert_eq!(run_responses_stream(&case, &input, at), whole, "{} split at {at}", case.name);
+        }
+    }
+}

@@ -22,6 +22,7 @@ pub mod provider;
 pub mod registry;
 pub mod report;
 pub mod request;
+pub mod responses;
 pub mod response;
 pub mod sigv4;
 pub mod stream;
@@ -93,7 +94,7 @@ pub struct BodyEdit {
 pub struct Exchange {
     cfg: Rc<ProxyConfig>,
     /// The API the route's clients speak.
-    client: &'static dyn client::ClientApi,
+    client: Box<dyn client::ClientApi>,
     /// Unique per request: response ids and tool-call ids derive from it.
     id: String,
     created: u64,
@@ -128,7 +129,7 @@ fn is_json(content_type: &str) -> bool {
 impl Exchange {
     pub fn new(cfg: Rc<ProxyConfig>, id: String, created: u64) -> Self {
         Exchange {
-            client: client::for_format(cfg.llm_format),
+            client: client::for_request(&cfg),
             cfg,
             id,
             created,
@@ -178,6 +179,10 @@ impl Exchange {
             if len > cfg.max_request_body_size {
                 return Err(too_large(cfg.max_request_body_size));
             }
+        }
+        if cfg.translates_responses() && (method.eq_ignore_ascii_case("GET") || method.eq_ignore_ascii_case("DELETE")) {
+            // GET /v1/responses/{id}: nothing is stored for a translated provider.
+            return Err(GatewayError::new(ErrorKind::NotFound, "no stored response: this gateway does not store responses for this provider"));
         }
         if cfg.route_type != RouteType::Preserve {
             if !method.eq_ignore_ascii_case("POST") {
@@ -390,12 +395,12 @@ impl Exchange {
         if self.mode == ResponseMode::Stream {
             let model = self.requested_model().unwrap_or_default();
             let meta = Meta { id: &self.id, created: self.created, model };
-            self.stream = Some(match cfg.route_type {
+            self.stream = Some(match cfg.upstream_route {
                 RouteType::Preserve | RouteType::Responses => Box::new(passthrough::PassthroughStream::new()),
                 _ if self.native_messages() => Box::new(messages::NativeStream::new(&self.id, self.created, model)),
                 route => {
                     let usage = self.facts.client_wants_usage || self.client.stream_needs_usage();
-                    self.client.stream(cfg.api.stream(route, &meta, usage), &self.id, model)
+                    self.client.stream(cfg.api.stream(route, &meta, usage), &meta)
                 }
             });
         }
@@ -426,7 +431,7 @@ impl Exchange {
             return BodyEdit { body: client.or(normalized), status: None };
         }
         let meta = Meta { id: &self.id, created: self.created, model: self.requested_model().unwrap_or_default() };
-        let answer = match self.cfg.route_type {
+        let answer = match self.cfg.upstream_route {
             RouteType::Preserve => response::usage_only(RouteType::Preserve, body),
             RouteType::Responses => passthrough::answer(body),
             route => self.cfg.api.answer(route, body, &meta),

@@ -154,7 +154,7 @@ fn body_credential(cfg: &ProxyConfig, rest: &mut Rest, changed: &mut bool) {
 }
 
 pub fn translate_request(cfg: &ProxyConfig, body: &[u8]) -> Result<Translated, GatewayError> {
-    match cfg.route_type {
+    match cfg.upstream_route {
         RouteType::Chat => chat(cfg, body),
         RouteType::Completions => completions(cfg, body),
         RouteType::Embeddings => embeddings(cfg, body),
@@ -417,12 +417,13 @@ mod tests {
         assert_eq!(azure.path.as_deref(), Some("/openai/v1/responses"));
         let t = translate_request(&azure, br#"{"input":"hi"}"#).unwrap();
         assert_eq!(serde_json::from_slice::<Value>(&t.body.unwrap()).unwrap()["model"], "dep");
-        // Providers that do not speak it refuse the route at load, naming it.
+        // Providers that do not speak it get chat, translated (`responses.rs`).
         for p in ["anthropic", "gemini", "mistral"] {
-            let err = ProxyConfig::from_json(format!(r#"{{"route_type":"llm/v1/responses","model":{{"provider":"{p}","name":"m"}}}}"#).as_bytes(), &|_| None).unwrap_err();
-            assert_eq!(err.path, "route_type", "{p}");
-            assert!(err.message.contains("llm/v1/responses is not supported for provider"), "{}", err.message);
+            let c = cfg(&format!(r#"{{"route_type":"llm/v1/responses","model":{{"provider":"{p}","name":"m"}}}}"#));
+            assert_eq!((c.route_type, c.upstream_route), (RouteType::Responses, RouteType::Chat), "{p}");
+            assert!(c.translates_responses());
         }
+        assert!(!azure.translates_responses() && !c.translates_responses());
     }
 
     #[test]
