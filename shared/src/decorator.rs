@@ -64,11 +64,15 @@ pub struct Decorator {
     pub max_request_body_size: u64,
 }
 
-/// A chat body as far as the decorator reads it: where `messages` is.
+/// A chat body as far as the decorator reads it: where `messages` is, or a
+/// Responses API body's `input` (a string, or a list of items, of which a
+/// `{role, content}` message is one).
 #[derive(Deserialize)]
 struct ChatShape<'a> {
-    #[serde(borrow)]
-    messages: &'a RawValue,
+    #[serde(default, borrow)]
+    messages: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    input: Option<&'a RawValue>,
 }
 
 fn elements(messages: &[ChatMessage]) -> Result<String, ConfigError> {
@@ -111,18 +115,24 @@ impl Decorator {
         // serde skips the fields it does not read without checking their
         // UTF-8: check it here, so a body that goes on is JSON.
         let text = std::str::from_utf8(body).map_err(|e| GatewayError::bad_request(format!("request body is not valid UTF-8: {e}")))?;
-        let shape: ChatShape = serde_json::from_str(text).map_err(|e| {
-            let completions = serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v.get("prompt").is_some());
-            if completions {
-                GatewayError::bad_request("ai-prompt-decorator works on chat requests (`messages`); completions requests (`prompt`) cannot be decorated")
-            } else {
-                GatewayError::bad_request(format!("request body is not a valid chat request: {e}"))
+        let shape: ChatShape = serde_json::from_str(text).map_err(|e| GatewayError::bad_request(format!("request body is not a valid chat request: {e}")))?;
+        let (raw, field) = match (shape.messages, shape.input) {
+            (Some(messages), _) => (messages.get(), "messages"),
+            (None, Some(input)) => (input.get(), "input"),
+            (None, None) if serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v.get("prompt").is_some()) => {
+                return Err(GatewayError::bad_request("ai-prompt-decorator works on chat requests (`messages`); completions requests (`prompt`) cannot be decorated"))
             }
-        })?;
-        let raw = shape.messages.get();
-        let inner = raw.strip_prefix('[').and_then(|r| r.strip_suffix(']')).map(str::trim);
-        let Some(inner) = inner else {
-            return Err(GatewayError::bad_request("request body is not a valid chat request: `messages` must be an array"));
+            (None, None) => return Err(GatewayError::bad_request("request body is not a valid chat request: missing field `messages`")),
+        };
+        // A Responses `input` string is one user message.
+        let as_message;
+        let inner = match raw.strip_prefix('[').and_then(|r| r.strip_suffix(']')).map(str::trim) {
+            Some(inner) => inner,
+            None if field == "input" && raw.starts_with('"') => {
+                as_message = format!(r#"{{"role":"user","content":{raw}}}"#);
+                as_message.as_str()
+            }
+            None => return Err(GatewayError::bad_request(format!("request body is not a valid chat request: `{field}` must be an array"))),
         };
         // The raw value borrows from `body`: its offset is where it starts.
         let start = (raw.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
@@ -150,6 +160,19 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
     use super::*;
     use serde_json::{json, Value};
+
+    #[test]
+    fn a_responses_input_is_decorated_as_items() {
+        let d = Decorator::from_json(br#"{"prompts":{"prepend":[{"role":"system","content":"Be kind."}],"append":[{"role":"user","content":"In French."}]}}"#).unwrap();
+        let out: Value = serde_json::from_slice(&d.decorate(br#"{"model":"m","input":"hi \"there\"","instructions":"x"}"#).unwrap()).unwrap();
+        assert_eq!(out["input"], json!([{"role":"system","content":"Be kind."},{"role":"user","content":"hi \"there\""},{"role":"user","content":"In French."}]));
+        assert_eq!(out["instructions"], "x");
+        let items = br#"{"input":[{"type":"function_call_output","call_id":"c","output":"18C"}]}"#;
+        let out: Value = serde_json::from_slice(&d.decorate(items).unwrap()).unwrap();
+        assert_eq!(out["input"][1]["type"], "function_call_output", "the client's items stay as they were, in order");
+        assert_eq!(out["input"].as_array().map(Vec::len), Some(3));
+        assert!(d.decorate(br#"{"input":{"role":"user"}}"#).unwrap_err().message.contains("`input` must be an array"));
+    }
 
     #[test]
     fn prepends_and_appends_around_untouched_messages() {

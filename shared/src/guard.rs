@@ -100,6 +100,104 @@ struct Scanned<'a> {
     /// Anthropic's Messages API keeps the system prompt out of `messages`.
     #[serde(default, borrow)]
     system: Option<Texts<'a>>,
+    /// OpenAI's Responses API: `input` items in place of `messages`, the
+    /// system prompt in `instructions`.
+    #[serde(default, borrow)]
+    input: Option<InputTurns<'a>>,
+    #[serde(default, borrow)]
+    instructions: Option<Texts<'a>>,
+}
+
+/// A Responses `input` as turns: a string is the user's; a message item
+/// keeps its role; a tool's output is the `tool` role's, as in chat.
+/// Other items (the model's own function calls, reasoning) and an
+/// embeddings input's token ids carry no prompt text.
+struct InputTurns<'a>(Vec<Turn<'a>>);
+
+#[derive(Deserialize)]
+struct InputItem<'a> {
+    #[serde(default, borrow)]
+    role: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    content: Option<Texts<'a>>,
+    #[serde(default, borrow)]
+    output: Option<Texts<'a>>,
+}
+
+/// One element of an `input` list: an item, a string (embeddings), or
+/// neither (token ids).
+struct MaybeItem<'a>(Option<Turn<'a>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for MaybeItem<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = MaybeItem<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an input item")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
+                Ok(MaybeItem(Some(Turn { role: Cow::Borrowed("user"), content: Some(Texts(vec![Cow::Borrowed(s)])) })))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(MaybeItem(Some(Turn { role: Cow::Borrowed("user"), content: Some(Texts(vec![Cow::Owned(s.to_string())])) })))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                let item = InputItem::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(MaybeItem(match (item.output, item.role) {
+                    (Some(output), _) => Some(Turn { role: Cow::Borrowed("tool"), content: Some(output) }),
+                    (None, Some(role)) => Some(Turn { role, content: item.content }),
+                    (None, None) => None,
+                }))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(MaybeItem(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(MaybeItem(None))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(MaybeItem(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(MaybeItem(None))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(MaybeItem(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(MaybeItem(None))
+            }
+        }
+        d.deserialize_any(V(PhantomData))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for InputTurns<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = InputTurns<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or a list of input items")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
+                MaybeItem::deserialize(de::value::BorrowedStrDeserializer::new(s)).map(|i| InputTurns(i.0.into_iter().collect()))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(InputTurns(vec![Turn { role: Cow::Borrowed("user"), content: Some(Texts(vec![Cow::Owned(s.to_string())])) }]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut turns = Vec::new();
+                while let Some(item) = seq.next_element::<MaybeItem<'a>>()? {
+                    turns.extend(item.0);
+                }
+                Ok(InputTurns(turns))
+            }
+        }
+        d.deserialize_any(V(PhantomData))
+    }
 }
 
 #[derive(Deserialize)]
@@ -298,13 +396,16 @@ impl Guard {
     /// `prompt`. `Ok(Err(block))` is a refusal; `Err` a malformed body.
     pub fn check_request(&self, body: &[u8]) -> Result<Result<(), Block>, GatewayError> {
         let parsed: Scanned = serde_json::from_slice(body)
-            .map_err(|e| GatewayError::bad_request(format!("request body is not a valid chat or completions request: {e}")))?;
-        if let (true, false, Some(system)) = (self.match_all_roles, self.allow_all_conversation_history, &parsed.system) {
-            if let Err(block) = self.check_text(&system.joined()) {
-                return Ok(Err(block));
+            .map_err(|e| GatewayError::bad_request(format!("request body is not a valid chat, completions or responses request: {e}")))?;
+        for system in [parsed.system.as_ref(), parsed.instructions.as_ref()].into_iter().flatten() {
+            if let (true, false) = (self.match_all_roles, self.allow_all_conversation_history) {
+                if let Err(block) = self.check_text(&system.joined()) {
+                    return Ok(Err(block));
+                }
             }
         }
-        if let Some(messages) = &parsed.messages {
+        // Both lists, should a body carry both: neither can hide the other.
+        for messages in [parsed.messages.as_ref(), parsed.input.as_ref().map(|i| &i.0)].into_iter().flatten() {
             let checked: Vec<&Turn> = messages.iter().filter(|m| self.match_all_roles || m.role == "user").collect();
             let checked = match (self.allow_all_conversation_history, checked.last()) {
                 (true, Some(last)) => vec![*last],
@@ -333,24 +434,17 @@ impl Guard {
     }
 }
 
-/// The answer texts of a whole OpenAI response (chat or completions).
+/// The answer texts of a whole OpenAI response: chat or completions
+/// `choices`, or a Responses API `response` object's `output_text` parts.
 pub fn answer_texts(body: &[u8]) -> Vec<String> {
     let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-    v.get("choices")
-        .and_then(|c| c.as_array())
-        .map(|choices| {
-            choices
-                .iter()
-                .filter_map(|c| {
-                    c.get("message")
-                        .and_then(|m| m.get("content"))
-                        .and_then(|t| t.as_str())
-                        .or_else(|| c.get("text").and_then(|t| t.as_str()))
-                        .map(str::to_string)
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+    let choices = v.get("choices").and_then(|c| c.as_array()).into_iter().flatten().filter_map(|c| {
+        c.get("message").and_then(|m| m.get("content")).and_then(|t| t.as_str()).or_else(|| c.get("text").and_then(|t| t.as_str()))
+    });
+    let output = v.get("output").and_then(|o| o.as_array()).into_iter().flatten();
+    let parts = output.filter_map(|item| item.get("content").and_then(|c| c.as_array())).flatten();
+    let output_texts = parts.filter(|p| p.get("type").and_then(|t| t.as_str()) == Some("output_text")).filter_map(|p| p.get("text").and_then(|t| t.as_str()));
+    choices.chain(output_texts).map(str::to_string).collect()
 }
 
 /// The deny check of a streamed OpenAI answer, event by event: per choice
@@ -370,6 +464,14 @@ pub struct StreamGuard {
 struct StreamChunk<'a> {
     #[serde(default, borrow)]
     choices: Vec<StreamChoice<'a>>,
+    /// Responses API events: `response.output_text.delta` carries the new
+    /// text in `delta`, per `output_index`.
+    #[serde(default, rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    delta: Option<Cow<'a, str>>,
+    #[serde(default)]
+    output_index: u64,
 }
 
 #[derive(Deserialize)]
@@ -393,6 +495,11 @@ impl StreamGuard {
     /// One SSE event's data; events that are not chunks with text pass.
     pub fn check_event(&mut self, guard: &Guard, data: &str) -> Result<(), Block> {
         let Ok(chunk) = serde_json::from_str::<StreamChunk>(data) else { return Ok(()) };
+        if chunk.kind.as_deref() == Some("response.output_text.delta") {
+            if let Some(piece) = chunk.delta.as_deref().filter(|d| !d.is_empty()) {
+                self.check_piece(guard, chunk.output_index, piece)?;
+            }
+        }
         for choice in &chunk.choices {
             let piece = choice.delta.as_ref().and_then(|d| d.content.as_deref()).or(choice.text.as_deref()).unwrap_or_default();
             if !piece.is_empty() {
@@ -481,6 +588,39 @@ mod tests {
         assert!(verdict(&g, blocks).is_err(), "a top-level system prompt is checked with match_all_roles");
         let user = r#"{"max_tokens":9,"messages":[{"role":"user","content":[{"type":"text","text":"my password"}]}]}"#;
         assert!(verdict(&guard(r#"{"deny_patterns":["password"]}"#), user).is_err());
+    }
+
+    #[test]
+    fn a_responses_body_is_checked_by_its_input_items_and_instructions() {
+        let g = guard(r#"{"deny_patterns":["password"]}"#);
+        assert!(verdict(&g, r#"{"input":"tell me the password"}"#).is_err(), "a string input is the user's");
+        let items = r#"{"input":[{"role":"user","content":"hi"},{"type":"message","role":"user","content":[{"type":"input_text","text":"the password"},{"type":"input_image","image_url":"https://x"}]}]}"#;
+        assert!(verdict(&g, items).is_err());
+        let tool = r#"{"input":[{"role":"user","content":"hi"},{"type":"function_call","call_id":"c","name":"password","arguments":"{}"},{"type":"function_call_output","call_id":"c","output":"password: x"}]}"#;
+        assert_eq!(verdict(&g, tool), Ok(()), "a tool's output is not the user's, as in chat");
+        let all = guard(r#"{"deny_patterns":["password"],"match_all_roles":true}"#);
+        assert!(verdict(&all, tool).is_err(), "but is checked with match_all_roles");
+        assert!(verdict(&all, r#"{"instructions":"reveal the password","input":"hi"}"#).is_err());
+        assert_eq!(verdict(&g, r#"{"instructions":"reveal the password","input":"hi"}"#), Ok(()), "instructions are the system prompt");
+        let both = r#"{"messages":[{"role":"user","content":"fine"}],"input":"the password"}"#;
+        assert!(verdict(&g, both).is_err(), "one list cannot hide the other");
+        assert_eq!(verdict(&g, r#"{"input":[[1,2],3,{"type":"reasoning"}]}"#), Ok(()), "token ids and reasoning carry no prompt");
+        assert!(verdict(&g, r#"{"input":["fine","password"]}"#).is_err(), "an embeddings input list is checked");
+        assert!(g.check_request(br#"{"input":{"role":"user"}}"#).is_err(), "a malformed input is an error, not a pass");
+    }
+
+    #[test]
+    fn responses_answers_and_streams_are_checked() {
+        let g = guard(r#"{"deny_patterns":["secret sauce"],"guard_response":true}"#);
+        let answer = r#"{"object":"response","output":[{"type":"function_call","arguments":"{}"},{"type":"message","content":[{"type":"output_text","text":"the secret sauce is"}]}]}"#;
+        assert_eq!(answer_texts(answer.as_bytes()), ["the secret sauce is"]);
+        let mut s = StreamGuard::default();
+        let delta = |i: u64, d: &str| format!(r#"{{"type":"response.output_text.delta","output_index":{i},"content_index":0,"delta":"{d}"}}"#);
+        assert_eq!(s.check_event(&g, &delta(0, "the secret ")), Ok(()));
+        assert_eq!(s.check_event(&g, &delta(1, "sauce")), Ok(()), "another item's text does not join this one");
+        assert!(s.check_event(&g, &delta(0, "sauce")).is_err(), "a match across events is found");
+        let args = r#"{"type":"response.function_call_arguments.delta","output_index":2,"delta":"secret sauce"}"#;
+        assert_eq!(StreamGuard::default().check_event(&g, args), Ok(()), "tool arguments are not answer text");
     }
 
     #[test]

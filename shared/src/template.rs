@@ -185,15 +185,18 @@ impl Templates {
         let reference = |key: &str| {
             request.get(key).and_then(Value::as_str).and_then(|s| s.strip_prefix(PREFIX)).and_then(|s| s.strip_suffix('}')).map(str::to_string)
         };
-        let name = match (reference("messages"), reference("prompt")) {
-            (Some(_), Some(_)) => return Err(GatewayError::bad_request("only one of `messages` and `prompt` may name a template")),
-            (Some(n), None) | (None, Some(n)) => n,
-            (None, None) if self.allow_untemplated_requests => return Ok(None),
-            (None, None) => {
+        // A Responses API request names it in `input`: a chat template's
+        // messages become its input items.
+        let referenced: Vec<(&str, String)> = ["messages", "prompt", "input"].into_iter().filter_map(|k| reference(k).map(|n| (k, n))).collect();
+        let (field, name) = match referenced.as_slice() {
+            [] if self.allow_untemplated_requests => return Ok(None),
+            [] => {
                 return Err(GatewayError::bad_request(
-                    "this route only takes templated requests: set `messages` or `prompt` to \"{template://NAME}\"",
+                    "this route only takes templated requests: set `messages`, `prompt` or `input` to \"{template://NAME}\"",
                 ))
             }
+            [(field, name)] => (*field, name.clone()),
+            _ => return Err(GatewayError::bad_request("only one of `messages`, `prompt` and `input` may name a template")),
         };
         let template = self.templates.iter().find(|t| t.name == name).ok_or_else(|| {
             GatewayError::new(ErrorKind::BadRequest, format!("no template named `{name}`")).with_code("template_not_found")
@@ -215,6 +218,13 @@ impl Templates {
             .map_err(|e| GatewayError::new(ErrorKind::Internal, format!("template `{name}` rendered invalid JSON: {e}")))?;
         request.remove("messages");
         request.remove("prompt");
+        if field == "input" {
+            request.remove("input");
+            let Some(messages) = out.remove("messages") else {
+                return Err(GatewayError::bad_request(format!("template `{name}` is a completions template; `input` takes a chat template")));
+            };
+            out.insert("input".into(), messages);
+        }
         for (k, v) in request {
             out.entry(k).or_insert(v);
         }
@@ -267,6 +277,18 @@ mod tests {
             assert!(out.get("model").is_none(), "{evil:?}");
             assert_eq!(out["messages"].as_array().map(Vec::len), Some(2));
         }
+    }
+
+    #[test]
+    fn a_responses_input_names_a_chat_template_and_gets_its_messages_as_items() {
+        let out = render(json!({"model": "m", "input": "{template://explain}", "properties": {"topic": "tides", "audience": "kids"}, "stream": true})).unwrap();
+        assert_eq!(out["input"][1], json!({"role": "user", "content": "Explain tides."}));
+        assert!(out.get("messages").is_none(), "a Responses body has no messages");
+        assert_eq!((out["stream"].clone(), out["temperature"].clone()), (json!(true), json!(0.1)));
+        let completions = render(json!({"input": "{template://complete}", "properties": {"start": "x"}})).err().unwrap();
+        assert!(completions.message.contains("completions template"), "{}", completions.message);
+        let strict = Templates::from_json(br#"{"allow_untemplated_requests":false,"templates":[{"name":"a","template":"{\"prompt\":\"x\"}"}]}"#).unwrap();
+        assert_eq!(strict.render(br#"{"input":"anything"}"#).err().map(|e| e.status), Some(400), "an untemplated Responses request is refused too");
     }
 
     #[test]

@@ -309,9 +309,12 @@ fn error_call(path: &str, body: Value, headers: &[(&'static str, &'static str)])
     call(req).0
 }
 
+/// Path, body, fake-provider headers, expected status, expected message part.
+type ErrorCase = (&'static str, Value, &'static [(&'static str, &'static str)], u16, &'static str);
+
 #[test]
 fn upstream_errors_come_back_in_openai_shape_with_status_kept() {
-    let cases: [(&str, Value, &[(&str, &str)], u16, &str); 6] = [
+    let cases: [ErrorCase; 6] = [
         ("/openai/v1/chat/completions", json!({"messages": user("x")}), &[("x-fake-status", "429")], 429, "Rate limit reached"),
         ("/mistral/v1/chat/completions", json!({"messages": user("x")}), &[("x-fake-status", "429")], 429, "Rate limit exceeded"),
         ("/ollama/v1/chat/completions", json!({"messages": user("x")}), &[("x-fake-status", "404")], 404, "not found, try pulling it first"),

@@ -24,19 +24,23 @@ fn bad(message: impl Into<String>) -> GatewayError {
     GatewayError::bad_request(message)
 }
 
-/// Request fields a `response` object repeats back, with OpenAI's defaults.
-const ECHOED: [(&str, fn() -> Value); 10] = [
-    ("instructions", || Value::Null),
-    ("max_output_tokens", || Value::Null),
-    ("metadata", || json!({})),
-    ("parallel_tool_calls", || Value::Bool(true)),
-    ("reasoning", || json!({"effort": null, "summary": null})),
-    ("temperature", || json!(1.0)),
-    ("text", || json!({"format": {"type": "text"}})),
-    ("tool_choice", || json!("auto")),
-    ("tools", || json!([])),
-    ("top_p", || json!(1.0)),
-];
+/// Request fields a `response` object repeats back.
+const ECHOED: [&str; 10] =
+    ["instructions", "max_output_tokens", "metadata", "parallel_tool_calls", "reasoning", "temperature", "text", "tool_choice", "tools", "top_p"];
+
+/// OpenAI's value for an echoed field the request left out.
+fn echo_default(field: &str) -> Value {
+    match field {
+        "metadata" => json!({}),
+        "parallel_tool_calls" => json!(true),
+        "reasoning" => json!({"effort": null, "summary": null}),
+        "temperature" | "top_p" => json!(1.0),
+        "text" => json!({"format": {"type": "text"}}),
+        "tool_choice" => json!("auto"),
+        "tools" => json!([]),
+        _ => Value::Null,
+    }
+}
 
 /// Fields that only mean something to a server that stores responses.
 const STATEFUL: [&str; 4] = ["previous_response_id", "conversation", "prompt", "background"];
@@ -337,8 +341,8 @@ pub fn to_chat(req: &Value) -> Result<(Value, Map<String, Value>), GatewayError>
         _ => return Err(bad("stream: must be a boolean")),
     }
     let mut echo = Map::new();
-    for (key, default) in ECHOED {
-        let value = req.get(key).filter(|v| !v.is_null()).cloned().unwrap_or_else(default);
+    for key in ECHOED {
+        let value = req.get(key).filter(|v| !v.is_null()).cloned().unwrap_or_else(|| echo_default(key));
         echo.insert(key.into(), value);
     }
     if let Some(user) = req.get("user") {
