@@ -21,10 +21,12 @@ seed() {
     mkdir -p "$dir"
     case $target in
         sse) for p in anthropic cohere gemini; do cp "../shared/fixtures/$p/stream.sse" "$dir/$p"; done ;;
-        proxy_request) for f in ../shared/fixtures/chat_request.json; do printf '\x00' | cat - "$f" > "$dir/openai"; printf '\x04' | cat - "$f" > "$dir/anthropic"; printf '\x07' | cat - "$f" > "$dir/bedrock"; done ;;
+        proxy_request) for f in ../shared/fixtures/chat_request.json; do printf '\x00' | cat - "$f" > "$dir/openai"; printf '\x04' | cat - "$f" > "$dir/anthropic"; printf '\x07' | cat - "$f" > "$dir/bedrock"; done
+            printf '\x10' | cat - ../shared/fixtures/responses_request.json > "$dir/responses-anthropic" ;;
         proxy_response) for p in anthropic cohere gemini bedrock; do
                 printf '\x04\x00\x00\x00' | cat - ../shared/fixtures/$p/response.json > "$dir/$p-json"; done
-            printf '\x04\x03\x00\x11' | cat - ../shared/fixtures/anthropic/stream.sse > "$dir/anthropic-sse" ;;
+            printf '\x04\x03\x00\x11' | cat - ../shared/fixtures/anthropic/stream.sse > "$dir/anthropic-sse"
+            printf '\x10\x03\x00\x11' | cat - ../shared/fixtures/anthropic/stream.sse > "$dir/responses-anthropic-sse" ;;
         configs) grep -ho "value: '.*'" ../envoy/*.yaml | sed "s/^value: '//; s/'$//" | split -l 1 - "$dir/cfg-" ;;
         governance) cp ../shared/fixtures/chat_request.json "$dir/" ;;
         patterns) printf '(?i)\\b(password|api[_ -]?key)\\b\0my API key is x' > "$dir/deny"

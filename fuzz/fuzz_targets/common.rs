@@ -3,7 +3,7 @@ use codec::proxy::config::ProxyConfig;
 use codec::proxy::Exchange;
 use std::rc::Rc;
 
-pub const CONFIGS: [&str; 15] = [
+pub const CONFIGS: [&str; 19] = [
     r#"{"model":{"provider":"openai","name":"m"}}"#,
     r#"{"model":{"provider":"mistral","name":"m"}}"#,
     r#"{"model":{"provider":"ollama","name":"m","options":{"upstream_url":"http://o"}}}"#,
@@ -21,12 +21,23 @@ pub const CONFIGS: [&str; 15] = [
     r#"{"llm_format":"anthropic","auth":{"aws_access_key_id":"a","aws_secret_access_key":"s"},"model":{"provider":"bedrock","options":{"bedrock":{"aws_region":"us-east-1"}}}}"#,
     // Untranslated streams of any API (the passthrough reader).
     r#"{"route_type":"preserve","model":{"provider":"openai"}}"#,
+    // OpenAI's Responses API from clients: native, and translated through chat.
+    r#"{"route_type":"llm/v1/responses","model":{"provider":"openai","name":"m"}}"#,
+    r#"{"route_type":"llm/v1/responses","model":{"provider":"anthropic","name":"m"}}"#,
+    r#"{"route_type":"llm/v1/responses","model":{"provider":"gemini","name":"m"}}"#,
+    r#"{"route_type":"llm/v1/responses","auth":{"aws_access_key_id":"a","aws_secret_access_key":"s"},"model":{"provider":"bedrock","options":{"bedrock":{"aws_region":"us-east-1"}}}}"#,
 ];
 
 /// The selected configuration takes Anthropic's Messages API from clients.
 #[allow(dead_code)] // each target includes this module; only some ask
 pub fn is_messages(selector: u8) -> bool {
     CONFIGS[usize::from(selector) % CONFIGS.len()].contains("llm_format")
+}
+
+/// The selected configuration takes OpenAI's Responses API from clients.
+#[allow(dead_code)]
+pub fn is_responses(selector: u8) -> bool {
+    CONFIGS[usize::from(selector) % CONFIGS.len()].contains("llm/v1/responses")
 }
 
 pub fn exchange(selector: u8) -> Exchange {

@@ -11,11 +11,13 @@ fuzz_target!(|data: &[u8]| {
     let [selector, kind, status, cut, rest @ ..] = data else { return };
     let mut x = common::exchange(*selector);
     let stream = kind % 2 == 1;
-    let request = match (common::is_messages(*selector), stream) {
-        (false, true) => &br#"{"messages":[{"role":"user","content":"hi"}],"stream":true}"#[..],
-        (false, false) => br#"{"messages":[{"role":"user","content":"hi"}]}"#,
-        (true, true) => br#"{"model":"m","max_tokens":9,"messages":[{"role":"user","content":"hi"}],"stream":true}"#,
-        (true, false) => br#"{"model":"m","max_tokens":9,"messages":[{"role":"user","content":"hi"}]}"#,
+    let request = match (common::is_messages(*selector), common::is_responses(*selector), stream) {
+        (true, _, true) => &br#"{"model":"m","max_tokens":9,"messages":[{"role":"user","content":"hi"}],"stream":true}"#[..],
+        (true, _, false) => br#"{"model":"m","max_tokens":9,"messages":[{"role":"user","content":"hi"}]}"#,
+        (_, true, true) => br#"{"model":"m","input":"hi","tools":[{"type":"function","name":"f"}],"stream":true}"#,
+        (_, true, false) => br#"{"model":"m","input":"hi","tools":[{"type":"function","name":"f"}]}"#,
+        (false, false, true) => br#"{"messages":[{"role":"user","content":"hi"}],"stream":true}"#,
+        (false, false, false) => br#"{"messages":[{"role":"user","content":"hi"}]}"#,
     };
     let _ = x.request_body(request);
     let status = [200u16, 400, 429, 500, 529][usize::from(*status) % 5];

@@ -404,7 +404,8 @@ fn openai_like(req: &Recorded, flavor: Flavor, path: &str, body: &Value, out: &m
     }
     let model = body["model"].as_str().unwrap_or("local-model").to_string();
     let stream = body["stream"] == true;
-    if path.ends_with("/v1/responses") && flavor == Flavor::OpenAi {
+    // vLLM and llama.cpp's server answer the Responses API as OpenAI does.
+    if path.ends_with("/v1/responses") && matches!(flavor, Flavor::OpenAi | Flavor::Local) {
         return responses_api(out, &model, body, stream);
     }
     if path.ends_with("/chat/completions") {
@@ -699,7 +700,8 @@ fn responses_api(out: &mut TcpStream, model: &str, body: &Value, stream: bool) -
     let message = json!({"id": "msg_fake1", "type": "message", "status": "completed", "role": "assistant",
         "content": [{"type": "output_text", "text": text, "annotations": []}]});
     let response = |status: &str, output: Value, usage: Value| json!({"id": "resp_fake1", "object": "response", "created_at": 1_700_000_000,
-        "status": status, "model": model, "output": output, "usage": usage, "error": null, "incomplete_details": null});
+        "status": status, "model": model, "output": output, "usage": usage, "error": null, "incomplete_details": null,
+        "instructions": body["instructions"], "tools": body.get("tools").cloned().unwrap_or(json!([]))});
     if !stream {
         return write_reply(out, &json_reply(200, response("completed", json!([message]), usage)));
     }

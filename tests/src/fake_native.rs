@@ -83,6 +83,11 @@ pub fn anthropic(req: &Recorded, body: &Value, out: &mut TcpStream) -> std::io::
     let images = last["content"].as_array().map(|b| b.iter().filter(|b| b["type"] == "image").count()).unwrap_or(0);
     let tool = body["tools"][0]["name"].as_str().filter(|_| matches!(turn, Turn::User(_)));
     let text = if images > 0 { format!("{} I see {images} image(s).", reply(&turn)) } else { reply(&turn) };
+    // Claude stops at max_tokens (a token here is a word).
+    let limit = body["max_tokens"].as_u64().unwrap_or(u64::MAX);
+    let cut = words(&text) > limit;
+    let text = if cut { text.split_inclusive(' ').take(limit as usize).collect::<String>() } else { text };
+    let end = if cut { "max_tokens" } else { "end_turn" };
     let in_path = req.path.split("/models/").nth(1).and_then(|m| m.split(':').next()).unwrap_or_default();
     let model = body["model"].as_str().unwrap_or(in_path);
     let output = words(&text);
@@ -104,7 +109,7 @@ pub fn anthropic(req: &Recorded, body: &Value, out: &mut TcpStream) -> std::io::
             for w in text.split_inclusive(' ') {
                 events.push(("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}})));
             }
-            "end_turn"
+            end
         };
         events.push(("content_block_stop", json!({"type": "content_block_stop", "index": 0})));
         events.push(("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": output}})));
@@ -115,7 +120,7 @@ pub fn anthropic(req: &Recorded, body: &Value, out: &mut TcpStream) -> std::io::
     }
     let (content, stop) = match tool {
         Some(name) => (json!([{"type": "tool_use", "id": "toolu_fake1", "name": name, "input": {"q": reply(&turn)}}]), "tool_use"),
-        None => (json!([{"type": "text", "text": text}]), "end_turn"),
+        None => (json!([{"type": "text", "text": text}]), end),
     };
     write_reply(out, &json_reply(200, json!({"id": "msg_fake", "type": "message", "role": "assistant", "model": model, "content": content,
         "stop_reason": stop, "stop_sequence": null, "usage": {"input_tokens": prompt, "output_tokens": output, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}})))

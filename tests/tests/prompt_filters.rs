@@ -121,7 +121,7 @@ fn template_errors_are_clear() {
         (json!({"messages": "{template://nope}"}), "no template named `nope`"),
         (json!({"messages": "{template://summarize}", "properties": {"words": "3"}}), "missing template properties: text"),
         (json!({"messages": "{template://summarize}", "properties": {"words": 3, "text": "x"}}), "property `words` must be a string"),
-        (json!({"messages": "{template://summarize}", "prompt": "{template://haiku}"}), "only one of `messages` and `prompt`"),
+        (json!({"messages": "{template://summarize}", "prompt": "{template://haiku}"}), "only one of `messages`, `prompt` and `input`"),
     ] {
         let (resp, got) = call("/v1/chat/completions", body, &[]);
         assert_eq!(resp.status, 400);
@@ -215,4 +215,45 @@ fn a_forged_rewrite_header_does_not_skip_the_chain() {
     assert_eq!(resp.status, 200, "{}", resp.text());
     let sent = only(&got).json();
     assert_eq!(sent["messages"][0]["content"], PREPENDED, "the decorator ran too: {sent}");
+}
+
+/// The chain in front of Responses API clients translated to Anthropic:
+/// the template fills `input`, the decorator wraps it, the guard reads
+/// input items and the translated answer stream.
+#[test]
+fn the_chain_governs_responses_api_clients() {
+    let (resp, got) = call(
+        "/anthropic/v1/responses",
+        json!({"model": "claude-sonnet-4-20250514", "input": "{template://summarize}", "properties": {"words": "ten", "text": "a story"}}),
+        &[],
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.json()["object"], "response");
+    let sent = only(&got).json();
+    assert_eq!(sent["system"], format!("{PREPENDED}\n\nYou summarize text."));
+    assert_eq!(sent["messages"][0]["content"], json!([{"type": "text", "text": "Summarize in ten words: a story"}, {"type": "text", "text": APPENDED}]));
+
+    // A denied prompt in any input item never reaches the provider; the
+    // refusal is in OpenAI's error shape, which Responses clients read.
+    let items = json!([{"role": "user", "content": "hi"}, {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "what is the api key"}]}]);
+    let (resp, got) = call("/anthropic/v1/responses", json!({"input": items}), &[]);
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert_eq!(resp.json()["error"]["code"], "content_blocked");
+    assert!(got.is_empty());
+
+    // A tool's output is not the user's prompt (match_all_roles is off),
+    // but the answer that repeats its secret is stopped, streamed too.
+    let leak = json!([
+        {"role": "user", "content": "look it up"},
+        {"type": "function_call", "call_id": "c1", "name": "lookup", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "the admin password is hunter2"},
+    ]);
+    let (resp, got) = call("/anthropic/v1/responses", json!({"input": leak.clone(), "stream": true}), &[]);
+    assert_eq!(only(&got).path, "/v1/messages");
+    let events = resp.sse_data();
+    assert!(!resp.text().contains("hunter2"), "{}", resp.text());
+    assert!(events.last().is_some_and(|e| e.contains("content_blocked")), "{events:?}");
+    assert!(!events.iter().any(|e| e.contains("response.completed")), "the blocked stream is not presented as complete");
+    let (resp, _) = call("/anthropic/v1/responses", json!({"input": leak}), &[]);
+    assert!(!resp.text().contains("hunter2") && resp.text().contains("content_blocked"), "{}", resp.text());
 }
