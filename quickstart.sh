@@ -78,6 +78,13 @@ umask 077
     echo "      model: $local_model"
     echo "      url: $local_url"
     echo "      format: $local_format"
+    # The same model for OpenAI Responses API clients (the Agents SDK).
+    echo "    - identifier: $local_name-responses"
+    echo "      promptType: responses"
+    echo "      model: $local_model"
+    echo "      url: $local_url"
+    echo "      format: $local_format"
+    echo "      paths: [/$local_name/v1/responses]"
 } > "$dir/gateway.yaml"
 : > "$dir/.env"
 for p in "${providers[@]}"; do

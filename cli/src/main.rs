@@ -124,6 +124,7 @@ fn run(file: &Path, port: u16, admin_port: u16) -> Result<(), String> {
             (_, true) => r#"{"max_tokens":256,"messages":[{"role":"user","content":"Say hello"}]}"#,
             ("completions", _) => r#"{"prompt":"Say hello"}"#,
             ("embeddings", _) => r#"{"input":"hello"}"#,
+            ("responses", _) => r#"{"input":"Say hello"}"#,
             _ => r#"{"messages":[{"role":"user","content":"Say hello"}]}"#,
         };
         println!("  {} ({} {}): curl http://127.0.0.1:{port}{path} -H 'content-type: application/json' -d '{body}'", m.identifier, m.provider, m.model.as_deref().unwrap_or(""));

@@ -207,11 +207,15 @@ pub fn endpoint(m: &Model) -> (Option<String>, String) {
     (base, m.paths.first().cloned().unwrap_or_default())
 }
 
-/// OpenAI's model list.
+/// OpenAI's model list: each name once, though several routes (chat and
+/// Responses, say) serve it.
 fn model_list(models: &[&Model]) -> Value {
+    let mut seen = BTreeSet::new();
     let data: Vec<Value> = models
         .iter()
-        .map(|m| json!({"id": m.model.clone().unwrap_or_else(|| m.identifier.clone()), "object": "model", "created": 0, "owned_by": m.provider}))
+        .map(|m| (m.model.clone().unwrap_or_else(|| m.identifier.clone()), m))
+        .filter(|(id, _)| seen.insert(id.clone()))
+        .map(|(id, m)| json!({"id": id, "object": "model", "created": 0, "owned_by": m.provider}))
         .collect();
     json!({"object": "list", "data": data})
 }

@@ -154,8 +154,13 @@ fn run_sh_serves_the_quickstart_default_without_a_key() {
     let _gw = quickstart(&dir, port, &[("OPENAI_API_KEY", ""), ("ANTHROPIC_API_KEY", "")], How::RunSh);
     chat_through(port, "/local/v1/chat/completions");
     chat_through(port, "/local");
+    // The same model answers OpenAI's Responses API.
+    let resp = send(port, &Request::post_json("/local/v1/responses", &json!({"input": "hello responses"})));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.json()["object"], "response", "{}", resp.text());
+    assert!(resp.text().contains("hello responses"), "{}", resp.text());
     let models = send(port, &Request { method: "GET", path: "/v1/models", headers: vec![], body: vec![] }).json();
-    assert_eq!(models["data"].as_array().map(Vec::len), Some(1), "the local model only: {models}");
+    assert_eq!(models["data"].as_array().map(Vec::len), Some(1), "the local model only, once: {models}");
     let gateway = std::fs::read_to_string(repo_root().join("target/run/gateway.yaml")).unwrap_or_default();
     assert!(gateway.contains("identifier: local") || gateway.contains("identifier: ollama"), "{gateway}");
 }
