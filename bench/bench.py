@@ -51,6 +51,9 @@ def filters(upstream):
     return {
         "proxy": ("ai-proxy", "ai_proxy", {"route_type": "llm/v1/chat", "model": {"provider": "openai", "options": {"upstream_url": url + "/v1/chat/completions"}}}),
         "anthropic": ("ai-proxy-anthropic", "ai_proxy", {"auth": {"header_name": "x-api-key", "header_value": "bench"}, "model": {"provider": "anthropic", "options": {"upstream_url": url}}}),
+        # OpenAI Responses API clients, translated to Anthropic through chat.
+        "responses_anthropic": ("ai-proxy-responses", "ai_proxy", {"route_type": "llm/v1/responses", "auth": {"header_name": "x-api-key", "header_value": "bench"},
+                                                                  "model": {"provider": "anthropic", "options": {"upstream_url": url}}}),
         "guard": ("ai-prompt-guard", "ai_prompt_guard", {"deny_patterns": GUARD_PATTERNS}),
         "guard_stream": ("ai-prompt-guard", "ai_prompt_guard", {"deny_patterns": GUARD_PATTERNS, "guard_response": True}),
         "decorator": ("ai-prompt-decorator", "ai_prompt_decorator", {"prompts": {"prepend": [{"role": "system", "content": "You are the ACME assistant."}], "append": [{"role": "user", "content": "Answer briefly."}]}}),
@@ -89,6 +92,7 @@ TARGETS = [
     ("floor: 5 parse-and-rewrite filters", ["rewrite"] * 5),
     ("ai-proxy openai passthrough", ["proxy"]),
     ("ai-proxy to anthropic", ["anthropic"]),
+    ("ai-proxy responses to anthropic", ["responses_anthropic"]),
     ("ai-proxy-advanced, round-robin", ["advanced"]),
     ("guard, 10 patterns", ["guard"]),
     ("decorator", ["decorator"]),
@@ -98,6 +102,15 @@ TARGETS = [
     ("rate limit + ai-proxy, shared (RLS, Redis)", ["ratelimit_shared", "proxy"]),
     ("full chain", ["template", "decorator", "guard", "ratelimit", "proxy"]),
 ]
+
+
+# Targets whose clients speak another API than OpenAI chat: their bodies
+# are the same prompts in that API (workloads()).
+CLIENT_API = {"ai-proxy responses to anthropic": "responses"}
+
+
+def body_for(bodies, target, workload):
+    return bodies[f"{CLIENT_API[target]}-{workload}" if target in CLIENT_API else workload]
 
 
 # The 128 KB prompt goes through these only (c=8).
@@ -225,10 +238,15 @@ def workloads():
                                                  {"role": "user", "content": "Review this document: " + filler * 170}]}
     stream = dict(small, stream=True)
     out = {}
+    def as_responses(chat):
+        system, *turns = chat["messages"]
+        body = {"model": chat["model"], "instructions": system["content"], "input": turns, "max_output_tokens": 256}
+        return dict(body, stream=True) if chat.get("stream") else body
     for name, body in [("1kb", small), ("32kb", long_history), ("128kb", huge), ("stream", stream)]:
-        path = WORK / f"body-{name}.json"
-        path.write_text(json.dumps(body, separators=(",", ":")))
-        out[name] = path
+        for key, b in [(name, body), (f"responses-{name}", as_responses(body))]:
+            path = WORK / f"body-{key}.json"
+            path.write_text(json.dumps(b, separators=(",", ":")))
+            out[key] = path
     return out
 
 
@@ -329,7 +347,8 @@ def stream_times(port, body, n, events=None):
                     break
                 buf += more
             end = time.perf_counter()
-            if not buf.startswith(b"HTTP/1.1 200") or b"[DONE]" not in buf:
+            # Chat streams end with [DONE], Responses streams with response.completed.
+            if not buf.startswith(b"HTTP/1.1 200") or not (b"[DONE]" in buf or b"response.completed" in buf):
                 failed += 1
             ttfb.append((first - start) * 1e6)
             total.append((end - start) * 1e6)
@@ -359,15 +378,15 @@ def main():
         for rnd in range(rounds):
             for name, fs in TARGETS:
                 envoy = Envoy(name, lambda port, admin: config(fs, upstream_port, port, admin))
-                wrk(envoy.port, bodies["1kb"], 8, 1)  # warm up the VMs and pools
+                wrk(envoy.port, body_for(bodies, name, "1kb"), 8, 1)  # warm up the VMs and pools
                 for workload in ["1kb", "32kb"] + (["128kb"] if name in BIG_BODY_TARGETS else []):
                     for c in (concurrencies if workload != "128kb" else [8]):
                         ticks = envoy.cpu_ticks()
-                        r = wrk(envoy.port, bodies[workload], c, seconds)
+                        r = wrk(envoy.port, body_for(bodies, name, workload), c, seconds)
                         cpu_us = (envoy.cpu_ticks() - ticks) / TICKS * 1e6 / max(r["requests"], 1)
                         failed += r["errors"]
                         results.append(dict(r, round=rnd, target=name, workload=workload, concurrency=c, cpu_us_per_req=cpu_us, rss_kib=envoy.rss_kib()))
-                s = stream_times(envoy.port, bodies["stream"], stream_n)
+                s = stream_times(envoy.port, body_for(bodies, name, "stream"), stream_n)
                 failed += s["errors"]
                 results.append(dict(s, round=rnd, target=name, workload="stream", concurrency=1))
                 envoy.stop()
@@ -472,7 +491,7 @@ def host_calls(upstream_port, bodies):
             for workload in ["1kb", "stream"]:
                 start = pathlib.Path(envoy.log.name).stat().st_size
                 for _ in range(3):
-                    req = urllib.request.Request(f"http://127.0.0.1:{envoy.port}/v1/chat/completions", data=bodies[workload].read_bytes(),
+                    req = urllib.request.Request(f"http://127.0.0.1:{envoy.port}/v1/chat/completions", data=body_for(bodies, name, workload).read_bytes(),
                                                  headers={"content-type": "application/json", "authorization": "Bearer bench-key"})
                     with urllib.request.urlopen(req, timeout=10) as r:
                         r.read()
