@@ -55,10 +55,28 @@ fn parts_of(content: &Option<Content>) -> Vec<Value> {
     }
 }
 
+/// OpenAI's reasoning effort as a Gemini thinking budget, as Google's own
+/// OpenAI-compatible endpoint maps it (`none` turns thinking off where the
+/// model allows it); an unknown effort is left to the model's default.
+fn thinking_budget(effort: &str) -> Option<u32> {
+    match effort {
+        "none" | "minimal" => Some(0),
+        "low" => Some(1024),
+        "medium" => Some(8192),
+        "high" => Some(24576),
+        _ => {
+            log::debug!("gemini: reasoning_effort `{effort}` has no thinking budget; the model's default applies");
+            None
+        }
+    }
+}
+
 pub fn chat_request(req: &ChatRequest, stream: bool) -> Result<Value, GatewayError> {
     // Several candidates come back whole, but streams carry only the first.
     let refused: &[&str] = if stream { &REFUSED_BY_NATIVE } else { &REFUSED_BY_NATIVE[..3] };
-    field_policy("gemini", &req.rest, refused, &DROPPED_BY_NATIVE)?;
+    // reasoning_effort has an equivalent here: the thinking budget.
+    let dropped: Vec<&str> = DROPPED_BY_NATIVE.into_iter().filter(|f| *f != "reasoning_effort").collect();
+    field_policy("gemini", &req.rest, refused, &dropped)?;
     let mut contents: Vec<Value> = Vec::new();
     for m in &req.messages {
         let (role, parts) = match m.role.as_str() {
@@ -109,6 +127,7 @@ pub fn chat_request(req: &ChatRequest, stream: bool) -> Result<Value, GatewayErr
     put("stopSequences", req.stop.as_ref().map(|s| json!(s.to_vec())));
     put("candidateCount", req.rest.get("n").cloned());
     put("seed", req.rest.get("seed").cloned());
+    put("thinkingConfig", req.rest.get("reasoning_effort").and_then(Value::as_str).and_then(thinking_budget).map(|b| json!({"thinkingBudget": b})));
     let format = req.rest.get("response_format");
     match format.and_then(|f| f.get("type")).and_then(Value::as_str) {
         Some("json_object") => put("responseMimeType", Some(json!("application/json"))),
@@ -490,6 +509,16 @@ mod tests {
         assert_eq!(r.data.len(), 2);
         assert_eq!(r.data[1].embedding, json!([0.3]));
         assert_eq!(usage.prompt_tokens, 3);
+    }
+
+    #[test]
+    fn reasoning_effort_becomes_the_thinking_budget() {
+        let budget = |effort: &str| {
+            let req: ChatRequest = serde_json::from_str(&format!(r#"{{"messages":[{{"role":"user","content":"x"}}],"reasoning_effort":"{effort}"}}"#)).unwrap();
+            chat_request(&req, false).unwrap()["generationConfig"]["thinkingConfig"]["thinkingBudget"].clone()
+        };
+        assert_eq!((budget("low"), budget("medium"), budget("high"), budget("none")), (json!(1024), json!(8192), json!(24576), json!(0)));
+        assert_eq!(budget("extreme"), Value::Null, "an unknown effort leaves the model's default");
     }
 
     #[test]
