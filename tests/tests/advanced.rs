@@ -121,7 +121,7 @@ fn provider_of(r: &Recorded) -> &'static str {
         "anthropic"
     } else if r.path.starts_with("/model/") {
         "bedrock"
-    } else if r.path == "/v1/chat/completions" {
+    } else if r.path == "/v1/chat/completions" || r.path == "/v1/responses" {
         "openai"
     } else {
         "other"
@@ -536,5 +536,54 @@ fn a_fallback_envoy_refused_is_counted_and_logged() {
     eventually("the skipped-fallback counter", || {
         gw.envoy.stat("wasmcustom.ai_balancer_fallback_skipped_total.target.openai") == refused.len() as u64
     });
+    no_crash(&gw);
+}
+
+/// Responses API clients behind the balancer: OpenAI takes the body
+/// natively, and a fallback to Anthropic or Bedrock is translated on its
+/// try; the client gets a Responses answer or stream either way.
+#[test]
+fn responses_clients_fall_over_from_native_openai_to_translated_providers() {
+    let config = balanced(json!({"algorithm": "priority", "retries": 2, "failover_criteria": ["error", "http_429", "http_503"]}), [
+        json!({"priority": 1, "route_type": "llm/v1/responses"}),
+        json!({"priority": 2, "route_type": "llm/v1/responses"}),
+        json!({"priority": 3, "route_type": "llm/v1/responses"}),
+    ]);
+    let gw = start(&move |yaml| configure(yaml, &config).replace("- match: { path: /v1/chat/completions }", "- match: { path: /v1/responses }"), &[]);
+    let send_responses = |body: Value, headers: &[(&'static str, &'static str)]| {
+        let id = test_id("adv-responses");
+        let mut req = Request::post_json("/v1/responses", &body).header("x-test-id", id.clone()).header("x-request-id", id.clone());
+        for (n, v) in headers {
+            req = req.header(n, *v);
+        }
+        (send(gw.envoy.ports.listener, &req), gw.fake.requests(&id))
+    };
+    // Healthy OpenAI: passed natively.
+    let (resp, got) = send_responses(json!({"input": "say hello", "instructions": "Be brief."}), &[]);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(providers(&got), ["openai"]);
+    assert_eq!(got[0].json()["input"], "say hello", "OpenAI gets the Responses body");
+    assert_eq!(resp.json()["object"], "response");
+
+    // OpenAI 429, Anthropic 503: Bedrock's Converse answer comes back as a response.
+    let fails = [("x-fake-status-openai", "429"), ("x-fake-status-anthropic", "503")];
+    let (resp, got) = send_responses(json!({"input": "say hello", "instructions": "Be brief."}), &fails);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(providers(&got), ["openai", "anthropic", "bedrock"]);
+    assert_native_credentials(&got);
+    assert_eq!(got[1].json()["system"], "Be brief.", "Anthropic's try is translated: {}", got[1].json());
+    assert_eq!(got[2].json()["system"][0]["text"], "Be brief.", "and Bedrock's: {}", got[2].json());
+    let v = resp.json();
+    assert_eq!(v["object"], "response", "{v}");
+    assert_eq!(v["output"][0]["content"][0]["text"], "You said: say hello", "{v}");
+    assert!(v["usage"]["total_tokens"].as_u64().unwrap_or(0) > 0);
+
+    // A stream that falls over from OpenAI is the Responses events, from Anthropic.
+    let (resp, got) = send_responses(json!({"input": "say hello", "stream": true}), &[("x-fake-status-openai", "429")]);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(providers(&got), ["openai", "anthropic"]);
+    let events = resp.sse_data();
+    assert!(events.first().is_some_and(|e| e.contains("response.created")), "{events:?}");
+    assert!(events.last().is_some_and(|e| e.contains("response.completed")), "{events:?}");
     no_crash(&gw);
 }
