@@ -684,6 +684,21 @@ impl AdvancedConfig {
         new.map(|_| taken)
     }
 
+    /// The order in which this request tries the targets. The rotation's
+    /// position is shared by every worker, or this worker's own
+    /// (`local`) when the shared count cannot be had; `now` is read only by
+    /// the algorithms that keep statistics.
+    pub fn plan(&self, store: &dyn CounterStore, instance: &str, hash_key: Option<&str>, local: &std::cell::Cell<u64>, now: &dyn Fn() -> u64) -> Vec<u8> {
+        let shared = if self.needs_counter() && hash_key.is_none() { AdvancedConfig::next_request(store, instance) } else { None };
+        let counter = shared.unwrap_or_else(|| {
+            let n = local.get();
+            local.set(n.wrapping_add(1));
+            n
+        });
+        let scores = if self.needs_scores() { self.scores(store, instance, now()) } else { Vec::new() };
+        self.order(counter, &scores, hash_key)
+    }
+
     /// Each target's score for the latency and usage algorithms, from the
     /// statistics every worker keeps.
     pub fn scores(&self, store: &dyn CounterStore, instance: &str, now: u64) -> Vec<Option<f64>> {
@@ -742,6 +757,53 @@ pub fn parse_plan(text: &str) -> Option<(&str, Vec<u8>)> {
     Some((instance, order?)).filter(|(_, o)| !o.is_empty())
 }
 
+/// The request header naming the target of try `k` (`x-ai-try-<k>`): the
+/// route's matcher maps its value to the target's cluster.
+pub const TRY_HEADER_PREFIX: &str = "x-ai-try-";
+
+impl AdvancedConfig {
+    /// The request's headers for the router: the client's, less any it sent
+    /// under the router's or the matcher's names (they never count), plus
+    /// the target of each try and the retry policy. One header map, written
+    /// at once.
+    pub fn router_headers(&self, client: Vec<(String, String)>, order: &[u8]) -> Vec<(String, String)> {
+        let retries = if self.retry_on.is_empty() { 0 } else { self.tries - 1 };
+        let ours = [
+            ("x-envoy-attempt-count", Some("0".to_string())),
+            ("x-envoy-max-retries", Some(retries.to_string())),
+            ("x-envoy-retry-on", Some(self.retry_on.clone()).filter(|v| !v.is_empty())),
+            ("x-envoy-retriable-status-codes", Some(self.retriable_status_codes.clone()).filter(|v| !v.is_empty())),
+            ("x-envoy-upstream-rq-per-try-timeout-ms", self.per_try_timeout_ms.map(|ms| ms.to_string())),
+        ];
+        let mut headers: Vec<(String, String)> =
+            client.into_iter().filter(|(n, _)| !n.starts_with(TRY_HEADER_PREFIX) && !ours.iter().any(|(o, _)| o == n)).collect();
+        for k in 0..self.tries {
+            let target = AdvancedConfig::target_of_try(order, k).unwrap_or_default();
+            headers.push((format!("{TRY_HEADER_PREFIX}{k}"), target.to_string()));
+        }
+        headers.extend(ours.into_iter().filter_map(|(n, v)| Some((n.to_string(), v?))));
+        headers
+    }
+}
+
+/// The upstream (translator) filter takes no configuration of its own.
+pub fn check_upstream_configuration(raw: &[u8]) -> Result<(), ConfigError> {
+    if raw.iter().all(u8::is_ascii_whitespace) || raw.trim_ascii() == b"{}" {
+        Ok(())
+    } else {
+        Err(ConfigError::new(".", "the upstream filter takes none (the balancer's targets are used)"))
+    }
+}
+
+/// The `ai.try_log` value with one more try's record.
+pub fn append_try(tries: &str, record: &TryRecord) -> String {
+    if tries.is_empty() {
+        record.encode()
+    } else {
+        format!("{tries},{}", record.encode())
+    }
+}
+
 /// Request headers an earlier try changed, with the client's value (None:
 /// the client sent none). Envoy does not undo an upstream filter's header
 /// changes between tries, so each try first puts these back.
@@ -797,6 +859,29 @@ mod tests {
 
     fn with(balancer: &str) -> AdvancedConfig {
         config(&format!(r#"{{"balancer": {balancer}, "targets": {TARGETS}}}"#)).unwrap()
+    }
+
+    #[test]
+    fn router_headers_replace_the_clients_and_name_each_try() {
+        let cfg = AdvancedConfig::from_json(br#"{"balancer":{"retries":2,"failover_criteria":["error","http_429"],"read_timeout":1500},"targets":[{"model":{"provider":"openai","name":"a"}},{"model":{"provider":"openai","name":"b"}}]}"#, &|_| None).unwrap();
+        let client = vec![("x-ai-try-0".into(), "1".into()), ("x-envoy-max-retries".into(), "99".into()), ("x-keep".into(), "v".into())];
+        let h = cfg.router_headers(client, &[1, 0]);
+        let get = |n: &str| h.iter().filter(|(k, _)| k == n).map(|(_, v)| v.as_str()).collect::<Vec<_>>();
+        assert_eq!(get("x-keep"), ["v"]);
+        assert_eq!((get("x-ai-try-0"), get("x-ai-try-1")), (vec!["1"], vec!["0"]), "the client's forged try header is gone");
+        assert_eq!(get("x-envoy-max-retries"), [(cfg.tries - 1).to_string()]);
+        assert_eq!(get("x-envoy-upstream-rq-per-try-timeout-ms"), ["1500"]);
+        assert_eq!(get("x-envoy-attempt-count"), ["0"]);
+    }
+
+    #[test]
+    fn the_try_log_grows_one_record_at_a_time() {
+        let a = TryRecord { target: 0, status: 429, ..Default::default() };
+        let b = TryRecord { target: 1, status: 200, ..Default::default() };
+        let log = append_try(&append_try("", &a), &b);
+        assert_eq!(parse_tries(&log), vec![a, b]);
+        assert!(check_upstream_configuration(b" {} ").is_ok() && check_upstream_configuration(b"").is_ok());
+        assert_eq!(check_upstream_configuration(br#"{"targets":[]}"#).unwrap_err().path, ".");
     }
 
     #[test]
@@ -1052,6 +1137,20 @@ mod tests {
         // Others keep winning: no number (the glue counts locally then).
         store.lose.set(100);
         assert_eq!(AdvancedConfig::next_request(&store, "b"), None);
+    }
+
+    #[test]
+    fn the_plan_rotates_on_the_shared_count_and_falls_back_to_the_workers_own() {
+        use crate::store::MapStore;
+        let c = config(r#"{"balancer": {"algorithm": "round-robin"}, "targets": [{"model": {"provider": "openai", "name": "a"}}, {"model": {"provider": "openai", "name": "b"}}]}"#).unwrap();
+        let (store, local) = (MapStore::default(), std::cell::Cell::new(0));
+        let first = |s: &MapStore| c.plan(s, "b", None, &local, &|| 0)[0];
+        let shared: Vec<u8> = (0..4).map(|_| first(&store)).collect();
+        assert_eq!(shared, [0, 1, 0, 1], "one rotation across workers");
+        assert_eq!(local.get(), 0, "the local count is left alone while the shared one works");
+        store.lose.set(1000);
+        assert_eq!((first(&store), first(&store)), (0, 1), "others keep winning: this worker rotates on its own");
+        assert_eq!(local.get(), 2);
     }
 
     #[test]

@@ -572,6 +572,33 @@ pub fn total_usage(served: Option<Usage>, transformers: &[Usage]) -> Option<Usag
     })
 }
 
+/// The request's usage to charge, and whether it is (partly) an estimate:
+/// what ai-proxy published (`ai.usage`: "prompt,completion,total[,estimated]")
+/// or else what the answer itself reported, plus each AI transformer's LLM
+/// call ("prompt,completion,total").
+pub fn request_usage(published: Option<&str>, from_answer: Option<Usage>, transformers: &[Option<String>]) -> Option<(Usage, bool)> {
+    let served = published.and_then(crate::usage::parse_usage);
+    let estimated = served.is_some_and(|(_, e)| e);
+    let served = served.map(|(u, _)| u).or(from_answer);
+    let transformers: Vec<Usage> = transformers.iter().flatten().filter_map(|v| crate::usage::parse_usage(v).map(|(u, _)| u)).collect();
+    Some((total_usage(served, &transformers)?, estimated))
+}
+
+/// The client's IP from Envoy's `source.address` (`ip:port`, IPv6 in brackets).
+pub fn client_ip(source_address: &str) -> &str {
+    match source_address.rsplit_once(':') {
+        Some((host, _)) => host.trim_matches(['[', ']']),
+        None => source_address,
+    }
+}
+
+impl RateLimitConfig {
+    /// The named policies, comma-separated, for logs and `ai.ratelimit`.
+    pub fn policy_names(&self, indices: impl Iterator<Item = usize>) -> String {
+        indices.filter_map(|i| self.policies.get(i)).map(|p| p.name.as_str()).collect::<Vec<_>>().join(",")
+    }
+}
+
 pub use crate::store::CounterStore;
 
 /// One limit of one matched policy, as counted for this request.
@@ -737,6 +764,16 @@ mod tests {
     use super::*;
 
     const MIN: u64 = 60_000;
+
+    #[test]
+    fn usage_to_charge_adds_the_transformers_calls_and_says_when_estimated() {
+        let (u, estimated) = request_usage(Some("10,5,15,estimated"), None, &[Some("1,2,3".into()), None]).unwrap();
+        assert_eq!((u.prompt_tokens, u.completion_tokens, u.total_tokens, estimated), (11, 7, 18, true));
+        let answer = Usage { prompt_tokens: 2, completion_tokens: 2, total_tokens: 4, ..Default::default() };
+        assert_eq!(request_usage(None, Some(answer), &[]).map(|(u, e)| (u.total_tokens, e)), Some((4, false)));
+        assert_eq!(request_usage(Some("garbage"), None, &[None, None]), None, "nothing known: nothing to charge");
+        assert_eq!((client_ip("10.0.0.1:5555"), client_ip("[::1]:80"), client_ip("pipe")), ("10.0.0.1", "::1", "pipe"));
+    }
 
     #[test]
     fn fixed_windows_roll_over() {

@@ -25,7 +25,6 @@ use std::rc::Rc;
 
 /// The translator's root id; any other root id is a balancer.
 const UPSTREAM_ROOT_ID: &str = "ai-proxy-advanced-upstream";
-const TRY_HEADER_PREFIX: &str = "x-ai-try-";
 
 struct Instance {
     name: String,
@@ -60,9 +59,7 @@ impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
         let root_id = host::property_string(&["plugin_root_id"]).unwrap_or_default();
         if root_id == UPSTREAM_ROOT_ID {
-            let raw = host::plugin_configuration();
-            if !(raw.iter().all(u8::is_ascii_whitespace) || raw.trim_ascii() == b"{}") {
-                log::error!("ai-proxy-advanced: invalid plugin configuration at `.`: the upstream filter takes none (the balancer's targets are used)");
+            if host::configure("ai-proxy-advanced", balancer::check_upstream_configuration).is_none() {
                 return false;
             }
             self.role = Some(Role::Translator);
@@ -91,7 +88,7 @@ impl RootContext for Root {
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         match self.role.as_ref()? {
             Role::Balancer(instance) => Some(Box::new(Balance { instance: instance.clone(), planned: false })),
-            Role::Translator => Some(Box::new(Try::Waiting { context_id })),
+            Role::Translator => Some(Box::new(host::DecidedAtHeaders::new(move |end_of_stream| start_try(context_id, end_of_stream)))),
         }
     }
 
@@ -116,18 +113,7 @@ impl HttpContext for Balance {
             codec::balancer::Algorithm::ConsistentHashing => host::lookup(&headers, &c.hash_header),
             _ => None,
         };
-        let counter = if c.needs_counter() && hash_key.is_none() {
-            AdvancedConfig::next_request(&host::SharedData, &self.instance.name)
-        } else {
-            None
-        }
-        .unwrap_or_else(|| {
-            let n = self.instance.local_counter.get();
-            self.instance.local_counter.set(n.wrapping_add(1));
-            n
-        });
-        let scores = if c.needs_scores() { c.scores(&host::SharedData, &self.instance.name, host::unix_seconds()) } else { Vec::new() };
-        let order = c.order(counter, &scores, hash_key.as_deref());
+        let order = c.plan(&host::SharedData, &self.instance.name, hash_key.as_deref(), &self.instance.local_counter, &host::unix_seconds);
         if order.is_empty() {
             log::error!("{}: no target has its credentials set", self.instance.name);
             let err = GatewayError::new(ErrorKind::Internal, "the gateway has no credential configured for any target of this route");
@@ -135,25 +121,7 @@ impl HttpContext for Balance {
             return Action::Pause;
         }
         self.planned = true;
-
-        // The router reads these; the client's own values never count.
-        // All in one write of the header map.
-        let retries = if c.retry_on.is_empty() { 0 } else { c.tries - 1 };
-        let ours = [
-            ("x-envoy-attempt-count", Some("0".to_string())),
-            ("x-envoy-max-retries", Some(retries.to_string())),
-            ("x-envoy-retry-on", Some(c.retry_on.clone()).filter(|v| !v.is_empty())),
-            ("x-envoy-retriable-status-codes", Some(c.retriable_status_codes.clone()).filter(|v| !v.is_empty())),
-            ("x-envoy-upstream-rq-per-try-timeout-ms", c.per_try_timeout_ms.map(|ms| ms.to_string())),
-        ];
-        let mut headers: Vec<(String, String)> =
-            headers.into_iter().filter(|(n, _)| !n.starts_with(TRY_HEADER_PREFIX) && !ours.iter().any(|(o, _)| o == n)).collect();
-        for k in 0..c.tries {
-            let target = AdvancedConfig::target_of_try(&order, k).unwrap_or_default();
-            headers.push((format!("{TRY_HEADER_PREFIX}{k}"), target.to_string()));
-        }
-        headers.extend(ours.into_iter().filter_map(|(n, v)| Some((n.to_string(), v?))));
-        host::replace_request_headers(&headers);
+        host::replace_request_headers(&c.router_headers(headers, &order));
         host::set_property("ai.plan", balancer::encode_plan(&self.instance.name, &order).as_bytes());
         Action::Continue
     }
@@ -179,15 +147,6 @@ impl HttpContext for Balance {
     }
 }
 
-/// The translator's per-try context (upstream).
-enum Try {
-    /// Before the request headers: which target is not known yet.
-    Waiting { context_id: u32 },
-    Active(Box<ProxyRequest<TryHooks>>),
-    /// Not a balanced request (no plan): left alone.
-    Passthrough,
-}
-
 struct TryHooks {
     target: u8,
     /// The records of earlier tries of this request.
@@ -198,12 +157,7 @@ struct TryHooks {
 
 impl TryHooks {
     fn record(&self, record: &TryRecord) {
-        let mut tries = self.earlier.clone();
-        if !tries.is_empty() {
-            tries.push(',');
-        }
-        tries.push_str(&record.encode());
-        host::set_property("ai.try_log", tries.as_bytes());
+        host::set_property("ai.try_log", balancer::append_try(&self.earlier, record).as_bytes());
     }
 }
 
@@ -241,67 +195,27 @@ impl Hooks for TryHooks {
     }
 }
 
-impl Try {
-    fn start(context_id: u32, end_of_stream: bool) -> (Try, Action) {
-        let Some(plan) = host::property_string(&["ai.plan"]) else { return (Try::Passthrough, Action::Continue) };
-        let fail = |why: String| {
-            log::error!("ai-proxy-advanced upstream: {why}");
-            host::send_error(&GatewayError::new(ErrorKind::Internal, "the gateway's balancer is misconfigured"), &[]);
-            (Try::Passthrough, Action::Pause)
-        };
-        let Some((name, order)) = balancer::parse_plan(&plan) else { return fail(format!("unreadable plan {plan:?}")) };
-        let Some(instance) = INSTANCES.with(|m| m.borrow().get(name).cloned()) else {
-            return fail(format!("no balancer `{name}` in this VM: give both filters the same vm_config"));
-        };
-        // Envoy hands integer properties over as 8 little-endian bytes.
-        let attempt = host::get_property(&["upstream", "request_attempt_count"])
-            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
-            .map_or(1, u64::from_le_bytes) as usize;
-        let Some(index) = AdvancedConfig::target_of_try(&order, attempt.saturating_sub(1)) else { return fail("empty plan".into()) };
-        let Some(target) = instance.config.target(index) else { return fail(format!("no target {index}")) };
-        let saved: SavedHeaders = host::get_property(&["ai.saved_headers"]).and_then(|v| serde_json::from_slice(&v).ok()).unwrap_or_default();
-        let hooks = TryHooks { target: index, earlier: host::property_string(&["ai.try_log"]).unwrap_or_default(), saved, started_ms: None };
-        let view = balancer::client_view(host::request_headers(), &hooks.saved);
-        let mut request = Box::new(ProxyRequest::new(target.proxy.clone(), hooks, instance.labels.clone(), context_id));
-        let action = request.request_headers(view, end_of_stream);
-        (Try::Active(request), action)
-    }
-}
-
-impl Context for Try {}
-
-impl HttpContext for Try {
-    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        let Try::Waiting { context_id } = *self else { return Action::Continue };
-        let (next, action) = Try::start(context_id, end_of_stream);
-        *self = next;
-        action
-    }
-
-    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        match self {
-            Try::Active(r) => r.on_http_request_body(body_size, end_of_stream),
-            _ => Action::Continue,
-        }
-    }
-
-    fn on_http_response_headers(&mut self, num_headers: usize, end_of_stream: bool) -> Action {
-        match self {
-            Try::Active(r) => r.on_http_response_headers(num_headers, end_of_stream),
-            _ => Action::Continue,
-        }
-    }
-
-    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        match self {
-            Try::Active(r) => r.on_http_response_body(body_size, end_of_stream),
-            _ => Action::Continue,
-        }
-    }
-
-    fn on_log(&mut self) {
-        if let Try::Active(r) = self {
-            r.on_log();
-        }
-    }
+/// The translator's context for one try (upstream): which target it
+/// serves is known only from the balancer's plan at the request headers;
+/// a request without a plan is not balanced and is left alone.
+fn start_try(context_id: u32, end_of_stream: bool) -> host::Decision {
+    let Some(plan) = host::property_string(&["ai.plan"]) else { return (None, Action::Continue) };
+    let fail = |why: String| -> host::Decision {
+        log::error!("ai-proxy-advanced upstream: {why}");
+        host::send_error(&GatewayError::new(ErrorKind::Internal, "the gateway's balancer is misconfigured"), &[]);
+        (None, Action::Pause)
+    };
+    let Some((name, order)) = balancer::parse_plan(&plan) else { return fail(format!("unreadable plan {plan:?}")) };
+    let Some(instance) = INSTANCES.with(|m| m.borrow().get(name).cloned()) else {
+        return fail(format!("no balancer `{name}` in this VM: give both filters the same vm_config"));
+    };
+    let attempt = host::property_u64(&["upstream", "request_attempt_count"]).unwrap_or(1) as usize;
+    let Some(index) = AdvancedConfig::target_of_try(&order, attempt.saturating_sub(1)) else { return fail("empty plan".into()) };
+    let Some(target) = instance.config.target(index) else { return fail(format!("no target {index}")) };
+    let saved: SavedHeaders = host::get_property(&["ai.saved_headers"]).and_then(|v| serde_json::from_slice(&v).ok()).unwrap_or_default();
+    let hooks = TryHooks { target: index, earlier: host::property_string(&["ai.try_log"]).unwrap_or_default(), saved, started_ms: None };
+    let view = balancer::client_view(host::request_headers(), &hooks.saved);
+    let mut request = Box::new(ProxyRequest::new(target.proxy.clone(), hooks, instance.labels.clone(), context_id));
+    let action = request.request_headers(view, end_of_stream);
+    (Some(request), action)
 }

@@ -3,7 +3,7 @@
 //! `strategy: cluster` a rate-limit service counts (see `publish_descriptors`).
 
 use codec::openai::{Usage, UsageProbe};
-use codec::ratelimit::{cluster_partition, cluster_state_key, total_usage, Backend, Counter, LimitState, RateLimitConfig, RequestFacts, UsageTap};
+use codec::ratelimit::{cluster_partition, cluster_state_key, client_ip, request_usage, Backend, Counter, LimitState, RateLimitConfig, RequestFacts, UsageTap};
 use codec::{ErrorKind, GatewayError};
 use host::proxy_wasm::traits::{Context, HttpContext, RootContext};
 use host::proxy_wasm::types::{Action, ContextType, LogLevel};
@@ -53,16 +53,7 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Limiter {
-            shared: self.shared.clone()?,
-            matched: Vec::new(),
-            counters: Vec::new(),
-            states: Vec::new(),
-            replied: false,
-            body_usage: None,
-            tap: None,
-            cluster_policies: Vec::new(),
-        }))
+        Some(Box::new(Limiter { shared: self.shared.clone()?, request: Request::default() }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -72,6 +63,12 @@ impl RootContext for Root {
 
 struct Limiter {
     shared: Rc<Shared>,
+    request: Request,
+}
+
+/// What the limiter knows of one request.
+#[derive(Default)]
+struct Request {
     /// Matched (policy index, partition) pairs.
     matched: Vec<(usize, String)>,
     /// The counters to charge when the request ends, keyed once at admission.
@@ -116,43 +113,35 @@ impl Limiter {
         } else {
             None
         };
-        let ip = if config.needs_ip {
-            host::property_string(&["source", "address"]).map(|a| match a.rsplit_once(':') {
-                Some((host, _)) => host.trim_matches(['[', ']']).to_string(),
-                None => a,
-            })
-        } else {
-            None
-        };
-        let facts = RequestFacts { header: &header, path: &path, model, provider: provider.as_deref(), ip: ip.as_deref() };
-        self.matched = config.matching(&facts);
+        let address = if config.needs_ip { host::property_string(&["source", "address"]) } else { None };
+        let facts = RequestFacts { header: &header, path: &path, model, provider: provider.as_deref(), ip: address.as_deref().map(client_ip) };
+        self.request.matched = config.matching(&facts);
         if config.strategy == Backend::Cluster {
             return self.publish_descriptors();
         }
-        let admission = config.admit(&self.matched, &SharedData, now_ms());
+        let admission = config.admit(&self.request.matched, &SharedData, now_ms());
         let headers = config.client_headers(&admission);
         if admission.rejected() {
-            let names: Vec<&str> = admission.rejected_by.iter().filter_map(|i| config.policies.get(*i)).map(|p| p.name.as_str()).collect();
+            let names = config.policy_names(admission.rejected_by.iter().copied());
             for i in &admission.rejected_by {
                 host::increment(self.shared.metrics.get(*i).and_then(|m| m.rejected), 1);
             }
-            log::info!("ai-token-ratelimit: rejected by policy {}", names.join(","));
-            host::set_property("ai.ratelimit", format!("rejected:{}", names.join(",")).as_bytes());
-            self.matched.clear();
-            self.replied = true;
+            log::info!("ai-token-ratelimit: rejected by policy {names}");
+            host::set_property("ai.ratelimit", format!("rejected:{names}").as_bytes());
+            self.request.matched.clear();
+            self.request.replied = true;
             let refs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             host::send_error(&config.rejection(), &refs);
             return Action::Pause;
         }
-        for (i, _) in &self.matched {
+        for (i, _) in &self.request.matched {
             host::increment(self.shared.metrics.get(*i).and_then(|m| m.allowed), 1);
         }
-        if !self.matched.is_empty() {
-            let names: Vec<&str> = self.matched.iter().filter_map(|(i, _)| config.policies.get(*i)).map(|p| p.name.as_str()).collect();
-            host::set_property("ai.ratelimit", names.join(",").as_bytes());
+        if !self.request.matched.is_empty() {
+            host::set_property("ai.ratelimit", config.policy_names(self.request.matched.iter().map(|(i, _)| *i)).as_bytes());
         }
-        self.counters = admission.counters;
-        self.states = admission.states;
+        self.request.counters = admission.counters;
+        self.request.states = admission.states;
         Action::Continue
     }
 
@@ -162,10 +151,10 @@ impl Limiter {
     fn publish_descriptors(&mut self) -> Action {
         let shared = self.shared.clone();
         let config = &shared.config;
-        let mut names = Vec::with_capacity(self.matched.len());
-        for (i, partition) in std::mem::take(&mut self.matched) {
+        let mut names = Vec::with_capacity(self.request.matched.len());
+        for (i, partition) in std::mem::take(&mut self.request.matched) {
             let Some(policy) = config.policies.get(i) else { continue };
-            self.cluster_policies.push(i);
+            self.request.cluster_policies.push(i);
             host::set_property(&cluster_state_key(&policy.name), cluster_partition(&partition).as_bytes());
             names.push(policy.name.as_str());
         }
@@ -177,18 +166,8 @@ impl Limiter {
 
     /// The request's usage, and whether it is (partly) an estimate.
     fn usage(&self) -> Option<(Usage, bool)> {
-        // ai-proxy publishes what the provider reported as one property
-        // ("prompt,completion,total[,estimated]"); without it, the answer's own usage.
-        let served = host::property_string(&["ai.usage"]).and_then(|v| codec::usage::parse_usage(&v));
-        let estimated = served.is_some_and(|(_, e)| e);
-        let served = served.map(|(u, _)| u).or(self.body_usage);
-        // The transformers' LLM calls on this request spend tokens too
-        // (one property each: "prompt,completion,total").
-        let transformers: Vec<Usage> = ["ai.transformer.request.usage", "ai.transformer.response.usage"]
-            .iter()
-            .filter_map(|k| codec::usage::parse_usage(&host::property_string(&[k])?).map(|(u, _)| u))
-            .collect();
-        Some((total_usage(served, &transformers)?, estimated))
+        let transformers = ["ai.transformer.request.usage", "ai.transformer.response.usage"].map(|k| host::property_string(&[k]));
+        request_usage(host::property_string(&["ai.usage"]).as_deref(), self.request.body_usage, &transformers)
     }
 
     /// Charges the request's usage to its counters. `last_chance`: the
@@ -196,17 +175,17 @@ impl Limiter {
     /// published yet waits (on a stream the client left, ai-proxy publishes
     /// its estimate in its own log phase, which may come after this one's).
     fn charge(&mut self, last_chance: bool) {
-        if self.counters.is_empty() {
+        if self.request.counters.is_empty() {
             return; // nothing matched (or cluster strategy): no usage reads
         }
         let Some((usage, estimated)) = self.usage() else {
             if last_chance {
-                self.counters.clear();
+                self.request.counters.clear();
             }
             return;
         };
-        self.matched.clear();
-        let counters = std::mem::take(&mut self.counters);
+        self.request.matched.clear();
+        let counters = std::mem::take(&mut self.request.counters);
         let shared = self.shared.clone();
         for (policy, amount) in shared.config.charge(&counters, &usage, &SharedData, now_ms()) {
             let metrics = shared.metrics.get(policy);
@@ -224,7 +203,7 @@ impl Limiter {
     fn observe_cluster_answer(&mut self) {
         let details = host::property_string(&["response", "code_details"]).unwrap_or_default();
         let refused = details == "request_rate_limited";
-        for i in &self.cluster_policies {
+        for i in &self.request.cluster_policies {
             let metrics = self.shared.metrics.get(*i);
             host::increment(metrics.and_then(|m| if refused { m.rejected } else { m.allowed }), 1);
         }
@@ -232,13 +211,13 @@ impl Limiter {
             // Envoy answered itself (refused, or the service failed closed):
             // nothing was spent.
             host::set_property("ai.total_tokens", b"0");
-            self.cluster_policies.clear();
+            self.request.cluster_policies.clear();
         }
     }
 
     /// Cluster strategy: what the service was charged, for the counters.
     fn count_cluster_charge(&mut self) {
-        let policies = std::mem::take(&mut self.cluster_policies);
+        let policies = std::mem::take(&mut self.request.cluster_policies);
         if policies.is_empty() {
             return;
         }
@@ -272,12 +251,12 @@ impl HttpContext for Limiter {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if !self.config().needs_model || self.replied {
+        if !self.config().needs_model || self.request.replied {
             return Action::Continue;
         }
         let max = self.config().max_request_body_size;
         if body_size as u64 > max {
-            self.replied = true;
+            self.request.replied = true;
             let err = GatewayError::new(ErrorKind::PayloadTooLarge, format!("request body is larger than {max} bytes"));
             host::send_error(&err, &[]);
             return Action::Pause;
@@ -291,28 +270,28 @@ impl HttpContext for Limiter {
     }
 
     fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
-        if self.replied {
+        if self.request.replied {
             return Action::Continue;
         }
-        if !self.cluster_policies.is_empty() {
+        if !self.request.cluster_policies.is_empty() {
             self.observe_cluster_answer();
         }
-        if !self.config().hide_client_headers && !self.states.is_empty() {
-            host::set_response_headers(&codec::ratelimit::client_headers(&self.states, None));
+        if !self.config().hide_client_headers && !self.request.states.is_empty() {
+            host::set_response_headers(&codec::ratelimit::client_headers(&self.request.states, None));
         }
         // Without ai-proxy in the chain, usage is read from the answer itself.
-        if !self.matched.is_empty() && host::property_string(&["ai.provider"]).is_none() {
+        if !self.request.matched.is_empty() && host::property_string(&["ai.provider"]).is_none() {
             let ct = host::response_header("content-type").unwrap_or_default();
-            self.tap = UsageTap::for_content_type(&ct, MAX_COPY);
+            self.request.tap = UsageTap::for_content_type(&ct, MAX_COPY);
         }
         Action::Continue
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let Some(tap) = self.tap.as_mut() else { return Action::Continue };
+        let Some(tap) = self.request.tap.as_mut() else { return Action::Continue };
         let chunk = host::response_body(body_size);
         if let Some(usage) = tap.push(&chunk, end_of_stream) {
-            self.body_usage = Some(usage);
+            self.request.body_usage = Some(usage);
         }
         Action::Continue
     }

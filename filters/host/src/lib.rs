@@ -5,7 +5,8 @@
 
 use codec::GatewayError;
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, MapType, Status};
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, BufferType, MapType, Status};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use proxy_wasm;
@@ -228,6 +229,11 @@ pub fn property_string(path: &[&str]) -> Option<String> {
     get_property(path).and_then(|b| String::from_utf8(b).ok())
 }
 
+/// An integer property: Envoy hands them over as 8 little-endian bytes.
+pub fn property_u64(path: &[&str]) -> Option<u64> {
+    get_property(path).and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok()).map(u64::from_le_bytes)
+}
+
 thread_local! {
     /// Metric ids by full name: Envoy hands out a new id on every
     /// `define_metric`, so each name is defined once per VM.
@@ -370,4 +376,48 @@ pub fn resume_request() -> bool {
 pub fn resume_response() -> bool {
     tick();
     warn_on_err("resume_http_response", hostcalls::resume_http_response())
+}
+
+/// An HTTP context that learns at the request headers what it is: `decide`
+/// builds the real context then (and runs its headers callback), or None
+/// leaves the request alone. For filters whose per-request work depends on
+/// what an earlier filter published (ai-proxy-advanced's per-try
+/// translator).
+pub struct DecidedAtHeaders {
+    decide: Option<Box<dyn FnOnce(bool) -> Decision>>,
+    context: Option<Box<dyn HttpContext>>,
+}
+
+/// What `DecidedAtHeaders` became (None: nothing), and its headers' action.
+pub type Decision = (Option<Box<dyn HttpContext>>, Action);
+
+impl DecidedAtHeaders {
+    pub fn new(decide: impl FnOnce(bool) -> Decision + 'static) -> Self {
+        DecidedAtHeaders { decide: Some(Box::new(decide)), context: None }
+    }
+}
+
+impl Context for DecidedAtHeaders {}
+
+impl HttpContext for DecidedAtHeaders {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let Some(decide) = self.decide.take() else { return Action::Continue };
+        let (context, action) = decide(end_of_stream);
+        self.context = context;
+        action
+    }
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.context.as_mut().map_or(Action::Continue, |c| c.on_http_request_body(body_size, end_of_stream))
+    }
+    fn on_http_response_headers(&mut self, num_headers: usize, end_of_stream: bool) -> Action {
+        self.context.as_mut().map_or(Action::Continue, |c| c.on_http_response_headers(num_headers, end_of_stream))
+    }
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.context.as_mut().map_or(Action::Continue, |c| c.on_http_response_body(body_size, end_of_stream))
+    }
+    fn on_log(&mut self) {
+        if let Some(c) = self.context.as_mut() {
+            c.on_log();
+        }
+    }
 }
