@@ -62,9 +62,9 @@ struct Credentials {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Models {
     #[serde(default)]
-    cloud_hosted: Vec<CloudModel>,
+    cloud_hosted: Vec<ModelEntry>,
     #[serde(default)]
-    self_hosted: Vec<SelfHostedModel>,
+    self_hosted: Vec<ModelEntry>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -109,9 +109,11 @@ struct CloudProvider {
     options: Option<serde_json::Value>,
 }
 
+/// One model of either list. Both lists share most fields; the few that
+/// belong to one list only are checked by `ModelEntry::check_list`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct CloudModel {
+struct ModelEntry {
     identifier: String,
     #[serde(default)]
     model: Option<String>,
@@ -144,7 +146,7 @@ struct CloudModel {
     default_prompts: Vec<Prompt>,
     #[serde(default)]
     default_prompt_params: PromptParams,
-    /// One provider, or several `targets` with a `balancer`.
+    /// cloudHosted: one provider, or several `targets` with a `balancer`.
     #[serde(default)]
     ai_cloud_provider: Option<CloudProvider>,
     #[serde(default)]
@@ -152,6 +154,50 @@ struct CloudModel {
     /// ai-proxy-advanced's `balancer` (its field names).
     #[serde(default)]
     balancer: Option<Value>,
+    /// selfHosted: `http://host:port`, an OpenAI-compatible server or Ollama's API.
+    #[serde(default)]
+    url: Option<String>,
+    /// selfHosted: `openai` (vLLM, llama.cpp, ...), `ollama`, or
+    /// `passthrough` (no ai-proxy: the governance filters alone, requests
+    /// sent as they are).
+    #[serde(default)]
+    format: Option<String>,
+    /// selfHosted: any ai-proxy `model.options` (costs, `upstream_path`...).
+    #[serde(default)]
+    options: Option<Value>,
+}
+
+impl ModelEntry {
+    /// Fields of the other list are refused, naming them.
+    fn check_list(&self, cloud: bool) -> Result<(), String> {
+        let cloud_only = [("aiCloudProvider", self.ai_cloud_provider.is_some()), ("targets", !self.targets.is_empty()), ("balancer", self.balancer.is_some())];
+        let self_only = [("url", self.url.is_some()), ("format", self.format.is_some()), ("options", self.options.is_some())];
+        let (misplaced, list) = if cloud { (self_only, "selfHosted") } else { (cloud_only, "cloudHosted") };
+        if let Some((field, _)) = misplaced.iter().find(|(_, set)| *set) {
+            return Err(format!("`{field}` belongs to {list} models"));
+        }
+        if !cloud && self.url.is_none() {
+            return Err("url: required (the server's `http://host:port`)".into());
+        }
+        Ok(())
+    }
+
+    fn common(&self) -> Common<'_> {
+        Common {
+            identifier: &self.identifier,
+            prompt_type: self.prompt_type.as_deref(),
+            paths: self.paths.as_ref(),
+            llm_format: self.llm_format.as_deref(),
+            ai_proxy: self.ai_proxy.as_ref(),
+            governance: Governance {
+                prompts: &self.default_prompts,
+                decorator: self.prompt_decorator.as_ref(),
+                guard: self.prompt_guard.as_ref(),
+                templates: self.prompt_templates.as_ref(),
+                budgets: self.token_budgets.as_ref(),
+            },
+        }
+    }
 }
 
 /// One target of a balanced model (ai-proxy-advanced).
@@ -169,52 +215,6 @@ struct BalancedTarget {
     description: Option<String>,
     #[serde(default)]
     name: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct SelfHostedModel {
-    identifier: String,
-    #[serde(default)]
-    model: Option<String>,
-    #[serde(default)]
-    prompt_type: Option<String>,
-    /// ai-prompt-guard's configuration for this model.
-    #[serde(default)]
-    prompt_guard: Option<Value>,
-    /// ai-prompt-template's.
-    #[serde(default)]
-    prompt_templates: Option<Value>,
-    /// ai-token-ratelimit's.
-    #[serde(default)]
-    token_budgets: Option<Value>,
-    /// ai-prompt-decorator's full configuration (`defaultPrompts` is its
-    /// `prompts.prepend`; give one or the other).
-    #[serde(default)]
-    prompt_decorator: Option<Value>,
-    /// The exact paths this model is served at, instead of `/<identifier>`
-    /// and `/<identifier>/v1/...`.
-    #[serde(default)]
-    paths: Option<Vec<String>>,
-    /// `openai` (default) or `anthropic`: the API clients speak.
-    #[serde(default)]
-    llm_format: Option<String>,
-    /// More ai-proxy fields (`logging`, `response_streaming`, ...).
-    #[serde(default)]
-    ai_proxy: Option<Map<String, Value>>,
-    #[serde(default)]
-    default_prompts: Vec<Prompt>,
-    #[serde(default)]
-    default_prompt_params: PromptParams,
-    /// `http://host:port`: an OpenAI-compatible server, or Ollama's API.
-    url: String,
-    /// `openai` (vLLM, llama.cpp, ...), `ollama`, or `passthrough` (no
-    /// ai-proxy: the governance filters alone, requests sent as they are).
-    #[serde(default)]
-    format: Option<String>,
-    /// Any ai-proxy `model.options` (costs, `upstream_path`...).
-    #[serde(default)]
-    options: Option<Value>,
 }
 
 #[derive(Debug, Clone)]
@@ -543,6 +543,127 @@ fn count_tokens(provider: &str, options: &Map<String, Value>, anthropic_format: 
 }
 
 /// Parses and checks a gateway file. `text` may hold several YAML documents.
+/// One cloudHosted model: one provider, or balanced targets.
+fn cloud_model(m: &ModelEntry, where_: &str, credentials: Option<&Credentials>, keys: &BTreeMap<String, String>) -> Result<Model, FileError> {
+    let fail = |e: String| FileError(format!("{where_}: {e}"));
+    let r = resolve(&m.common(), false, where_)?;
+    // One provider's ai-proxy configuration, from the file's keys.
+    let hosted = |provider: &str, model: Option<&str>, opts: Map<String, Value>, field: &str| -> Result<(Value, Option<Value>, Vec<String>, Upstream), FileError> {
+        let vertex = is_vertex(&opts);
+        let (secret_key, env_var) = credential_names(convention(provider, vertex).map_err(|e| fail(format!("{field}.name: {e}")))?);
+        if let (Some(c), false) = (&credentials, keys.contains_key(secret_key) || provider == "bedrock") {
+            return Err(fail(format!("{field}.name: the Secret `{}` has no `{secret_key}` key (add it, or leave out cloudProviderCredentials to read {env_var})", c.name)));
+        }
+        // Kong's sample says `<INSERT TOKEN HERE>`: a placeholder, not a key.
+        let key = keys.get(secret_key).map(String::as_str).filter(|k| !(k.starts_with('<') && k.ends_with('>')));
+        let (auth, env) = auth(provider, vertex, key).map_err(|e| fail(format!("{field}.name: {e}")))?;
+        let tokens = count_tokens(provider, &opts, r.anthropic_format, &auth);
+        let proxy = proxy_config(r.route, r.anthropic_format, Some(auth), model_json(provider, model, opts), m.ai_proxy.as_ref());
+        let parsed = ProxyConfig::from_json(proxy.to_string().as_bytes(), &|_| Some("set".into())).map_err(|e| fail(format!("{}: {}", e.path, e.message)))?;
+        Ok((proxy, tokens, env, hosted_upstream(provider, &parsed)))
+    };
+    let model = |proxy: Value, provider: String, route_provider: String, upstream: Upstream, balanced: Option<Balanced>, count_tokens: Option<Value>, env: Vec<String>| Model {
+        identifier: m.identifier.clone(),
+        model: m.model.clone().or_else(|| m.targets.first().and_then(|t| t.model.clone())),
+        provider,
+        route_provider,
+        prompt_type: r.prompt_type,
+        anthropic_format: r.anthropic_format,
+        paths: r.paths.clone(),
+        proxy,
+        passthrough: None,
+        count_tokens,
+        filters: r.filters.clone(),
+        upstream,
+        balanced,
+        env,
+    };
+    match (&m.ai_cloud_provider, m.targets.is_empty()) {
+        (Some(p), true) => {
+            let opts = options(&m.default_prompt_params, p.options.as_ref()).map_err(fail)?;
+            let (proxy, tokens, env, upstream) = hosted(&p.name, m.model.as_deref(), opts, "aiCloudProvider")?;
+            Ok(model(proxy, p.name.clone(), p.name.clone(), upstream, None, tokens, env))
+        }
+        (None, false) => {
+            let mut targets = Vec::new();
+            let mut upstreams = Vec::new();
+            let mut env = Vec::new();
+            for (k, t) in m.targets.iter().enumerate() {
+                let opts = options(&m.default_prompt_params, t.ai_cloud_provider.options.as_ref()).map_err(fail)?;
+                let (proxy, _, target_env, upstream) = hosted(&t.ai_cloud_provider.name, t.model.as_deref(), opts, &format!("targets[{k}].aiCloudProvider"))?;
+                let mut target = proxy.as_object().cloned().unwrap_or_default();
+                for (field, value) in [("weight", t.weight.map(Value::from)), ("priority", t.priority.map(Value::from)), ("description", t.description.clone().map(Value::from)), ("name", t.name.clone().map(Value::from))] {
+                    if let Some(v) = value {
+                        target.insert(field.into(), v);
+                    }
+                }
+                targets.push(Value::Object(target));
+                upstreams.push(upstream);
+                env.extend(target_env);
+            }
+            let config = json!({"balancer": m.balancer.clone().unwrap_or_else(|| json!({})), "targets": targets});
+            let parsed = codec::balancer::AdvancedConfig::from_json(config.to_string().as_bytes(), &|_| Some("set".into()))
+                .map_err(|e| fail(format!("{}: {}", e.path, e.message)))?;
+            let first = upstreams.first().cloned().ok_or_else(|| fail("targets: empty".into()))?;
+            let providers: Vec<String> = m.targets.iter().map(|t| t.ai_cloud_provider.name.clone()).collect();
+            let balanced = Balanced { config, tries: parsed.tries, targets: upstreams };
+            Ok(model(Value::Null, providers.join("+"), providers.first().cloned().unwrap_or_default(), first, Some(balanced), None, env))
+        }
+        _ => Err(fail("needs `aiCloudProvider`, or `targets` (with an optional `balancer`), not both".into())),
+    }
+}
+
+/// One selfHosted model: a server of its own.
+fn self_hosted_model(m: &ModelEntry, where_: &str) -> Result<Model, FileError> {
+    let fail = |e: String| FileError(format!("{where_}: {e}"));
+    let format = m.format.as_deref().unwrap_or("openai");
+    let passthrough = format == "passthrough";
+    let r = resolve(&m.common(), passthrough, where_)?;
+    let raw_url = m.url.as_deref().unwrap_or_default();
+    let url = codec::proxy::config::parse_upstream_url(raw_url).map_err(|e| fail(format!("url: {e}")))?;
+    let (host, port) = match url.authority.rsplit_once(':') {
+        Some((h, p)) => (h.to_string(), p.parse::<u16>().map_err(|_| fail(format!("url: bad port `{p}`")))?),
+        None => (url.authority.clone(), if raw_url.starts_with("https://") { 443 } else { 80 }),
+    };
+    let (proxy, provider, passthrough) = match format {
+        "openai" | "ollama" => {
+            let mut opts = options(&m.default_prompt_params, m.options.as_ref()).map_err(|e| fail(e.replace("aiCloudProvider.", "")))?;
+            opts.insert("upstream_url".into(), json!(raw_url));
+            // OpenAI-compatible servers (vLLM, llama.cpp...) speak OpenAI's API as is.
+            let provider = if format == "openai" { "openai" } else { "ollama" };
+            let proxy = proxy_config(r.route, r.anthropic_format, None, model_json(provider, m.model.as_deref(), opts), m.ai_proxy.as_ref());
+            ProxyConfig::from_json(proxy.to_string().as_bytes(), &|_| None).map_err(|e| fail(format!("{}: {}", e.path, e.message)))?;
+            (proxy, provider, None)
+        }
+        "passthrough" => {
+            let p = &m.default_prompt_params;
+            if m.model.is_some() || m.options.is_some() || p.max_tokens.is_some() || p.temperature.is_some() || p.top_p.is_some() || p.top_k.is_some() {
+                return Err(fail("format: passthrough sends requests as they are: `model`, `options` and `defaultPromptParams` need ai-proxy (format openai)".into()));
+            }
+            let path = if url.path == "/" { api_path(r.prompt_type).to_string() } else { url.path.clone() };
+            (Value::Null, "openai", Some(path))
+        }
+        other => return Err(fail(format!("format: `{other}` (openai, ollama or passthrough)"))),
+    };
+    Ok(Model {
+        identifier: m.identifier.clone(),
+        model: m.model.clone(),
+        provider: format.to_string(),
+        route_provider: provider.to_string(),
+        prompt_type: r.prompt_type,
+        anthropic_format: r.anthropic_format,
+        paths: r.paths,
+        proxy,
+        passthrough,
+        count_tokens: None,
+        // One cluster per server: models it serves share it.
+        upstream: Upstream { cluster: format!("self-{}-{port}", host.replace(['.', ':'], "-")), host, port, tls: raw_url.starts_with("https://") },
+        balanced: None,
+        filters: r.filters,
+        env: Vec::new(),
+    })
+}
+
 pub fn parse(text: &str) -> Result<Gateway, FileError> {
     let mut docs = Vec::new();
     for (i, de) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
@@ -580,137 +701,13 @@ pub fn parse(text: &str) -> Result<Gateway, FileError> {
     let mut models = Vec::new();
     for (i, m) in spec.large_language_models.cloud_hosted.iter().enumerate() {
         let where_ = format!("{at}: largeLanguageModels.cloudHosted[{i}] ({})", m.identifier);
-        let fail = |e: String| FileError(format!("{where_}: {e}"));
-        let common = Common {
-            identifier: &m.identifier,
-            prompt_type: m.prompt_type.as_deref(),
-            paths: m.paths.as_ref(),
-            llm_format: m.llm_format.as_deref(),
-            ai_proxy: m.ai_proxy.as_ref(),
-            governance: Governance { prompts: &m.default_prompts, decorator: m.prompt_decorator.as_ref(), guard: m.prompt_guard.as_ref(), templates: m.prompt_templates.as_ref(), budgets: m.token_budgets.as_ref() },
-        };
-        let r = resolve(&common, false, &where_)?;
-        // One provider's ai-proxy configuration, from the file's keys.
-        let hosted = |provider: &str, model: Option<&str>, opts: Map<String, Value>, field: &str| -> Result<(Value, Option<Value>, Vec<String>, Upstream), FileError> {
-            let vertex = is_vertex(&opts);
-            let (secret_key, env_var) = credential_names(convention(provider, vertex).map_err(|e| fail(format!("{field}.name: {e}")))?);
-            if let (Some(c), false) = (&spec.cloud_provider_credentials, keys.contains_key(secret_key) || provider == "bedrock") {
-                return Err(fail(format!("{field}.name: the Secret `{}` has no `{secret_key}` key (add it, or leave out cloudProviderCredentials to read {env_var})", c.name)));
-            }
-            // Kong's sample says `<INSERT TOKEN HERE>`: a placeholder, not a key.
-            let key = keys.get(secret_key).map(String::as_str).filter(|k| !(k.starts_with('<') && k.ends_with('>')));
-            let (auth, env) = auth(provider, vertex, key).map_err(|e| fail(format!("{field}.name: {e}")))?;
-            let tokens = count_tokens(provider, &opts, r.anthropic_format, &auth);
-            let proxy = proxy_config(r.route, r.anthropic_format, Some(auth), model_json(provider, model, opts), m.ai_proxy.as_ref());
-            let parsed = ProxyConfig::from_json(proxy.to_string().as_bytes(), &|_| Some("set".into())).map_err(|e| fail(format!("{}: {}", e.path, e.message)))?;
-            Ok((proxy, tokens, env, hosted_upstream(provider, &parsed)))
-        };
-        let model = |proxy: Value, provider: String, route_provider: String, upstream: Upstream, balanced: Option<Balanced>, count_tokens: Option<Value>, env: Vec<String>| Model {
-            identifier: m.identifier.clone(),
-            model: m.model.clone().or_else(|| m.targets.first().and_then(|t| t.model.clone())),
-            provider,
-            route_provider,
-            prompt_type: r.prompt_type,
-            anthropic_format: r.anthropic_format,
-            paths: r.paths.clone(),
-            proxy,
-            passthrough: None,
-            count_tokens,
-            filters: r.filters.clone(),
-            upstream,
-            balanced,
-            env,
-        };
-        match (&m.ai_cloud_provider, m.targets.is_empty()) {
-            (Some(p), true) => {
-                let opts = options(&m.default_prompt_params, p.options.as_ref()).map_err(fail)?;
-                let (proxy, tokens, env, upstream) = hosted(&p.name, m.model.as_deref(), opts, "aiCloudProvider")?;
-                models.push(model(proxy, p.name.clone(), p.name.clone(), upstream, None, tokens, env));
-            }
-            (None, false) => {
-                let mut targets = Vec::new();
-                let mut upstreams = Vec::new();
-                let mut env = Vec::new();
-                for (k, t) in m.targets.iter().enumerate() {
-                    let opts = options(&m.default_prompt_params, t.ai_cloud_provider.options.as_ref()).map_err(fail)?;
-                    let (proxy, _, target_env, upstream) = hosted(&t.ai_cloud_provider.name, t.model.as_deref(), opts, &format!("targets[{k}].aiCloudProvider"))?;
-                    let mut target = proxy.as_object().cloned().unwrap_or_default();
-                    for (field, value) in [("weight", t.weight.map(Value::from)), ("priority", t.priority.map(Value::from)), ("description", t.description.clone().map(Value::from)), ("name", t.name.clone().map(Value::from))] {
-                        if let Some(v) = value {
-                            target.insert(field.into(), v);
-                        }
-                    }
-                    targets.push(Value::Object(target));
-                    upstreams.push(upstream);
-                    env.extend(target_env);
-                }
-                let config = json!({"balancer": m.balancer.clone().unwrap_or_else(|| json!({})), "targets": targets});
-                let parsed = codec::balancer::AdvancedConfig::from_json(config.to_string().as_bytes(), &|_| Some("set".into()))
-                    .map_err(|e| fail(format!("{}: {}", e.path, e.message)))?;
-                let first = upstreams.first().cloned().ok_or_else(|| fail("targets: empty".into()))?;
-                let providers: Vec<String> = m.targets.iter().map(|t| t.ai_cloud_provider.name.clone()).collect();
-                let balanced = Balanced { config, tries: parsed.tries, targets: upstreams };
-                models.push(model(Value::Null, providers.join("+"), providers.first().cloned().unwrap_or_default(), first, Some(balanced), None, env));
-            }
-            _ => return Err(fail("needs `aiCloudProvider`, or `targets` (with an optional `balancer`), not both".into())),
-        }
+        m.check_list(true).map_err(|e| FileError(format!("{where_}: {e}")))?;
+        models.push(cloud_model(m, &where_, spec.cloud_provider_credentials.as_ref(), &keys)?);
     }
     for (i, m) in spec.large_language_models.self_hosted.iter().enumerate() {
         let where_ = format!("{at}: largeLanguageModels.selfHosted[{i}] ({})", m.identifier);
-        let fail = |e: String| FileError(format!("{where_}: {e}"));
-        let format = m.format.as_deref().unwrap_or("openai");
-        let passthrough = format == "passthrough";
-        let common = Common {
-            identifier: &m.identifier,
-            prompt_type: m.prompt_type.as_deref(),
-            paths: m.paths.as_ref(),
-            llm_format: m.llm_format.as_deref(),
-            ai_proxy: m.ai_proxy.as_ref(),
-            governance: Governance { prompts: &m.default_prompts, decorator: m.prompt_decorator.as_ref(), guard: m.prompt_guard.as_ref(), templates: m.prompt_templates.as_ref(), budgets: m.token_budgets.as_ref() },
-        };
-        let r = resolve(&common, passthrough, &where_)?;
-        let url = codec::proxy::config::parse_upstream_url(&m.url).map_err(|e| fail(format!("url: {e}")))?;
-        let (host, port) = match url.authority.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), p.parse::<u16>().map_err(|_| fail(format!("url: bad port `{p}`")))?),
-            None => (url.authority.clone(), if m.url.starts_with("https://") { 443 } else { 80 }),
-        };
-        let (proxy, provider, passthrough) = match format {
-            "openai" | "ollama" => {
-                let mut opts = options(&m.default_prompt_params, m.options.as_ref()).map_err(|e| fail(e.replace("aiCloudProvider.", "")))?;
-                opts.insert("upstream_url".into(), json!(m.url));
-                // OpenAI-compatible servers (vLLM, llama.cpp...) speak OpenAI's API as is.
-                let provider = if format == "openai" { "openai" } else { "ollama" };
-                let proxy = proxy_config(r.route, r.anthropic_format, None, model_json(provider, m.model.as_deref(), opts), m.ai_proxy.as_ref());
-                ProxyConfig::from_json(proxy.to_string().as_bytes(), &|_| None).map_err(|e| fail(format!("{}: {}", e.path, e.message)))?;
-                (proxy, provider, None)
-            }
-            "passthrough" => {
-                let p = &m.default_prompt_params;
-                if m.model.is_some() || m.options.is_some() || p.max_tokens.is_some() || p.temperature.is_some() || p.top_p.is_some() || p.top_k.is_some() {
-                    return Err(fail("format: passthrough sends requests as they are: `model`, `options` and `defaultPromptParams` need ai-proxy (format openai)".into()));
-                }
-                let path = if url.path == "/" { api_path(r.prompt_type).to_string() } else { url.path.clone() };
-                (Value::Null, "openai", Some(path))
-            }
-            other => return Err(fail(format!("format: `{other}` (openai, ollama or passthrough)"))),
-        };
-        models.push(Model {
-            identifier: m.identifier.clone(),
-            model: m.model.clone(),
-            provider: format.to_string(),
-            route_provider: provider.to_string(),
-            prompt_type: r.prompt_type,
-            anthropic_format: r.anthropic_format,
-            paths: r.paths,
-            proxy,
-            passthrough,
-            count_tokens: None,
-            // One cluster per server: models it serves share it.
-            upstream: Upstream { cluster: format!("self-{}-{port}", host.replace(['.', ':'], "-")), host, port, tls: m.url.starts_with("https://") },
-            balanced: None,
-            filters: r.filters,
-            env: Vec::new(),
-        });
+        m.check_list(false).map_err(|e| FileError(format!("{where_}: {e}")))?;
+        models.push(self_hosted_model(m, &where_)?);
     }
     if models.is_empty() {
         return Err(FileError(format!("{at}: spec.largeLanguageModels: no models")));
@@ -788,6 +785,9 @@ mod tests {
             ("    selfHosted:\n    - {identifier: a, url: 'http://127.0.0.1:8000', format: passthrough, model: m}\n", "selfHosted[0] (a): format: passthrough sends requests as they are"),
             ("    selfHosted:\n    - {identifier: a, url: 'http://127.0.0.1:8000', format: vllm}\n", "format: `vllm` (openai, ollama or passthrough)"),
             ("    selfHosted:\n    - {identifier: a, url: 'http://127.0.0.1:8000', options: {input_cost: -1}}\n", "model.options.input_cost"),
+            ("    cloudHosted:\n    - {identifier: a, model: m, url: 'http://x', aiCloudProvider: {name: openai}}\n", "cloudHosted[0] (a): `url` belongs to selfHosted models"),
+            ("    selfHosted:\n    - {identifier: a, url: 'http://127.0.0.1:8000', aiCloudProvider: {name: openai}}\n", "selfHosted[0] (a): `aiCloudProvider` belongs to cloudHosted models"),
+            ("    selfHosted:\n    - {identifier: a, format: openai}\n", "selfHosted[0] (a): url: required"),
         ];
         for (models, needle) in cases {
             let err = with_models(models).unwrap_err();
