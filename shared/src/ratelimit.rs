@@ -601,6 +601,8 @@ impl RateLimitConfig {
 
 pub use crate::store::CounterStore;
 
+pub mod request;
+
 /// One limit of one matched policy, as counted for this request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Counter {
