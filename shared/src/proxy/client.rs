@@ -10,9 +10,10 @@
 use super::config::{LlmFormat, ProxyConfig};
 use super::messages;
 use super::provider::Meta;
-use super::responses::ResponsesApi;
+use super::responses;
 use super::stream::StreamTranslator;
 use crate::error::GatewayError;
+use serde_json::{Map, Value};
 
 pub trait ClientApi {
     /// The client's request as an OpenAI chat body; None: it already is one.
@@ -89,12 +90,44 @@ impl ClientApi for AnthropicMessages {
     }
 }
 
+/// OpenAI's Responses API (`POST /v1/responses`), translated through OpenAI
+/// chat for every provider that does not speak it (OpenAI and Azure get it
+/// natively, as OpenAI chat clients).
+#[derive(Default)]
+pub struct OpenAiResponses {
+    /// The request fields the answer repeats.
+    echo: Map<String, Value>,
+}
+
+impl ClientApi for OpenAiResponses {
+    fn to_chat(&mut self, body: &[u8]) -> Result<Option<Vec<u8>>, GatewayError> {
+        let (chat, echo) = responses::request_to_chat(body)?;
+        self.echo = echo;
+        Ok(Some(chat))
+    }
+    fn error(&self, err: &GatewayError) -> Vec<u8> {
+        responses::error_json(err)
+    }
+    fn upstream_error(&self, _: u16, _: &[u8]) -> Option<Vec<u8>> {
+        None // OpenAI's shape already
+    }
+    fn answer(&self, openai_answer: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        responses::answer_from_chat(openai_answer, &self.echo).map(Some)
+    }
+    fn stream_needs_usage(&self) -> bool {
+        true
+    }
+    fn stream(&self, openai: Box<dyn StreamTranslator>, meta: &Meta) -> Box<dyn StreamTranslator> {
+        Box::new(responses::ToResponsesStream::new(openai, meta, self.echo.clone()))
+    }
+}
+
 /// The client format of one request on a route: Kong's `llm_format`, and
 /// the Responses API where the provider does not speak it natively.
 pub fn for_request(cfg: &ProxyConfig) -> Box<dyn ClientApi> {
     match cfg.llm_format {
         LlmFormat::Anthropic => Box::new(AnthropicMessages),
-        LlmFormat::Openai if cfg.translates_responses() => Box::new(ResponsesApi::new()),
+        LlmFormat::Openai if cfg.translates_responses() => Box::<OpenAiResponses>::default(),
         LlmFormat::Openai => Box::new(OpenAiChat),
     }
 }

@@ -97,7 +97,7 @@ pub struct ProxyConfig {
     /// The API the route's clients call.
     pub route_type: RouteType,
     /// The API spoken to the provider: the route's, but chat where the
-    /// provider does not speak the Responses API (`client::ResponsesApi`
+    /// provider does not speak the Responses API (`client::OpenAiResponses`
     /// translates).
     pub upstream_route: RouteType,
     pub provider: ProviderName,

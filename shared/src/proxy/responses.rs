@@ -12,7 +12,6 @@
 // panic; writes only go into objects built in this module.
 #![allow(clippy::indexing_slicing)]
 
-use super::client::ClientApi;
 use super::common::SseInput;
 use super::provider::Meta;
 use super::stream::{StreamTranslator, UNREADABLE_EVENT};
@@ -45,46 +44,28 @@ fn echo_default(field: &str) -> Value {
 /// Fields that only mean something to a server that stores responses.
 const STATEFUL: [&str; 4] = ["previous_response_id", "conversation", "prompt", "background"];
 
-/// The Responses client of one request: what its answer must repeat.
-#[derive(Default)]
-pub struct ResponsesApi {
-    echo: Map<String, Value>,
+/// A Responses request body as an OpenAI chat body, and the fields its
+/// answer repeats.
+pub fn request_to_chat(body: &[u8]) -> Result<(Vec<u8>, Map<String, Value>), GatewayError> {
+    let req: Value = serde_json::from_slice(body).map_err(|e| bad(format!("the body is not valid JSON: {e}")))?;
+    let (chat, echo) = to_chat(&req)?;
+    Ok((chat.to_string().into_bytes(), echo))
 }
 
-impl ResponsesApi {
-    pub fn new() -> Self {
-        ResponsesApi::default()
+/// A refusal in OpenAI's shape, naming the Responses fields the client
+/// sent where the provider translations named chat fields.
+pub fn error_json(err: &GatewayError) -> Vec<u8> {
+    let mut err = err.clone();
+    for (chat, responses) in [("`response_format`", "`text.format`"), ("`max_tokens`", "`max_output_tokens`"), ("`messages`", "`input`")] {
+        err.message = err.message.replace(chat, responses);
     }
+    err.to_json()
 }
 
-impl ClientApi for ResponsesApi {
-    fn to_chat(&mut self, body: &[u8]) -> Result<Option<Vec<u8>>, GatewayError> {
-        let req: Value = serde_json::from_slice(body).map_err(|e| bad(format!("the body is not valid JSON: {e}")))?;
-        let (chat, echo) = to_chat(&req)?;
-        self.echo = echo;
-        Ok(Some(chat.to_string().into_bytes()))
-    }
-    fn error(&self, err: &GatewayError) -> Vec<u8> {
-        // The provider translations name chat fields; the client sent these.
-        let mut err = err.clone();
-        for (chat, responses) in [("`response_format`", "`text.format`"), ("`max_tokens`", "`max_output_tokens`"), ("`messages`", "`input`")] {
-            err.message = err.message.replace(chat, responses);
-        }
-        err.to_json()
-    }
-    fn upstream_error(&self, _: u16, _: &[u8]) -> Option<Vec<u8>> {
-        None // OpenAI's shape already
-    }
-    fn answer(&self, openai_answer: &[u8]) -> Result<Option<Vec<u8>>, String> {
-        let chat: Value = serde_json::from_slice(openai_answer).map_err(|e| e.to_string())?;
-        Ok(Some(from_chat_response(&chat, &self.echo).to_string().into_bytes()))
-    }
-    fn stream_needs_usage(&self) -> bool {
-        true
-    }
-    fn stream(&self, openai: Box<dyn StreamTranslator>, meta: &Meta) -> Box<dyn StreamTranslator> {
-        Box::new(ToResponsesStream::new(openai, meta, self.echo.clone()))
-    }
+/// An OpenAI chat answer as a `response` object.
+pub fn answer_from_chat(openai_answer: &[u8], echo: &Map<String, Value>) -> Result<Vec<u8>, String> {
+    let chat: Value = serde_json::from_slice(openai_answer).map_err(|e| e.to_string())?;
+    Ok(from_chat_response(&chat, echo).to_string().into_bytes())
 }
 
 /// The text of a message's content: a string, or a list of text parts of
