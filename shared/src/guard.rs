@@ -124,6 +124,11 @@ struct InputItem<'a> {
     output: Option<Texts<'a>>,
 }
 
+/// A plain-text input: the user's turn.
+fn user_turn(text: Cow<'_, str>) -> Turn<'_> {
+    Turn { role: Cow::Borrowed("user"), content: Some(Texts(vec![text])) }
+}
+
 /// One element of an `input` list: an item, a string (embeddings), or
 /// neither (token ids).
 struct MaybeItem<'a>(Option<Turn<'a>>);
@@ -137,10 +142,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for MaybeItem<'a> {
                 f.write_str("an input item")
             }
             fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
-                Ok(MaybeItem(Some(Turn { role: Cow::Borrowed("user"), content: Some(Texts(vec![Cow::Borrowed(s)])) })))
+                Ok(MaybeItem(Some(user_turn(Cow::Borrowed(s)))))
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
-                Ok(MaybeItem(Some(Turn { role: Cow::Borrowed("user"), content: Some(Texts(vec![Cow::Owned(s.to_string())])) })))
+                Ok(MaybeItem(Some(user_turn(Cow::Owned(s.to_string())))))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
                 let item = InputItem::deserialize(de::value::MapAccessDeserializer::new(map))?;
@@ -183,10 +188,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for InputTurns<'a> {
                 f.write_str("a string or a list of input items")
             }
             fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
-                MaybeItem::deserialize(de::value::BorrowedStrDeserializer::new(s)).map(|i| InputTurns(i.0.into_iter().collect()))
+                Ok(InputTurns(vec![user_turn(Cow::Borrowed(s))]))
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
-                Ok(InputTurns(vec![Turn { role: Cow::Borrowed("user"), content: Some(Texts(vec![Cow::Owned(s.to_string())])) }]))
+                Ok(InputTurns(vec![user_turn(Cow::Owned(s.to_string()))]))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 let mut turns = Vec::new();
