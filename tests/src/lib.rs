@@ -30,6 +30,19 @@ pub fn test_id(name: &str) -> String {
     format!("{name}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
+/// Runs one scenario of an official-SDK script in `tests/sdk/` (its
+/// arguments: base URL, model, scenario, test id) and returns the JSON it
+/// printed.
+pub fn run_sdk(script: &str, base_url: &str, model: &str, scenario: &str, id: &str) -> serde_json::Value {
+    let out = std::process::Command::new(envoy::repo_root().join(".venv/bin/python"))
+        .arg(envoy::repo_root().join("tests/sdk").join(script))
+        .args([base_url, model, scenario, id])
+        .output()
+        .unwrap_or_else(|e| panic!("run the SDK: {e} (scripts/setup-test-deps.sh installs it)"));
+    assert!(out.status.success(), "{scenario} via {base_url}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
 /// The fake provider and a real Envoy running one of the shipped configs,
 /// started once per test binary.
 pub struct Gateway {

@@ -5,13 +5,11 @@
 //! Bedrock and Gemini, the fake checking every request in the provider's
 //! own format.
 
-use ai_gateway_tests::envoy::repo_root;
 use ai_gateway_tests::fake::Recorded;
 use ai_gateway_tests::fake_native::{AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY};
 use ai_gateway_tests::http::{send, Request};
 use ai_gateway_tests::{test_id, Gateway};
 use serde_json::{json, Value};
-use std::process::Command;
 use std::sync::OnceLock;
 
 fn gateway() -> &'static (Gateway, u64) {
@@ -94,13 +92,7 @@ fn sdk(target: Target, scenario: &str) -> (Value, Vec<Recorded>) {
     let (g, vms) = gateway();
     let id = test_id(scenario);
     let base_url = format!("http://127.0.0.1:{}{}", g.envoy.ports.listener, target.prefix());
-    let out = Command::new(repo_root().join(".venv/bin/python"))
-        .arg(repo_root().join("tests/sdk/responses_client.py"))
-        .args([&base_url, target.model(), scenario, &id])
-        .output()
-        .unwrap_or_else(|e| panic!("run the SDK: {e} (scripts/setup-test-deps.sh installs it)"));
-    assert!(out.status.success(), "{scenario} via {base_url}: {}", String::from_utf8_lossy(&out.stderr));
-    let result: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let result = ai_gateway_tests::run_sdk("responses_client.py", &base_url, target.model(), scenario, &id);
     g.envoy.assert_no_vm_crash(*vms);
     (result, g.fake.requests(&id))
 }
