@@ -361,7 +361,17 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--seconds", type=int, default=3)
     ap.add_argument("--out", default=str(ROOT / "bench"), help="where results.md and results.json go")
+    ap.add_argument("--only", help="comma-separated targets to compare (bare Envoy and their floor are added); skips the extra sections")
     args = ap.parse_args()
+    targets = TARGETS
+    if args.only:
+        wanted = {t.strip() for t in args.only.split(",")}
+        unknown = wanted - {n for n, _ in TARGETS}
+        if unknown:
+            sys.exit(f"--only: unknown targets {sorted(unknown)}; known: {[n for n, _ in TARGETS]}")
+        chain = any(len(fs) >= 5 for n, fs in TARGETS if n in wanted)
+        wanted |= {"bare envoy", "floor: 1 parse-and-rewrite filter"} | ({"floor: 5 parse-and-rewrite filters"} if chain else set())
+        targets = [(n, fs) for n, fs in TARGETS if n in wanted]
     global OUT
     OUT = pathlib.Path(args.out)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -376,7 +386,7 @@ def main():
     failed = 0
     try:
         for rnd in range(rounds):
-            for name, fs in TARGETS:
+            for name, fs in targets:
                 envoy = Envoy(name, lambda port, admin: config(fs, upstream_port, port, admin))
                 wrk(envoy.port, body_for(bodies, name, "1kb"), 8, 1)  # warm up the VMs and pools
                 for workload in ["1kb", "32kb"] + (["128kb"] if name in BIG_BODY_TARGETS else []):
@@ -391,10 +401,13 @@ def main():
                 results.append(dict(s, round=rnd, target=name, workload="stream", concurrency=1))
                 envoy.stop()
                 print(f"round {rnd + 1}/{rounds}: {name} done", file=sys.stderr)
-        per_event = stream_event_cost(upstream_port, bodies["stream"], 5 if args.quick else 20)
-        calls = host_calls(upstream_port, bodies)
-        cold_start = cold_starts(upstream_port, 1 if args.quick else 5)
-        split = cpu_split(upstream_port, bodies, 1 if args.quick else 5)
+        if args.only:
+            per_event, calls, cold_start, split = {}, {}, {}, {}
+        else:
+            per_event = stream_event_cost(upstream_port, bodies["stream"], 5 if args.quick else 20)
+            calls = host_calls(upstream_port, bodies)
+            cold_start = cold_starts(upstream_port, 1 if args.quick else 5)
+            split = cpu_split(upstream_port, bodies, 1 if args.quick else 5)
     finally:
         for p in services:
             p.terminate()

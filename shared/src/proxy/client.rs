@@ -16,9 +16,11 @@ use crate::error::GatewayError;
 use serde_json::{Map, Value};
 
 pub trait ClientApi {
-    /// The client's request as an OpenAI chat body; None: it already is one.
-    /// A client that must repeat parts of the request in its answer keeps them.
-    fn to_chat(&mut self, body: &[u8]) -> Result<Option<Vec<u8>>, GatewayError>;
+    /// The client's request as an OpenAI chat body, handed on as a `Value`
+    /// so the provider reads it without a second parse; None: it already is
+    /// one. A client that must repeat parts of the request in its answer
+    /// keeps them.
+    fn to_chat(&mut self, body: &[u8]) -> Result<Option<Value>, GatewayError>;
     /// The gateway's own refusal, in the client's error shape.
     fn error(&self, err: &GatewayError) -> Vec<u8>;
     /// An upstream error already in OpenAI's shape, in the client's; None
@@ -41,7 +43,7 @@ pub trait ClientApi {
 pub struct OpenAiChat;
 
 impl ClientApi for OpenAiChat {
-    fn to_chat(&mut self, _: &[u8]) -> Result<Option<Vec<u8>>, GatewayError> {
+    fn to_chat(&mut self, _: &[u8]) -> Result<Option<Value>, GatewayError> {
         Ok(None)
     }
     fn error(&self, err: &GatewayError) -> Vec<u8> {
@@ -67,7 +69,7 @@ impl ClientApi for OpenAiChat {
 pub struct AnthropicMessages;
 
 impl ClientApi for AnthropicMessages {
-    fn to_chat(&mut self, body: &[u8]) -> Result<Option<Vec<u8>>, GatewayError> {
+    fn to_chat(&mut self, body: &[u8]) -> Result<Option<Value>, GatewayError> {
         messages::to_chat(body).map(|(chat, _)| Some(chat))
     }
     fn error(&self, err: &GatewayError) -> Vec<u8> {
@@ -100,7 +102,7 @@ pub struct OpenAiResponses {
 }
 
 impl ClientApi for OpenAiResponses {
-    fn to_chat(&mut self, body: &[u8]) -> Result<Option<Vec<u8>>, GatewayError> {
+    fn to_chat(&mut self, body: &[u8]) -> Result<Option<Value>, GatewayError> {
         let (chat, echo) = responses::request_to_chat(body)?;
         self.echo = echo;
         Ok(Some(chat))

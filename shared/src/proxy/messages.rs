@@ -155,7 +155,7 @@ fn assistant_message(content: &Value, i: usize) -> Result<Value, GatewayError> {
 
 /// A Messages request as an OpenAI chat request. Returns the body and
 /// whether the client asked for a stream.
-pub fn to_chat(body: &[u8]) -> Result<(Vec<u8>, bool), GatewayError> {
+pub fn to_chat(body: &[u8]) -> Result<(Value, bool), GatewayError> {
     let req: Value = serde_json::from_slice(body).map_err(|e| bad(format!("the body is not valid JSON: {e}")))?;
     if !req.is_object() {
         return Err(bad("the body must be a JSON object"));
@@ -230,7 +230,7 @@ pub fn to_chat(body: &[u8]) -> Result<(Vec<u8>, bool), GatewayError> {
         }
     }
     // `thinking` is Anthropic's own: dropped for other providers.
-    Ok((Value::Object(chat).to_string().into_bytes(), stream))
+    Ok((Value::Object(chat), stream))
 }
 
 /// Validates a Messages request that goes to Anthropic unchanged; returns
@@ -535,7 +535,7 @@ mod tests {
     use std::rc::Rc;
 
     fn chat(body: Value) -> Value {
-        serde_json::from_slice(&to_chat(body.to_string().as_bytes()).unwrap().0).unwrap()
+        to_chat(body.to_string().as_bytes()).unwrap().0
     }
 
     #[test]

@@ -292,12 +292,10 @@ impl Exchange {
             return self.native_messages_body(body);
         }
         // Every client format goes through OpenAI's chat shape.
-        let chat = self.client.to_chat(body)?;
-        let body = chat.as_deref().unwrap_or(body);
-        let mut translated = request::translate_request(cfg, body)?;
-        if chat.is_some() && translated.body.is_none() {
-            translated.body = Some(body.to_vec());
-        }
+        let translated = match self.client.to_chat(body)? {
+            Some(chat) => request::translate_chat_value(cfg, chat)?,
+            None => request::translate_request(cfg, body)?,
+        };
         self.facts = translated.facts;
         self.upstream_path = cfg
             .request_path(self.facts.model.as_deref(), self.facts.stream)

@@ -164,8 +164,22 @@ pub fn translate_request(cfg: &ProxyConfig, body: &[u8]) -> Result<Translated, G
 }
 
 fn chat(cfg: &ProxyConfig, body: &[u8]) -> Result<Translated, GatewayError> {
-    let mut req: ChatRequest = parse_body(body, RouteType::Chat)?;
-    let mut changed = false;
+    chat_typed(cfg, parse_body(body, RouteType::Chat)?, false)
+}
+
+/// A chat request another client format was translated to: read from the
+/// `Value` it was built as, and always written out (the client sent
+/// something else).
+pub fn translate_chat_value(cfg: &ProxyConfig, chat: Value) -> Result<Translated, GatewayError> {
+    let req = ChatRequest::deserialize(chat).map_err(|e| GatewayError::bad_request(format!("invalid {} request: {e}", route_noun(RouteType::Chat))))?;
+    let translated = chat_typed(cfg, req, true)?;
+    if translated.body.is_none() {
+        return Err(GatewayError::new(crate::ErrorKind::Internal, "the translated request was not written"));
+    }
+    Ok(translated)
+}
+
+fn chat_typed(cfg: &ProxyConfig, mut req: ChatRequest, mut changed: bool) -> Result<Translated, GatewayError> {
     pin_model(cfg, &mut req.model, &mut changed)?;
     let o = &cfg.options;
     if req.max_tokens.is_none() && req.max_completion_tokens.is_none() {

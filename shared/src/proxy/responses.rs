@@ -46,10 +46,9 @@ const STATEFUL: [&str; 4] = ["previous_response_id", "conversation", "prompt", "
 
 /// A Responses request body as an OpenAI chat body, and the fields its
 /// answer repeats.
-pub fn request_to_chat(body: &[u8]) -> Result<(Vec<u8>, Map<String, Value>), GatewayError> {
+pub fn request_to_chat(body: &[u8]) -> Result<(Value, Map<String, Value>), GatewayError> {
     let req: Value = serde_json::from_slice(body).map_err(|e| bad(format!("the body is not valid JSON: {e}")))?;
-    let (chat, echo) = to_chat(&req)?;
-    Ok((chat.to_string().into_bytes(), echo))
+    to_chat(req)
 }
 
 /// A refusal in OpenAI's shape, naming the Responses fields the client
@@ -69,10 +68,10 @@ pub fn answer_from_chat(openai_answer: &[u8], echo: &Map<String, Value>) -> Resu
 }
 
 /// The text of a message's content: a string, or a list of text parts of
-/// the kinds given.
-fn text_parts(content: &Value, kinds: &[&str], at: &str) -> Result<String, GatewayError> {
+/// the kinds given. Strings are moved out of the request, not copied.
+fn text_parts(content: &mut Value, kinds: &[&str], at: &str) -> Result<String, GatewayError> {
     match content {
-        Value::String(s) => Ok(s.clone()),
+        Value::String(s) => Ok(std::mem::take(s)),
         Value::Array(parts) => {
             let mut out = String::new();
             for (j, p) in parts.iter().enumerate() {
@@ -93,7 +92,7 @@ fn text_parts(content: &Value, kinds: &[&str], at: &str) -> Result<String, Gatew
 }
 
 /// A user message's content as chat content: text, and images by URL.
-fn user_content(content: &Value, at: &str) -> Result<Value, GatewayError> {
+fn user_content(content: &mut Value, at: &str) -> Result<Value, GatewayError> {
     let Value::Array(parts) = content else {
         return text_parts(content, &["input_text"], at).map(Value::String);
     };
@@ -149,23 +148,24 @@ fn push_tool_call(messages: &mut Vec<Value>, call: Value) {
     }
 }
 
-fn input_items(input: &Value, messages: &mut Vec<Value>) -> Result<(), GatewayError> {
+fn input_items(input: &mut Value, messages: &mut Vec<Value>) -> Result<(), GatewayError> {
     let items = match input {
         Value::String(s) => {
-            messages.push(json!({"role": "user", "content": s}));
+            messages.push(json!({"role": "user", "content": std::mem::take(s)}));
             return Ok(());
         }
         Value::Array(items) => items,
         Value::Null => return Err(bad("input: Field required")),
         _ => return Err(bad("input: must be a string or a list of input items")),
     };
-    for (i, item) in items.iter().enumerate() {
+    for (i, item) in items.iter_mut().enumerate() {
         let at = format!("input.{i}");
-        let kind = item["type"].as_str().unwrap_or(if item["role"].is_string() { "message" } else { "(none)" });
-        match kind {
+        let kind = item["type"].as_str().unwrap_or(if item["role"].is_string() { "message" } else { "(none)" }).to_string();
+        match kind.as_str() {
             "message" => {
-                let content = &item["content"];
-                match item["role"].as_str() {
+                let role = item["role"].as_str().map(str::to_string);
+                let content = &mut item["content"];
+                match role.as_deref() {
                     Some("user") => messages.push(json!({"role": "user", "content": user_content(content, &at)?})),
                     Some("assistant") => {
                         let text = text_parts(content, &["output_text", "refusal", "input_text"], &at)?;
@@ -184,10 +184,10 @@ fn input_items(input: &Value, messages: &mut Vec<Value>) -> Result<(), GatewayEr
                 push_tool_call(messages, json!({"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}));
             }
             "function_call_output" => {
-                let call_id = item["call_id"].as_str().ok_or_else(|| bad(format!("{at}.call_id: Field required")))?;
-                let output = match &item["output"] {
-                    Value::String(s) => s.clone(),
-                    parts @ Value::Array(_) => text_parts(&json!(parts), &["input_text", "output_text"], &at)?,
+                let call_id = item["call_id"].as_str().ok_or_else(|| bad(format!("{at}.call_id: Field required")))?.to_string();
+                let output = match &mut item["output"] {
+                    Value::String(s) => std::mem::take(s),
+                    parts @ Value::Array(_) => text_parts(parts, &["input_text", "output_text"], &at)?,
                     _ => return Err(bad(format!("{at}.output: must be a string or a list of text parts"))),
                 };
                 messages.push(json!({"role": "tool", "tool_call_id": call_id, "content": output}));
@@ -264,7 +264,7 @@ fn text_format(req: &Value, chat: &mut Map<String, Value>) -> Result<(), Gateway
 
 /// A Responses request as an OpenAI chat request, and the fields its answer
 /// repeats.
-pub fn to_chat(req: &Value) -> Result<(Value, Map<String, Value>), GatewayError> {
+pub fn to_chat(mut req: Value) -> Result<(Value, Map<String, Value>), GatewayError> {
     if !req.is_object() {
         return Err(bad("the body must be a JSON object"));
     }
@@ -282,7 +282,7 @@ pub fn to_chat(req: &Value) -> Result<(Value, Map<String, Value>), GatewayError>
         Value::String(s) => messages.push(json!({"role": "system", "content": s})),
         _ => return Err(bad("instructions: must be a string")),
     }
-    input_items(&req["input"], &mut messages)?;
+    input_items(&mut req["input"], &mut messages)?;
 
     let mut chat = Map::new();
     if let Some(model) = req["model"].as_str() {
@@ -310,8 +310,8 @@ pub fn to_chat(req: &Value) -> Result<(Value, Map<String, Value>), GatewayError>
         // Providers with a thinking budget read it; the others drop it.
         chat.insert("reasoning_effort".into(), effort.into());
     }
-    tools(req, &mut chat)?;
-    text_format(req, &mut chat)?;
+    tools(&req, &mut chat)?;
+    text_format(&req, &mut chat)?;
     match &req["stream"] {
         Value::Null | Value::Bool(false) => {}
         Value::Bool(true) => {
@@ -677,11 +677,11 @@ mod tests {
     use std::rc::Rc;
 
     fn chat(req: Value) -> Value {
-        to_chat(&req).unwrap().0
+        to_chat(req).unwrap().0
     }
 
     fn refusal(req: Value) -> String {
-        to_chat(&req).unwrap_err().message
+        to_chat(req).unwrap_err().message
     }
 
     fn exchange(provider: &str) -> Exchange {
@@ -739,7 +739,7 @@ mod tests {
         }
         assert!(refusal(json!({"input": "x", "background": true})).starts_with("background:"));
         assert!(refusal(json!({"input": "x", "store": true})).starts_with("store:"));
-        assert!(to_chat(&json!({"input": "x", "store": false, "background": false})).is_ok());
+        assert!(to_chat(json!({"input": "x", "store": false, "background": false})).is_ok());
         for tool in ["web_search", "file_search", "code_interpreter", "computer_use_preview", "mcp", "image_generation"] {
             assert!(refusal(json!({"input": "x", "tools": [{"type": "function", "name": "f"}, {"type": tool}]})).starts_with("tools.1.type:"), "{tool}");
         }
