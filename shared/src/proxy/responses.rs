@@ -160,12 +160,15 @@ fn input_items(input: &mut Value, messages: &mut Vec<Value>) -> Result<(), Gatew
     };
     for (i, item) in items.iter_mut().enumerate() {
         let at = format!("input.{i}");
-        let kind = item["type"].as_str().unwrap_or(if item["role"].is_string() { "message" } else { "(none)" }).to_string();
-        match kind.as_str() {
+        // The texts are moved out first; the rest is only read.
+        let mut content = item.get_mut("content").map(Value::take).unwrap_or_default();
+        let mut output = item.get_mut("output").map(Value::take).unwrap_or_default();
+        let item = &*item;
+        let kind = item["type"].as_str().unwrap_or(if item["role"].is_string() { "message" } else { "(none)" });
+        match kind {
             "message" => {
-                let role = item["role"].as_str().map(str::to_string);
-                let content = &mut item["content"];
-                match role.as_deref() {
+                let content = &mut content;
+                match item["role"].as_str() {
                     Some("user") => messages.push(json!({"role": "user", "content": user_content(content, &at)?})),
                     Some("assistant") => {
                         let text = text_parts(content, &["output_text", "refusal", "input_text"], &at)?;
@@ -184,8 +187,8 @@ fn input_items(input: &mut Value, messages: &mut Vec<Value>) -> Result<(), Gatew
                 push_tool_call(messages, json!({"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}));
             }
             "function_call_output" => {
-                let call_id = item["call_id"].as_str().ok_or_else(|| bad(format!("{at}.call_id: Field required")))?.to_string();
-                let output = match &mut item["output"] {
+                let call_id = item["call_id"].as_str().ok_or_else(|| bad(format!("{at}.call_id: Field required")))?;
+                let output = match &mut output {
                     Value::String(s) => std::mem::take(s),
                     parts @ Value::Array(_) => text_parts(parts, &["input_text", "output_text"], &at)?,
                     _ => return Err(bad(format!("{at}.output: must be a string or a list of text parts"))),
