@@ -46,14 +46,21 @@ def wasm_filter(name, module, config):
                   value: '{body}'"""
 
 
+# As the shipped configs run ai-proxy: publishing the access log's keys.
+STATISTICS = {"logging": {"log_statistics": True}}
+
+
 def filters(upstream):
     url = f"http://127.0.0.1:{upstream}"
+    passthrough = {"route_type": "llm/v1/chat", "model": {"provider": "openai", "options": {"upstream_url": url + "/v1/chat/completions"}}}
     return {
-        "proxy": ("ai-proxy", "ai_proxy", {"route_type": "llm/v1/chat", "model": {"provider": "openai", "options": {"upstream_url": url + "/v1/chat/completions"}}}),
-        "anthropic": ("ai-proxy-anthropic", "ai_proxy", {"auth": {"header_name": "x-api-key", "header_value": "bench"}, "model": {"provider": "anthropic", "options": {"upstream_url": url}}}),
+        "proxy": ("ai-proxy", "ai_proxy", {**passthrough, **STATISTICS}),
+        # What a user without access-log analytics runs.
+        "proxy_quiet": ("ai-proxy", "ai_proxy", passthrough),
+        "anthropic": ("ai-proxy-anthropic", "ai_proxy", {"auth": {"header_name": "x-api-key", "header_value": "bench"}, "model": {"provider": "anthropic", "options": {"upstream_url": url}}, **STATISTICS}),
         # OpenAI Responses API clients, translated to Anthropic through chat.
         "responses_anthropic": ("ai-proxy-responses", "ai_proxy", {"route_type": "llm/v1/responses", "auth": {"header_name": "x-api-key", "header_value": "bench"},
-                                                                  "model": {"provider": "anthropic", "options": {"upstream_url": url}}}),
+                                                                  "model": {"provider": "anthropic", "options": {"upstream_url": url}}, **STATISTICS}),
         "guard": ("ai-prompt-guard", "ai_prompt_guard", {"deny_patterns": GUARD_PATTERNS}),
         "guard_stream": ("ai-prompt-guard", "ai_prompt_guard", {"deny_patterns": GUARD_PATTERNS, "guard_response": True}),
         "decorator": ("ai-prompt-decorator", "ai_prompt_decorator", {"prompts": {"prepend": [{"role": "system", "content": "You are the ACME assistant."}], "append": [{"role": "user", "content": "Answer briefly."}]}}),
@@ -63,7 +70,7 @@ def filters(upstream):
         # balancer, the route's matcher and a translator on every try.
         "advanced": ("ai-proxy-advanced", "ai_proxy_advanced", {
             "balancer": {"algorithm": "round-robin", "retries": 1, "failover_criteria": ["error", "http_429"]},
-            "targets": [{"model": {"provider": "openai", "name": f"bench-{i}", "options": {"upstream_url": url + "/v1/chat/completions"}}} for i in range(2)]}),
+            "targets": [{"model": {"provider": "openai", "name": f"bench-{i}", "options": {"upstream_url": url + "/v1/chat/completions"}}, **STATISTICS} for i in range(2)]}),
         # The host's own cost: a bench-only filter (bench/floor-filter).
         "noop": ("floor-noop", "floor", "noop"),
         "read": ("floor-read", "floor", "read"),
@@ -91,6 +98,7 @@ TARGETS = [
     ("floor: 1 parse-and-rewrite filter", ["rewrite"]),
     ("floor: 5 parse-and-rewrite filters", ["rewrite"] * 5),
     ("ai-proxy openai passthrough", ["proxy"]),
+    ("ai-proxy passthrough, statistics off", ["proxy_quiet"]),
     ("ai-proxy to anthropic", ["anthropic"]),
     ("ai-proxy responses to anthropic", ["responses_anthropic"]),
     ("ai-proxy-advanced, round-robin", ["advanced"]),
@@ -101,6 +109,7 @@ TARGETS = [
     ("rate limit + ai-proxy, local", ["ratelimit", "proxy"]),
     ("rate limit + ai-proxy, shared (RLS, Redis)", ["ratelimit_shared", "proxy"]),
     ("full chain", ["template", "decorator", "guard", "ratelimit", "proxy"]),
+    ("full chain, statistics off", ["template", "decorator", "guard", "ratelimit", "proxy_quiet"]),
 ]
 
 
@@ -361,11 +370,11 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--seconds", type=int, default=3)
     ap.add_argument("--out", default=str(ROOT / "bench"), help="where results.md and results.json go")
-    ap.add_argument("--only", help="comma-separated targets to compare (bare Envoy and their floor are added); skips the extra sections")
+    ap.add_argument("--only", help="semicolon-separated targets (names hold commas) to compare (bare Envoy and their floor are added); skips the extra sections")
     args = ap.parse_args()
     targets = TARGETS
     if args.only:
-        wanted = {t.strip() for t in args.only.split(",")}
+        wanted = {t.strip() for t in args.only.split(";")}
         unknown = wanted - {n for n, _ in TARGETS}
         if unknown:
             sys.exit(f"--only: unknown targets {sorted(unknown)}; known: {[n for n, _ in TARGETS]}")

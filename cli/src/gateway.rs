@@ -527,7 +527,19 @@ fn proxy_config(route: &str, anthropic_format: bool, auth: Option<Value>, model:
     for (k, v) in extra.into_iter().flatten() {
         config.insert(k.clone(), v.clone());
     }
-    Value::Object(config)
+    with_statistics(Value::Object(config))
+}
+
+/// The rendered access log reads ai-proxy's statistics keys, so they are
+/// published unless the file's `aiProxy.logging` turns them off.
+fn with_statistics(mut config: Value) -> Value {
+    if let Some(config) = config.as_object_mut() {
+        let logging = config.entry("logging").or_insert_with(|| json!({}));
+        if let Some(logging) = logging.as_object_mut() {
+            logging.entry("log_statistics").or_insert(json!(true));
+        }
+    }
+    config
 }
 
 /// `count_tokens` passes through to Anthropic's own API only.
@@ -539,7 +551,7 @@ fn count_tokens(provider: &str, options: &Map<String, Value>, anthropic_format: 
     if let Some(v) = options.get("anthropic_version") {
         o.insert("anthropic_version".into(), v.clone());
     }
-    Some(json!({"route_type": "preserve", "auth": auth, "model": model_json("anthropic", None, o)}))
+    Some(with_statistics(json!({"route_type": "preserve", "auth": auth, "model": model_json("anthropic", None, o)})))
 }
 
 /// Parses and checks a gateway file. `text` may hold several YAML documents.

@@ -604,6 +604,16 @@ pub struct BalancerReport {
 impl AdvancedConfig {
     pub fn report(&self, records: &[TryRecord]) -> BalancerReport {
         let mut r = BalancerReport::default();
+        self.report_into(records, &mut r);
+        if !self.log_statistics() {
+            // The access log's keys, published only when a target's
+            // `logging.log_statistics` asks for them (a host call each).
+            r.properties.clear();
+        }
+        r
+    }
+
+    fn report_into(&self, records: &[TryRecord], r: &mut BalancerReport) {
         let label = |t: u8| self.target(t).map_or("unknown", |t| t.name.as_str());
         if let Some(last) = records.last() {
             r.properties.push(("ai.target", label(last.target).to_string()));
@@ -637,7 +647,11 @@ impl AdvancedConfig {
             r.properties.push(("ai.fallback_skipped", format!("{}:{status}", label(last.target))));
             r.counters.push((name("ai_balancer_fallback_skipped_total", &[("target", label(last.target))]), 1));
         }
-        r
+    }
+
+    /// Some target publishes the access log's keys.
+    fn log_statistics(&self) -> bool {
+        self.targets.iter().any(|t| t.proxy.logging.log_statistics)
     }
 
     /// How many tries the router was told it may make.
@@ -854,7 +868,7 @@ mod tests {
     const TARGETS: &str = r#"[
         {"model": {"provider": "openai", "name": "gpt-4o"}, "auth": {"header_name": "Authorization", "header_value": "Bearer a"}, "weight": 70},
         {"model": {"provider": "anthropic", "name": "claude"}, "auth": {"header_name": "x-api-key", "header_value": "b"}, "weight": 25},
-        {"model": {"provider": "mistral", "name": "m"}, "auth": {"header_name": "Authorization", "header_value": "Bearer c"}, "weight": 5}
+        {"model": {"provider": "mistral", "name": "m"}, "auth": {"header_name": "Authorization", "header_value": "Bearer c"}, "weight": 5, "logging": {"log_statistics": true}}
     ]"#;
 
     fn with(balancer: &str) -> AdvancedConfig {
@@ -1104,6 +1118,11 @@ mod tests {
         assert!(r.counters.contains(&("ai_balancer_fallbacks_total.from.openai.to.anthropic".into(), 1)));
         assert!(r.counters.contains(&("ai_balancer_tries_total.target.mistral.outcome.success".into(), 1)));
         assert!(!r.properties.iter().any(|(k, _)| *k == "ai.fallback_skipped"), "a served request skipped nothing");
+        // No target logs statistics: the same counters, no access-log keys.
+        let quiet = config(r#"{"targets": [{"model": {"provider": "openai"}}, {"model": {"provider": "anthropic", "name": "c"}}, {"model": {"provider": "mistral"}}]}"#).unwrap();
+        let r = quiet.report(&records);
+        assert!(r.properties.is_empty());
+        assert!(r.counters.contains(&("ai_balancer_tries_total.target.mistral.outcome.success".into(), 1)));
     }
 
     #[test]

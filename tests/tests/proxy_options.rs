@@ -24,7 +24,7 @@ fn gateway() -> &'static (Gateway, u64) {
             let yaml = configure(yaml, "ai-proxy-local-chat", json!({
                 "auth": {"param_name": "key", "param_value": "gw-query-secret", "param_location": "query"},
                 "model": {"provider": "openai", "options": {"upstream_url": local("/v1/chat/completions")}},
-                "logging": {"log_payloads": true}
+                "logging": {"log_payloads": true, "log_statistics": true}
             }));
             let yaml = configure(yaml, "ai-proxy-local-completions", json!({
                 "route_type": "llm/v1/completions",
@@ -94,8 +94,11 @@ fn query_credential_replaces_the_clients_and_payloads_are_logged() {
 
 #[test]
 fn body_credential_is_added_and_the_clients_replaced() {
-    let (resp, got, _) = post("/v1/completions", json!({"model": "m", "prompt": "two words", "api_key": "client-secret"}), &[]);
+    let (resp, got, id) = post("/v1/completions", json!({"model": "m", "prompt": "two words", "api_key": "client-secret"}), &[]);
     assert_eq!(resp.status, 200, "{}", resp.text());
+    // No log_statistics on this route: the access log's keys stay unset.
+    let line = gateway().0.envoy.access_log(&id);
+    assert_eq!((line["ai_provider"].as_str(), &line["ai_total_tokens"], &line["client_path"]), (Some("openai"), &Value::Null, &Value::Null), "{line}");
     let sent = got[0].json();
     assert_eq!(sent["api_key"], "gw-body-secret");
     assert_eq!(sent["prompt"], "two words");

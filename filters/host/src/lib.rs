@@ -159,6 +159,12 @@ pub fn env_var(name: &str) -> Option<String> {
 /// Reads and parses a filter's plugin configuration; on error the log line
 /// names the field, and Envoy refuses the configuration.
 pub fn configure<T>(filter: &str, parse: impl FnOnce(&[u8]) -> Result<T, codec::config::ConfigError>) -> Option<T> {
+    // Envoy's level for wasm logs, so lines it would drop are not even
+    // formatted (and the debug-only ones can be turned on).
+    tick();
+    if let Ok(level) = hostcalls::get_log_level() {
+        proxy_wasm::set_log_level(level);
+    }
     match parse(&plugin_configuration()) {
         Ok(config) => Some(config),
         Err(err) => {

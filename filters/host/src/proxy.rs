@@ -90,6 +90,11 @@ impl<H: Hooks> ProxyRequest<H> {
         Action::Pause
     }
 
+    /// The access log's keys are published (`logging.log_statistics`).
+    fn statistics(&self) -> bool {
+        self.exchange.config().logging.log_statistics
+    }
+
     fn log_payload(&self, key: &str, body: &[u8]) {
         if self.exchange.config().logging.log_payloads {
             let text = capped(body);
@@ -102,8 +107,10 @@ impl<H: Hooks> ProxyRequest<H> {
     /// call instead of one per header looked up).
     fn apply_request_edits(&mut self, headers: Vec<(String, String)>) {
         let path = crate::lookup(&headers, ":path").unwrap_or_default();
-        // The client's path without its query (which may hold a key).
-        crate::set_property("ai.client_path", path.split('?').next().unwrap_or_default().as_bytes());
+        if self.statistics() {
+            // The client's path without its query (which may hold a key).
+            crate::set_property("ai.client_path", path.split('?').next().unwrap_or_default().as_bytes());
+        }
         let edits = self.exchange.header_edits(&path, &|name| crate::lookup(&headers, name));
         self.hooks.apply(&edits, headers);
         self.timing.sent_ms = now_ms();
@@ -123,7 +130,8 @@ impl<H: Hooks> ProxyRequest<H> {
         if self.timing.first_chunk_ms.is_some() {
             self.timing.end_ms = now_ms();
         }
-        let report = self.exchange.report(self.replied, self.consumer.as_deref(), &self.timing, &mut self.labels.borrow_mut());
+        let line = log::log_enabled!(log::Level::Debug);
+        let report = self.exchange.report(self.replied, self.consumer.as_deref(), &self.timing, &mut self.labels.borrow_mut(), line);
         for (key, value) in &report.properties {
             crate::set_property(key, value.as_bytes());
         }
@@ -137,7 +145,7 @@ impl<H: Hooks> ProxyRequest<H> {
             log::warn!("{problem}");
         }
         if let Some(line) = &report.statistics {
-            log::info!("{line}");
+            log::debug!("{line}");
         }
         self.hooks.finished(&self.exchange, self.replied, &self.timing);
     }
@@ -150,11 +158,14 @@ impl<H: Hooks> ProxyRequest<H> {
         let id: String = request_id.chars().filter(char::is_ascii_alphanumeric).take(32).collect();
         let id = if id.is_empty() { format!("{:x}{:x}", crate::unix_nanos(), self.context_id) } else { id };
         self.exchange.begin(id, crate::unix_seconds());
+        // Always: the rate limiter reads it to know ai-proxy will charge.
         crate::set_property("ai.provider", self.exchange.config().provider.as_str().as_bytes());
-        crate::set_property("ai.route_type", self.exchange.config().route_type.as_str().as_bytes());
+        if self.statistics() {
+            crate::set_property("ai.route_type", self.exchange.config().route_type.as_str().as_bytes());
+        }
         if let Some(name) = &self.exchange.config().consumer_header {
             self.consumer = header(name);
-            if let Some(c) = &self.consumer {
+            if let (Some(c), true) = (&self.consumer, self.statistics()) {
                 crate::set_property("ai.consumer", c.as_bytes());
             }
         }
@@ -206,7 +217,7 @@ impl<H: Hooks> HttpContext for ProxyRequest<H> {
             Ok(None) => {}
             Err(err) => return self.reject(&err),
         }
-        if let Some(model) = self.exchange.requested_model() {
+        if let (Some(model), true) = (self.exchange.requested_model(), self.statistics()) {
             crate::set_property("ai.request_model", model.as_bytes());
         }
         let headers = std::mem::take(&mut self.headers);

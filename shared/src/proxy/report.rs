@@ -60,7 +60,7 @@ pub struct Report {
     pub properties: Vec<(&'static str, String)>,
     pub counters: Vec<(String, u64)>,
     pub histograms: Vec<(String, u64)>,
-    /// The `log_statistics` line.
+    /// The `log_statistics` line, for Envoy's log at debug level.
     pub statistics: Option<String>,
     /// Why the upstream answer could not be used, for a warning.
     pub problem: Option<String>,
@@ -75,42 +75,54 @@ impl Exchange {
         }
     }
 
-    /// The report for a request that ended. `replied`: the filter answered
-    /// the client itself. `consumer`: from the trusted consumer header.
-    pub fn report(&self, replied: bool, consumer: Option<&str>, timing: &Timing, labels: &mut Labels) -> Report {
-        let mut r = Report { problem: self.problem().map(str::to_string), ..Default::default() };
-        let usage = self.usage();
-        let cost = self.cost();
+    /// The split keys access logs read, for `logging.log_statistics`.
+    fn push_statistics(&self, out: &mut Vec<(&'static str, String)>, cost: Option<f64>, latency: Option<u64>, ttft: Option<u64>) {
         if let Some(model) = self.response_model() {
-            r.properties.push(("ai.response_model", model.to_string()));
+            out.push(("ai.response_model", model.to_string()));
         }
-        if let Some(u) = usage {
-            // For later filters, in one read; the split keys for access logs.
-            let value = if self.usage_estimated() { crate::usage::format_estimated(&u) } else { crate::usage::format_usage(&u) };
-            r.properties.push(("ai.usage", value));
+        if let Some(u) = self.usage() {
             if self.usage_estimated() {
-                r.properties.push(("ai.usage_estimated", "true".to_string()));
+                out.push(("ai.usage_estimated", "true".to_string()));
             }
-            r.properties.push(("ai.prompt_tokens", u.prompt_tokens.to_string()));
-            r.properties.push(("ai.completion_tokens", u.completion_tokens.to_string()));
-            r.properties.push(("ai.total_tokens", u.total_tokens.to_string()));
+            out.push(("ai.prompt_tokens", u.prompt_tokens.to_string()));
+            out.push(("ai.completion_tokens", u.completion_tokens.to_string()));
+            out.push(("ai.total_tokens", u.total_tokens.to_string()));
             if let Some(d) = u.prompt_tokens_details {
-                r.properties.push(("ai.cached_tokens", d.cached_tokens.to_string()));
+                out.push(("ai.cached_tokens", d.cached_tokens.to_string()));
             }
             if let Some(d) = u.completion_tokens_details {
-                r.properties.push(("ai.reasoning_tokens", d.reasoning_tokens.to_string()));
+                out.push(("ai.reasoning_tokens", d.reasoning_tokens.to_string()));
             }
         }
         if let Some(cost) = cost {
-            r.properties.push(("ai.cost", format!("{cost:.8}")));
+            out.push(("ai.cost", format!("{cost:.8}")));
         }
-        let latency = between(timing.sent_ms, timing.answered_ms);
-        let ttft = between(timing.sent_ms, timing.first_chunk_ms).filter(|_| self.is_stream());
         if let Some(ms) = latency {
-            r.properties.push(("ai.upstream_latency_ms", ms.to_string()));
+            out.push(("ai.upstream_latency_ms", ms.to_string()));
         }
         if let Some(ms) = ttft {
-            r.properties.push(("ai.ttft_ms", ms.to_string()));
+            out.push(("ai.ttft_ms", ms.to_string()));
+        }
+    }
+
+    /// The report for a request that ended. `replied`: the filter answered
+    /// the client itself. `consumer`: from the trusted consumer header.
+    /// `line`: the statistics line would be logged (debug level is on).
+    pub fn report(&self, replied: bool, consumer: Option<&str>, timing: &Timing, labels: &mut Labels, line: bool) -> Report {
+        let mut r = Report { problem: self.problem().map(str::to_string), ..Default::default() };
+        let usage = self.usage();
+        let cost = self.cost();
+        let latency = between(timing.sent_ms, timing.answered_ms);
+        let ttft = between(timing.sent_ms, timing.first_chunk_ms).filter(|_| self.is_stream());
+        if let Some(u) = usage {
+            // Always: the rate limiter charges it, in one read.
+            let value = if self.usage_estimated() { crate::usage::format_estimated(&u) } else { crate::usage::format_usage(&u) };
+            r.properties.push(("ai.usage", value));
+        }
+        // The access log's keys cost a host call each: written only when
+        // logging asks for them, as Kong's analytics are.
+        if self.config().logging.log_statistics {
+            self.push_statistics(&mut r.properties, cost, latency, ttft);
         }
 
         let provider = self.config().provider.as_str();
@@ -149,7 +161,7 @@ impl Exchange {
         if let Some(ms) = ttft {
             r.histograms.push((name("ai_llm_time_to_first_token_ms", &who[..2]), ms));
         }
-        if self.config().logging.log_statistics {
+        if line && self.config().logging.log_statistics {
             let u = usage.unwrap_or_default();
             let or_dash = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
             r.statistics = Some(format!(
@@ -194,7 +206,7 @@ mod tests {
         x.response_headers(200, Some("text/event-stream"));
         x.response_chunk(b"data: {\"model\":\"gpt-4o-2024\",\"choices\":[],\"usage\":{\"prompt_tokens\":1000,\"completion_tokens\":11,\"total_tokens\":1011}}\n\ndata: [DONE]\n\n", true);
         let timing = Timing { sent_ms: Some(100), answered_ms: Some(150), first_chunk_ms: Some(160), end_ms: Some(360) };
-        let r = x.report(false, Some("alice"), &timing, &mut Labels::default());
+        let r = x.report(false, Some("alice"), &timing, &mut Labels::default(), true);
         assert!(r.properties.contains(&("ai.total_tokens", "1011".into())));
         assert!(r.properties.contains(&("ai.usage", "1000,11,1011".into())));
         assert!(r.properties.contains(&("ai.cost", "0.00261000".into())));
@@ -206,6 +218,21 @@ mod tests {
         assert!(r.histograms.contains(&("ai_llm_time_per_output_token_ms.provider.openai.model.gpt-4o-2024".into(), 20)));
         assert!(r.histograms.contains(&("ai_llm_provider_latency_ms.provider.openai.model.gpt-4o-2024".into(), 50)));
         assert!(r.statistics.unwrap().contains("outcome=success stream=true prompt_tokens=1000"));
+    }
+
+    #[test]
+    fn without_log_statistics_only_the_charged_usage_is_published() {
+        let mut x = exchange(r#"{"model":{"provider":"openai","name":"gpt-4o","options":{"input_cost":2.5,"output_cost":10}}}"#);
+        x.request_body(br#"{"messages":[]}"#).unwrap();
+        x.response_headers(200, Some("application/json"));
+        x.response_body(br#"{"model":"gpt-4o","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#);
+        let timing = Timing { sent_ms: Some(100), answered_ms: Some(150), ..Default::default() };
+        let r = x.report(false, None, &timing, &mut Labels::default(), true);
+        assert_eq!(r.properties, vec![("ai.usage", "3,2,5".to_string())]);
+        assert!(r.statistics.is_none());
+        // The metrics do not depend on it.
+        assert_eq!(counter(&r, "ai_llm_tokens_total.provider.openai.model.gpt-4o.consumer.anonymous.token_type.total"), Some(5));
+        assert!(counter(&r, "ai_llm_cost_microunits_total.provider.openai.model.gpt-4o.consumer.anonymous").is_some());
     }
 
     #[test]
@@ -221,7 +248,7 @@ mod tests {
         x.request_body(br#"{"messages":[]}"#).unwrap();
         x.response_headers(200, Some("text/html"));
         assert_eq!(x.outcome(false), Outcome::UpstreamError, "a 200 that is no answer");
-        let r = x.report(false, None, &Timing::default(), &mut Labels::default());
+        let r = x.report(false, None, &Timing::default(), &mut Labels::default(), true);
         assert!(r.problem.is_some());
         assert_eq!(counter(&r, "ai_llm_requests_total.provider.openai.model.gpt-4o.consumer.anonymous.outcome.upstream_error"), Some(1));
         assert!(r.histograms.is_empty() && !r.properties.iter().any(|(k, _)| *k == "ai.total_tokens"));
@@ -232,9 +259,9 @@ mod tests {
         let mut labels = Labels::default();
         let x = exchange(r#"{"model":{"provider":"openai"}}"#);
         for i in 0..MAX_CONSUMERS {
-            x.report(true, Some(&format!("c{i}")), &Timing::default(), &mut labels);
+            x.report(true, Some(&format!("c{i}")), &Timing::default(), &mut labels, false);
         }
-        let r = x.report(true, Some("one-too-many"), &Timing::default(), &mut labels);
+        let r = x.report(true, Some("one-too-many"), &Timing::default(), &mut labels, false);
         assert_eq!(counter(&r, "ai_llm_requests_total.provider.openai.model.unknown.consumer.other.outcome.gateway_reject"), Some(1));
     }
 }
