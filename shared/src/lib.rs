@@ -10,6 +10,7 @@ pub mod digest;
 pub mod error;
 pub mod guard;
 pub mod headers;
+pub mod mcp;
 pub mod metrics;
 pub mod openai;
 pub mod patterns;

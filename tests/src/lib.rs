@@ -5,6 +5,7 @@ pub mod envoy;
 pub mod fake;
 pub mod fake_native;
 pub mod http;
+pub mod mcp;
 pub mod process;
 pub mod prometheus;
 pub mod redis_server;

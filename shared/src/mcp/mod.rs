@@ -1,0 +1,623 @@
+//! ai-mcp-proxy's logic (Kong's `passthrough-listener` mode): in front of an
+//! MCP server (Streamable HTTP, every revision from 2025-03-26 to the
+//! stateless 2026-07-28), it reads each JSON-RPC message the client posts,
+//! refuses `tools/call`s the consumer's ACL denies (answered here, in
+//! JSON-RPC, never forwarded), cuts `tools/list` answers down to the tools
+//! the consumer may call (JSON and SSE answers), and counts what happened.
+
+pub mod acl;
+pub mod config;
+pub mod jsonrpc;
+pub mod response;
+
+use crate::metrics::{name, LabelCap};
+use crate::sse::{SseDecoder, SseEvent};
+use acl::Subject;
+use config::McpConfig;
+use jsonrpc::{RpcError, HEADER_MISMATCH, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST};
+use response::{CallOutcome, Lists};
+use std::rc::Rc;
+
+/// Bytes of one answer read to learn a call's outcome; a larger answer
+/// passes unread (outcome `unknown`).
+const MAX_OBSERVED: usize = 1024 * 1024;
+/// The largest SSE event held to be cut down; past it the stream's
+/// unanswered `tools/list` requests are answered with an error.
+const MAX_EVENT: usize = 8 * 1024 * 1024;
+
+/// What the filter does with a request.
+#[derive(Debug, PartialEq)]
+pub enum Verdict {
+    Forward,
+    /// Answered here: status and a JSON body.
+    Reply { status: u16, body: String },
+}
+
+/// How the answer is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseMode {
+    /// Not looked at.
+    Pass,
+    /// A JSON answer holding a `tools/list` result: held whole, cut down.
+    Buffer,
+    /// Passed on as it comes; a copy is read for the calls' outcomes.
+    Observe,
+    /// An SSE stream whose events may hold `tools/list` results: each
+    /// complete event is passed on, cut down where needed.
+    Filter,
+}
+
+/// One request message's fate, as the `outcome` label says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    ToolError,
+    Error,
+    Denied,
+    Invalid,
+    /// The answer was not seen (a stream cut, a notification, too large).
+    Unknown,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::ToolError => "tool_error",
+            Outcome::Error => "error",
+            Outcome::Denied => "denied",
+            Outcome::Invalid => "invalid",
+            Outcome::Unknown => "unknown",
+        }
+    }
+}
+
+/// A request message of the body.
+#[derive(Debug)]
+struct Request {
+    id: Option<String>,
+    method: String,
+    tool: Option<String>,
+    outcome: Outcome,
+    error_code: Option<i64>,
+    answered_ms: Option<u64>,
+}
+
+/// Label caps shared by every request of one plugin instance.
+#[derive(Debug)]
+pub struct Labels {
+    methods: LabelCap,
+    tools: LabelCap,
+    consumers: LabelCap,
+}
+
+impl Default for Labels {
+    fn default() -> Self {
+        Labels { methods: LabelCap::new(32), tools: LabelCap::new(128), consumers: LabelCap::new(100) }
+    }
+}
+
+/// Everything to publish when a request ends.
+#[derive(Debug, Default, PartialEq)]
+pub struct Report {
+    pub properties: Vec<(&'static str, String)>,
+    pub counters: Vec<(String, u64)>,
+    pub histograms: Vec<(String, u64)>,
+}
+
+pub struct McpExchange {
+    config: Rc<McpConfig>,
+    subject: Subject,
+    session: Option<String>,
+    /// A GET stream: answers to requests this filter never saw may be
+    /// replayed on it, so any `tools/list` result in it is cut down.
+    is_stream_request: bool,
+    requests: Vec<Request>,
+    list_ids: Vec<String>,
+    audits: Vec<(String, bool)>,
+    sent_ms: Option<u64>,
+    mode: ResponseMode,
+    decoder: SseDecoder,
+    observed: Vec<u8>,
+    /// The answer is an SSE stream.
+    sse: bool,
+    removed_tools: usize,
+}
+
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json")
+}
+
+fn is_sse(content_type: &str) -> bool {
+    content_type.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("text/event-stream")
+}
+
+fn reply(status: u16, err: &RpcError) -> Verdict {
+    Verdict::Reply { status, body: err.to_json() }
+}
+
+impl McpExchange {
+    pub fn new(config: Rc<McpConfig>, subject: Subject, session: Option<String>) -> McpExchange {
+        McpExchange {
+            config,
+            subject,
+            session,
+            is_stream_request: false,
+            requests: Vec::new(),
+            list_ids: Vec::new(),
+            audits: Vec::new(),
+            sent_ms: None,
+            mode: ResponseMode::Pass,
+            decoder: SseDecoder::new(MAX_EVENT),
+            observed: Vec::new(),
+            sse: false,
+            removed_tools: 0,
+        }
+    }
+
+    pub fn config(&self) -> &McpConfig {
+        &self.config
+    }
+
+    /// The request's headers. `has_body`: a body follows. None: go on (to
+    /// `request_body` when there is a body).
+    pub fn request_headers(&mut self, method: &str, content_type: Option<&str>, content_length: Option<u64>, has_body: bool) -> Option<Verdict> {
+        self.is_stream_request = method.eq_ignore_ascii_case("GET");
+        if !method.eq_ignore_ascii_case("POST") || !has_body {
+            return None; // GET streams, DELETE, ...: the server's to answer
+        }
+        if !content_type.is_some_and(is_json) {
+            // What is not read as JSON cannot be checked: it goes nowhere.
+            let err = RpcError::new(INVALID_REQUEST, "Invalid Request: the content type must be application/json");
+            self.refused(&err);
+            return Some(reply(415, &err));
+        }
+        if content_length.is_some_and(|len| len > self.config.max_request_body_size) {
+            return Some(self.too_large());
+        }
+        None
+    }
+
+    /// The refusal of a body over `max_request_body_size`.
+    pub fn too_large(&mut self) -> Verdict {
+        let err = RpcError::new(INVALID_REQUEST, format!("Invalid Request: the body is larger than {} bytes", self.config.max_request_body_size));
+        self.refused(&err);
+        reply(413, &err)
+    }
+
+    /// A body refused before its messages could be read.
+    fn refused(&mut self, err: &RpcError) {
+        self.requests.push(Request { id: err.id.clone(), method: "invalid".into(), tool: None, outcome: Outcome::Invalid, error_code: Some(err.code), answered_ms: None });
+    }
+
+    pub fn mode(&self) -> ResponseMode {
+        self.mode
+    }
+
+    /// The whole POST body. `header`: a request header by lower-case name.
+    pub fn request_body(&mut self, body: &[u8], header: &dyn Fn(&str) -> Option<String>, now_ms: Option<u64>) -> Verdict {
+        self.sent_ms = now_ms;
+        if body.len() as u64 > self.config.max_request_body_size {
+            return self.too_large();
+        }
+        let parsed = match jsonrpc::read(body) {
+            Ok(parsed) => parsed,
+            Err(err) => {
+                self.refused(&err);
+                return reply(400, &err);
+            }
+        };
+        let messages = parsed.messages();
+        let batch = matches!(parsed, jsonrpc::Body::Batch(_));
+        let mut refusals: Vec<Option<RpcError>> = Vec::with_capacity(messages.len());
+        for m in messages {
+            let Some(method) = m.method.as_deref() else {
+                refusals.push(None); // the client answering the server
+                continue;
+            };
+            let id = m.id.map(|id| id.get().to_string());
+            let mut request = Request { id: id.clone(), method: method.to_string(), tool: None, outcome: Outcome::Unknown, error_code: None, answered_ms: None };
+            let mut refusal = None;
+            if !batch {
+                if let Some(mirrored) = header("mcp-method").filter(|h| h != method) {
+                    refusal = Some(RpcError { id: id.clone(), ..RpcError::new(HEADER_MISMATCH, format!("Header mismatch: Mcp-Method header value '{mirrored}' does not match body value '{method}'")) });
+                }
+            }
+            if method == "tools/call" && refusal.is_none() {
+                refusal = self.check_call(m, &mut request, batch, header).err();
+            } else if method == "tools/list" {
+                if let Some(id) = &id {
+                    self.list_ids.push(id.clone());
+                }
+            }
+            if let Some(err) = &refusal {
+                if request.outcome != Outcome::Denied {
+                    request.outcome = Outcome::Invalid;
+                }
+                request.error_code = Some(err.code);
+            }
+            self.requests.push(request);
+            refusals.push(refusal);
+        }
+        if refusals.iter().all(Option::is_none) {
+            return Verdict::Forward;
+        }
+        if !batch {
+            let err = refusals.into_iter().flatten().next().unwrap_or_else(|| RpcError::new(INTERNAL_ERROR, "refused"));
+            // Answerable in JSON-RPC where the message has an id; a header
+            // mismatch is a 400 as the specification has it.
+            let status = if err.id.is_none() || err.code == HEADER_MISMATCH { 400 } else { 200 };
+            return reply(status, &err);
+        }
+        // A batch goes whole or not at all: each request gets its refusal,
+        // or word that the batch was refused for another's.
+        let answers: Vec<String> = messages
+            .iter()
+            .zip(refusals)
+            .filter_map(|(m, refusal)| {
+                let id = m.id.filter(|_| m.method.is_some())?;
+                let err = refusal.unwrap_or_else(|| RpcError { id: Some(id.get().to_string()), ..RpcError::new(INVALID_REQUEST, "Invalid Request: the batch holds a call the gateway refused; nothing in it was sent") });
+                Some(err.to_json())
+            })
+            .collect();
+        for r in self.requests.iter_mut().filter(|r| r.outcome == Outcome::Unknown) {
+            r.outcome = Outcome::Invalid;
+        }
+        self.list_ids.clear();
+        Verdict::Reply { status: 200, body: format!("[{}]", answers.join(",")) }
+    }
+
+    /// A `tools/call`: read strictly, its tool's ACL decides.
+    fn check_call(&mut self, m: &jsonrpc::Message, request: &mut Request, batch: bool, header: &dyn Fn(&str) -> Option<String>) -> Result<(), RpcError> {
+        if m.id.is_none() {
+            return Err(RpcError::new(INVALID_REQUEST, "Invalid Request: tools/call needs an id"));
+        }
+        let tool = jsonrpc::tool_name(m)?;
+        if !batch {
+            if let Some(mirrored) = header("mcp-name").filter(|h| *h != tool) {
+                return Err(RpcError { id: request.id.clone(), ..RpcError::new(HEADER_MISMATCH, format!("Header mismatch: Mcp-Name header value '{mirrored}' does not match body value '{tool}'")) });
+            }
+        }
+        let allowed = self.config.acl_for(&tool).allows(&self.subject);
+        self.audits.push((tool.clone(), allowed));
+        request.tool = Some(tool.clone());
+        if allowed {
+            return Ok(());
+        }
+        request.outcome = Outcome::Denied;
+        let who = match &self.subject.consumer {
+            Some(c) => format!("consumer '{c}'"),
+            None => "anonymous requests".to_string(),
+        };
+        Err(RpcError { id: request.id.clone(), ..RpcError::new(INVALID_PARAMS, format!("Tool '{tool}' is not available for {who}")) })
+    }
+
+    fn allowed(&self, tool: &str) -> bool {
+        self.config.acl_for(tool).allows(&self.subject)
+    }
+
+    /// The answer's status and content type: how its body is read.
+    pub fn response_headers(&mut self, content_type: Option<&str>) -> ResponseMode {
+        let content_type = content_type.unwrap_or_default();
+        let has_calls = self.requests.iter().any(|r| r.id.is_some());
+        self.sse = is_sse(content_type);
+        self.mode = if self.sse {
+            if self.is_stream_request || !self.list_ids.is_empty() {
+                ResponseMode::Filter
+            } else if has_calls {
+                ResponseMode::Observe
+            } else {
+                ResponseMode::Pass
+            }
+        } else if is_json(content_type) && !self.list_ids.is_empty() {
+            ResponseMode::Buffer
+        } else if is_json(content_type) && has_calls {
+            ResponseMode::Observe
+        } else {
+            ResponseMode::Pass
+        };
+        self.mode
+    }
+
+    /// Reads one answer text; returns it cut down where needed.
+    fn read_answers(&mut self, text: &str, now_ms: Option<u64>) -> Option<String> {
+        let lists = if self.is_stream_request { Lists::Any } else { Lists::Ids(&self.list_ids) };
+        let read = response::read(text, &lists, &|tool| self.allowed(tool));
+        for (id, outcome) in read.outcomes {
+            if let Some(r) = self.requests.iter_mut().find(|r| r.id.as_deref() == Some(id.as_str()) && r.answered_ms.is_none()) {
+                (r.outcome, r.error_code) = match outcome {
+                    CallOutcome::Success => (Outcome::Success, None),
+                    CallOutcome::ToolError => (Outcome::ToolError, None),
+                    CallOutcome::Error(code) => (Outcome::Error, Some(code)),
+                };
+                r.answered_ms = now_ms.or(Some(0));
+            }
+        }
+        self.removed_tools += read.removed;
+        self.list_ids.retain(|id| !read.lists_answered.contains(id));
+        if read.unreadable {
+            // Never pass on a tools list that was not checked.
+            return Some(self.unreadable_lists());
+        }
+        read.edited
+    }
+
+    /// Errors for every `tools/list` still unanswered.
+    fn unreadable_lists(&mut self) -> String {
+        let ids = std::mem::take(&mut self.list_ids);
+        let errors: Vec<String> = ids
+            .iter()
+            .map(|id| RpcError { id: Some(id.clone()), ..RpcError::new(INTERNAL_ERROR, "the gateway could not read the server's tools list, so it was not passed on") }.to_json())
+            .collect();
+        match errors.len() {
+            0 => RpcError::new(INTERNAL_ERROR, "the gateway could not read the server's tools list, so it was not passed on").to_json(),
+            1 => errors.into_iter().next().unwrap_or_default(),
+            _ => format!("[{}]", errors.join(",")),
+        }
+    }
+
+    /// A whole JSON answer (`Buffer` mode): the body to send instead, if any.
+    pub fn response_body(&mut self, body: &[u8], now_ms: Option<u64>) -> Option<Vec<u8>> {
+        let Ok(text) = std::str::from_utf8(body) else {
+            return Some(self.unreadable_lists().into_bytes());
+        };
+        self.read_answers(text, now_ms).map(String::into_bytes)
+    }
+
+    /// A chunk of the answer (`Observe` and `Filter`): what to send instead
+    /// (None: the chunk as it is).
+    pub fn response_chunk(&mut self, chunk: &[u8], end_of_stream: bool, now_ms: &dyn Fn() -> Option<u64>) -> Option<Vec<u8>> {
+        match self.mode {
+            ResponseMode::Pass | ResponseMode::Buffer => None,
+            ResponseMode::Observe if self.sse => {
+                let mut events = Vec::new();
+                self.decoder.push(chunk, &mut events);
+                if end_of_stream {
+                    self.decoder.finish(&mut events);
+                }
+                let now = if events.is_empty() { None } else { now_ms() };
+                for e in events.iter().filter(|e| e.has_data) {
+                    self.read_answers(&e.data, now);
+                }
+                None
+            }
+            ResponseMode::Observe => {
+                if self.observed.len() + chunk.len() <= MAX_OBSERVED {
+                    self.observed.extend_from_slice(chunk);
+                } else {
+                    self.observed = b"-".to_vec(); // too large: left unread
+                }
+                if end_of_stream {
+                    let observed = std::mem::take(&mut self.observed);
+                    if let Ok(text) = std::str::from_utf8(&observed) {
+                        self.read_answers(text, now_ms());
+                    }
+                }
+                None
+            }
+            ResponseMode::Filter => Some(self.filter_chunk(chunk, end_of_stream, now_ms)),
+        }
+    }
+
+    fn filter_chunk(&mut self, chunk: &[u8], end_of_stream: bool, now_ms: &dyn Fn() -> Option<u64>) -> Vec<u8> {
+        let mut events = Vec::new();
+        self.decoder.push(chunk, &mut events);
+        if end_of_stream {
+            self.decoder.finish(&mut events);
+        }
+        let mut out = Vec::with_capacity(chunk.len());
+        let now = if events.is_empty() { None } else { now_ms() };
+        for event in events {
+            match event.has_data.then(|| self.read_answers(&event.data, now)).flatten() {
+                Some(data) => encode(&event, &data, &mut out),
+                None => out.extend_from_slice(&event.raw),
+            }
+        }
+        if self.decoder.overflowed() && !self.list_ids.is_empty() {
+            // An event too large to hold was dropped: it may have been the
+            // list. Its requests get an error rather than nothing.
+            let errors = self.unreadable_lists();
+            encode(&SseEvent { event: Some("message".into()), ..Default::default() }, &errors, &mut out);
+        }
+        out
+    }
+
+    /// What this request did, for properties, metrics and the access log.
+    pub fn report(&self, server: &str, labels: &mut Labels) -> Report {
+        let mut r = Report::default();
+        let consumer = labels.consumers.admit(self.subject.label());
+        for q in self.requests.iter().filter(|q| q.id.is_some() || q.outcome == Outcome::Invalid) {
+            let method = labels.methods.admit(&q.method);
+            r.counters.push((name("ai_mcp_requests_total", &[("server", server), ("method", &method), ("outcome", q.outcome.as_str())]), 1));
+            if let Some(tool) = &q.tool {
+                let tool = labels.tools.admit(tool);
+                r.counters.push((name("ai_mcp_tool_calls_total", &[("server", server), ("tool", &tool), ("outcome", q.outcome.as_str())]), 1));
+                if let (Some(sent), Some(answered)) = (self.sent_ms, q.answered_ms) {
+                    r.histograms.push((name("ai_mcp_tool_call_latency_ms", &[("server", server), ("tool", &tool)]), answered.saturating_sub(sent)));
+                }
+                if q.outcome == Outcome::Denied {
+                    r.counters.push((name("ai_mcp_acl_denials_total", &[("server", server), ("consumer", &consumer)]), 1));
+                }
+            }
+        }
+        if self.removed_tools > 0 {
+            r.counters.push((name("ai_mcp_tools_hidden_total", &[("server", server), ("consumer", &consumer)]), self.removed_tools as u64));
+        }
+        let logging = &self.config.logging;
+        if logging.log_statistics && !self.requests.is_empty() {
+            let join = |f: &dyn Fn(&Request) -> Option<String>| self.requests.iter().filter_map(f).collect::<Vec<_>>().join(",");
+            r.properties.push(("ai.mcp.method", join(&|q| Some(q.method.clone()))));
+            let tools = join(&|q| q.tool.clone());
+            if !tools.is_empty() {
+                r.properties.push(("ai.mcp.tool", tools));
+            }
+            r.properties.push(("ai.mcp.outcome", join(&|q| Some(q.outcome.as_str().to_string()))));
+            let codes = join(&|q| q.error_code.map(|c| c.to_string()));
+            if !codes.is_empty() {
+                r.properties.push(("ai.mcp.error_code", codes));
+            }
+            if let Some(session) = &self.session {
+                r.properties.push(("ai.mcp.session", session.clone()));
+            }
+            r.properties.push(("ai.mcp.consumer", self.subject.label().to_string()));
+        }
+        if logging.log_audits && !self.audits.is_empty() {
+            let entries: Vec<serde_json::Value> = self
+                .audits
+                .iter()
+                .map(|(tool, allowed)| {
+                    serde_json::json!({"primitive_name": tool, "consumer": {"name": self.subject.label(), "groups": self.subject.groups},
+                        "scope": "primitive", "primitive": "tool", "action": if *allowed { "allow" } else { "deny" }})
+                })
+                .collect();
+            r.properties.push(("ai.mcp.audit", serde_json::Value::Array(entries).to_string()));
+        }
+        r
+    }
+}
+
+/// One SSE event with new data: its `id` and `event` kept, the data on as
+/// many `data:` lines as it has lines.
+fn encode(event: &SseEvent, data: &str, out: &mut Vec<u8>) {
+    if let Some(id) = &event.id {
+        out.extend_from_slice(format!("id: {id}\n").as_bytes());
+    }
+    if let Some(name) = &event.event {
+        out.extend_from_slice(format!("event: {name}\n").as_bytes());
+    }
+    for line in data.split('\n') {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
+    }
+    out.push(b'\n');
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+    use super::*;
+
+    const CONFIG: &str = r#"{"mode":"passthrough-listener","consumer_header":"x-consumer","logging":{"log_statistics":true,"log_audits":true},
+        "default_acl":[{"scope":"tools","deny":["interns"]}],
+        "tools":[{"name":"delete_everything","description":"d","acl":{"allow":["admin"]}}]}"#;
+
+    fn exchange(consumer: Option<&str>, groups: Option<&str>) -> McpExchange {
+        let config = Rc::new(McpConfig::from_json(CONFIG.as_bytes()).unwrap());
+        McpExchange::new(config, Subject::new(consumer.map(str::to_string), groups), Some("s-1".into()))
+    }
+
+    fn no_headers(_: &str) -> Option<String> {
+        None
+    }
+
+    fn call(tool: &str) -> String {
+        format!(r#"{{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{{"name":"{tool}","arguments":{{}}}}}}"#)
+    }
+
+    fn post(x: &mut McpExchange, body: &str) -> Verdict {
+        assert_eq!(x.request_headers("POST", Some("application/json; charset=utf-8"), Some(body.len() as u64), true), None);
+        x.request_body(body.as_bytes(), &no_headers, Some(100))
+    }
+
+    #[test]
+    fn a_denied_call_is_answered_in_json_rpc_and_counted() {
+        let mut x = exchange(Some("bob"), None);
+        let Verdict::Reply { status, body } = post(&mut x, &call("delete_everything")) else { panic!("forwarded") };
+        assert_eq!(status, 200);
+        assert_eq!(body, r#"{"jsonrpc":"2.0","id":5,"error":{"code":-32602,"message":"Tool 'delete_everything' is not available for consumer 'bob'"}}"#);
+        let r = x.report("tools", &mut Labels::default());
+        assert!(r.counters.contains(&("ai_mcp_tool_calls_total.server.tools.tool.delete_everything.outcome.denied".into(), 1)));
+        assert!(r.counters.contains(&("ai_mcp_acl_denials_total.server.tools.consumer.bob".into(), 1)));
+        assert!(r.properties.contains(&("ai.mcp.outcome", "denied".into())));
+        assert!(r.properties.contains(&("ai.mcp.session", "s-1".into())));
+        let audit = &r.properties.iter().find(|(k, _)| *k == "ai.mcp.audit").unwrap().1;
+        assert!(audit.contains(r#""action":"deny""#) && audit.contains(r#""primitive_name":"delete_everything""#));
+        // The tool's own ACL replaces the default; groups count.
+        assert_eq!(post(&mut exchange(Some("admin"), None), &call("delete_everything")), Verdict::Forward);
+        assert!(matches!(post(&mut exchange(Some("ann"), Some("interns")), &call("add")), Verdict::Reply { status: 200, .. }));
+        assert_eq!(post(&mut exchange(None, None), &call("add")), Verdict::Forward, "deny-only default: anonymous may");
+        let Verdict::Reply { body, .. } = post(&mut exchange(None, None), &call("delete_everything")) else { panic!() };
+        assert!(body.contains("not available for anonymous requests"));
+    }
+
+    #[test]
+    fn bad_input_is_refused_in_json_rpc_and_nothing_goes_upstream() {
+        let mut x = exchange(Some("bob"), None);
+        assert!(matches!(x.request_headers("POST", Some("text/plain"), None, true), Some(Verdict::Reply { status: 415, .. })));
+        assert!(matches!(x.request_headers("POST", Some("application/json"), Some(2 << 20), true), Some(Verdict::Reply { status: 413, .. })));
+        assert_eq!(x.request_headers("GET", None, None, false), None);
+        let Verdict::Reply { status, body } = post(&mut exchange(None, None), "{not json") else { panic!() };
+        assert_eq!(status, 400);
+        assert!(body.starts_with(r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700"#), "{body}");
+        // The mirrored headers of the stateless revision must agree with the body.
+        let mut x = exchange(Some("admin"), None);
+        let name = |h: &str| (h == "mcp-name").then(|| "add".to_string());
+        let Verdict::Reply { status, body } = x.request_body(call("delete_everything").as_bytes(), &name, None) else { panic!() };
+        assert_eq!(status, 400);
+        assert!(body.contains("-32020"));
+        // A batch with one denied call is refused whole.
+        let batch = format!(r#"[{{"jsonrpc":"2.0","id":1,"method":"tools/list"}},{},{{"jsonrpc":"2.0","method":"notifications/initialized"}}]"#, call("delete_everything"));
+        let Verdict::Reply { status, body } = post(&mut exchange(Some("bob"), None), &batch) else { panic!() };
+        assert_eq!(status, 200);
+        let answers: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(answers.as_array().map(Vec::len), Some(2), "no answer for the notification");
+        assert_eq!((answers[0]["id"].clone(), answers[1]["error"]["code"].clone()), (serde_json::json!(1), serde_json::json!(-32602)));
+    }
+
+    #[test]
+    fn tools_list_answers_are_cut_down_in_json_and_in_streams() {
+        let list = r#"{"jsonrpc":"2.0","id":"L","result":{"tools":[{"name":"add"},{"name":"delete_everything"}]}}"#;
+        let mut x = exchange(Some("bob"), None);
+        assert_eq!(post(&mut x, r#"{"jsonrpc":"2.0","id":"L","method":"tools/list"}"#), Verdict::Forward);
+        assert_eq!(x.response_headers(Some("application/json")), ResponseMode::Buffer);
+        let body = x.response_body(list.as_bytes(), None).unwrap();
+        assert_eq!(String::from_utf8(body).unwrap(), r#"{"jsonrpc":"2.0","id":"L","result":{"tools":[{"name":"add"}]}}"#);
+        let r = x.report("tools", &mut Labels::default());
+        assert!(r.counters.contains(&("ai_mcp_tools_hidden_total.server.tools.consumer.bob".into(), 1)));
+        assert!(r.counters.contains(&("ai_mcp_requests_total.server.tools.method.tools_list.outcome.success".into(), 1)));
+
+        // SSE, cut anywhere: a progress notification passes as sent, the
+        // answer is cut down, its event id kept.
+        let mut x = exchange(Some("bob"), None);
+        post(&mut x, r#"{"jsonrpc":"2.0","id":"L","method":"tools/list"}"#);
+        assert_eq!(x.response_headers(Some("text/event-stream")), ResponseMode::Filter);
+        let stream = format!("event: message\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}}\n\nid: e2\nevent: message\ndata: {list}\n\n");
+        let (a, b) = stream.as_bytes().split_at(stream.find("id: e2").unwrap() + 10);
+        let mut out = x.response_chunk(a, false, &|| None).unwrap();
+        assert!(out.starts_with(b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\n"), "the first event is not held back");
+        out.extend(x.response_chunk(b, true, &|| None).unwrap());
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.ends_with("id: e2\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":\"L\",\"result\":{\"tools\":[{\"name\":\"add\"}]}}\n\n"), "{out}");
+
+        // A GET stream may replay any answer: every tools list is cut down.
+        let mut x = exchange(Some("bob"), None);
+        assert_eq!(x.request_headers("GET", None, None, false), None);
+        assert_eq!(x.response_headers(Some("text/event-stream")), ResponseMode::Filter);
+        let out = x.response_chunk(format!("data: {list}\n\n").as_bytes(), false, &|| None).unwrap();
+        assert!(!String::from_utf8(out).unwrap().contains("delete_everything"));
+    }
+
+    #[test]
+    fn call_outcomes_are_read_from_the_answer() {
+        let mut x = exchange(Some("admin"), None);
+        post(&mut x, &call("add"));
+        assert_eq!(x.response_headers(Some("text/event-stream")), ResponseMode::Observe);
+        let event = "data: {\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{\"content\":[],\"isError\":true}}\n\n";
+        assert_eq!(x.response_chunk(event.as_bytes(), true, &|| Some(130)), None);
+        let r = x.report("tools", &mut Labels::default());
+        assert!(r.counters.contains(&("ai_mcp_tool_calls_total.server.tools.tool.add.outcome.tool_error".into(), 1)));
+        assert!(r.histograms.contains(&("ai_mcp_tool_call_latency_ms.server.tools.tool.add".into(), 30)));
+        let mut x = exchange(Some("admin"), None);
+        post(&mut x, &call("add"));
+        assert_eq!(x.response_headers(Some("application/json")), ResponseMode::Observe);
+        let (a, b) = r#"{"jsonrpc":"2.0","id":5,"error":{"code":-32601,"message":"x"}}"#.split_at(20);
+        x.response_chunk(a.as_bytes(), false, &|| None);
+        x.response_chunk(b.as_bytes(), true, &|| None);
+        let r = x.report("tools", &mut Labels::default());
+        assert!(r.properties.contains(&("ai.mcp.error_code", "-32601".into())));
+        assert!(r.counters.contains(&("ai_mcp_tool_calls_total.server.tools.tool.add.outcome.error".into(), 1)));
+    }
+}

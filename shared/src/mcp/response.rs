@@ -1,0 +1,221 @@
+//! Reads the server's answers: `tools/list` results cut down to the tools
+//! the consumer may call, and each `tools/call`'s outcome. The answer is
+//! edited in place (the kept tools' bytes, and everything around them, stay
+//! as the server wrote them), so nothing but the removed tools changes:
+//! no key reordering, no `[]` turned into `{}`.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// Which answers are `tools/list` results to cut down.
+pub enum Lists<'a> {
+    /// Answers to these request ids (raw JSON, as the client sent them).
+    Ids(&'a [String]),
+    /// Any answer with a `result.tools` list: a stream that may replay
+    /// answers to requests this filter did not see (a resumed GET stream).
+    Any,
+}
+
+impl Lists<'_> {
+    fn wants(&self, id: Option<&RawValue>) -> bool {
+        match self {
+            Lists::Any => true,
+            Lists::Ids(ids) => id.is_some_and(|id| ids.iter().any(|i| i == id.get())),
+        }
+    }
+}
+
+/// How a `tools/call` ended, as the server answered it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallOutcome {
+    Success,
+    /// A result with `isError: true`: the tool ran and failed.
+    ToolError,
+    /// A JSON-RPC error.
+    Error(i64),
+}
+
+/// One JSON-RPC answer, as far as this filter reads it.
+#[derive(Deserialize)]
+struct Answer<'a> {
+    #[serde(borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    result: Option<&'a RawValue>,
+    error: Option<ErrorView>,
+}
+
+#[derive(Deserialize)]
+struct ErrorView {
+    code: i64,
+}
+
+#[derive(Deserialize)]
+struct ListResult<'a> {
+    #[serde(borrow)]
+    tools: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct CallResult {
+    #[serde(rename = "isError", default)]
+    is_error: bool,
+}
+
+#[derive(Deserialize)]
+struct ToolName {
+    name: String,
+}
+
+/// What one answer text (a JSON body, or one SSE event's data) holds.
+#[derive(Debug, Default, PartialEq)]
+pub struct Read {
+    /// The text with denied tools removed; None when unchanged.
+    pub edited: Option<String>,
+    /// (raw id, outcome) of every answer in it.
+    pub outcomes: Vec<(String, CallOutcome)>,
+    /// Raw ids of the tools/list answers that were cut down (or checked).
+    pub lists_answered: Vec<String>,
+    /// How many tools were removed.
+    pub removed: usize,
+    /// A tools/list answer this filter could not read: it must not reach
+    /// the client as it is (answered by an error instead).
+    pub unreadable: bool,
+}
+
+/// Reads `text`, a single answer or a batch of them.
+pub fn read(text: &str, lists: &Lists, allowed: &dyn Fn(&str) -> bool) -> Read {
+    let mut out = Read::default();
+    let mut edits: Vec<(usize, usize, String)> = Vec::new();
+    let items: Vec<&RawValue> = if text.trim_start().starts_with('[') {
+        match serde_json::from_str(text) {
+            Ok(items) => items,
+            Err(_) => return out, // not JSON-RPC answers: nothing to edit
+        }
+    } else {
+        match serde_json::from_str::<&RawValue>(text) {
+            Ok(item) => vec![item],
+            Err(_) => return out,
+        }
+    };
+    for item in items {
+        read_answer(text, item, lists, allowed, &mut out, &mut edits);
+    }
+    if !edits.is_empty() {
+        let mut edited = String::with_capacity(text.len());
+        let mut at = 0;
+        for (start, end, replacement) in edits {
+            edited.push_str(text.get(at..start).unwrap_or_default());
+            edited.push_str(&replacement);
+            at = end;
+        }
+        edited.push_str(text.get(at..).unwrap_or_default());
+        out.edited = Some(edited);
+    }
+    out
+}
+
+/// Where `part` (borrowed from `whole`) sits in it.
+fn span(whole: &str, part: &str) -> Option<(usize, usize)> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    let end = start.checked_add(part.len())?;
+    (whole.get(start..end) == Some(part)).then_some((start, end))
+}
+
+fn read_answer(text: &str, item: &RawValue, lists: &Lists, allowed: &dyn Fn(&str) -> bool, out: &mut Read, edits: &mut Vec<(usize, usize, String)>) {
+    let Ok(answer) = serde_json::from_str::<Answer>(item.get()) else {
+        // A repeated key or a wrong type: a client could read it either way.
+        let may_be_list = match lists {
+            Lists::Any => true,
+            Lists::Ids(ids) => !ids.is_empty(),
+        };
+        out.unreadable |= may_be_list && item.get().contains("\"tools\"");
+        return;
+    };
+    let id = answer.id.map(|id| id.get().to_string());
+    if let Some(error) = &answer.error {
+        if let Some(id) = &id {
+            out.outcomes.push((id.clone(), CallOutcome::Error(error.code)));
+        }
+        return;
+    }
+    let Some(result) = answer.result else { return };
+    if let Some(id) = &id {
+        let is_error = serde_json::from_str::<CallResult>(result.get()).map(|r| r.is_error).unwrap_or(false);
+        out.outcomes.push((id.clone(), if is_error { CallOutcome::ToolError } else { CallOutcome::Success }));
+    }
+    if !lists.wants(answer.id) {
+        return;
+    }
+    let tools = match serde_json::from_str::<ListResult>(result.get()) {
+        Ok(ListResult { tools: Some(tools) }) => tools,
+        Ok(ListResult { tools: None }) if matches!(lists, Lists::Any) => return, // not a tools/list answer
+        _ => {
+            out.unreadable = true;
+            return;
+        }
+    };
+    let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(tools.get()) else {
+        out.unreadable = true;
+        return;
+    };
+    if let Some(id) = id {
+        out.lists_answered.push(id);
+    }
+    let keep: Vec<&str> = items
+        .iter()
+        .filter(|tool| serde_json::from_str::<ToolName>(tool.get()).is_ok_and(|t| allowed(&t.name)))
+        .map(|tool| tool.get())
+        .collect();
+    if keep.len() == items.len() {
+        return;
+    }
+    out.removed += items.len() - keep.len();
+    match span(text, tools.get()) {
+        Some((start, end)) => edits.push((start, end, format!("[{}]", keep.join(",")))),
+        None => out.unreadable = true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+    use super::*;
+
+    fn not_delete(name: &str) -> bool {
+        name != "delete"
+    }
+
+    #[test]
+    fn a_tools_list_answer_keeps_only_allowed_tools_byte_for_byte() {
+        let ids = ["2".to_string()];
+        let text = r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"add","inputSchema":{"type":"object","properties":{}},"tags":[]}, {"name":"delete","inputSchema":{}},{"name":"echo","x":{}}],"nextCursor":"c2"}}"#;
+        let r = read(text, &Lists::Ids(&ids), &not_delete);
+        assert_eq!(r.edited.as_deref(), Some(r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"add","inputSchema":{"type":"object","properties":{}},"tags":[]},{"name":"echo","x":{}}],"nextCursor":"c2"}}"#));
+        assert_eq!((r.removed, r.lists_answered.clone()), (1, vec!["2".to_string()]));
+        // Another id: not a tools/list this request asked for.
+        assert_eq!(read(text, &Lists::Ids(&["3".to_string()]), &not_delete).edited, None);
+        // Nothing to remove: no edit.
+        assert_eq!(read(text, &Lists::Ids(&ids), &|_| true).edited, None);
+        assert_eq!(read(text, &Lists::Ids(&ids), &|_| false).edited.unwrap(), r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[],"nextCursor":"c2"}}"#);
+    }
+
+    #[test]
+    fn batches_outcomes_and_what_cannot_be_read() {
+        let text = r#"[{"jsonrpc":"2.0","id":"a","result":{"content":[],"isError":true}},{"jsonrpc":"2.0","id":"b","error":{"code":-32601,"message":"no"}},{"jsonrpc":"2.0","id":"c","result":{"tools":[{"name":"delete"}]}}]"#;
+        let ids = [r#""c""#.to_string()];
+        let r = read(text, &Lists::Ids(&ids), &not_delete);
+        assert_eq!(r.outcomes, vec![(r#""a""#.into(), CallOutcome::ToolError), (r#""b""#.into(), CallOutcome::Error(-32601)), (r#""c""#.into(), CallOutcome::Success)]);
+        assert!(r.edited.unwrap().ends_with(r#"{"jsonrpc":"2.0","id":"c","result":{"tools":[]}}]"#));
+        // A repeated key in a tools/list answer: refused, never passed on.
+        let twice = r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[],"tools":[{"name":"delete"}]}}"#;
+        assert!(read(twice, &Lists::Ids(&["2".to_string()]), &not_delete).unreadable);
+        let not_a_list = r#"{"jsonrpc":"2.0","id":2,"result":{"tools":{"name":"delete"}}}"#;
+        assert!(read(not_a_list, &Lists::Ids(&["2".to_string()]), &not_delete).unreadable);
+        // A replayed stream: any tools list is cut down, other answers pass.
+        assert!(read(r#"{"jsonrpc":"2.0","id":9,"result":{"tools":[{"name":"delete"}]}}"#, &Lists::Any, &not_delete).edited.is_some());
+        assert_eq!(read(r#"{"jsonrpc":"2.0","id":9,"result":{"content":[]}}"#, &Lists::Any, &not_delete), Read { outcomes: vec![("9".into(), CallOutcome::Success)], ..Default::default() });
+        assert_eq!(read("not json", &Lists::Any, &not_delete), Read::default());
+    }
+}

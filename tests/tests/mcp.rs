@@ -1,0 +1,163 @@
+//! ai-mcp-proxy in a real Envoy running envoy/mcp.yaml, between the
+//! official MCP Python SDK's client and a real server built with the same
+//! SDK: ACLs for three consumers, in both protocol eras (2025-11-25 with
+//! sessions, stateless 2026-07-28), streams, bad input, metrics, logs.
+
+use ai_gateway_tests::envoy::Envoy;
+use ai_gateway_tests::http::{send, Request};
+use ai_gateway_tests::mcp::{client, McpServer};
+use ai_gateway_tests::test_id;
+use serde_json::{json, Value};
+use std::sync::OnceLock;
+
+/// The server has 6 tools of its own and 100 more (`tool_0`...).
+const EXTRA_TOOLS: usize = 100;
+
+struct Setup {
+    server: McpServer,
+    envoy: Envoy,
+    vms: u64,
+}
+
+fn setup() -> &'static Setup {
+    static SETUP: OnceLock<Setup> = OnceLock::new();
+    SETUP.get_or_init(|| {
+        let server = McpServer::start(&[], EXTRA_TOOLS);
+        let envoy = Envoy::start("mcp.yaml", server.port, 2, &[]);
+        let vms = envoy.vm_baseline();
+        Setup { server, envoy, vms }
+    })
+}
+
+fn url() -> String {
+    format!("http://127.0.0.1:{}/mcp", setup().envoy.ports.listener)
+}
+
+const ADMIN: &[(&str, &str)] = &[("x-consumer-id", "ada"), ("x-consumer-groups", "admins")];
+const DEV: &[(&str, &str)] = &[("x-consumer-id", "dev")];
+const SUSPENDED: &[(&str, &str)] = &[("x-consumer-id", "carol"), ("x-consumer-groups", "staff, suspended")];
+
+fn own_tools() -> Vec<&'static str> {
+    vec!["add", "big", "delete_everything", "echo", "slow_count", "whoami"]
+}
+
+fn listed(result: &Value) -> Vec<String> {
+    let tools = result["tools"].as_array().unwrap_or_else(|| panic!("no tools: {result}"));
+    tools.iter().filter_map(|t| t.as_str()).filter(|t| !t.starts_with("tool_")).map(str::to_string).collect()
+}
+
+#[test]
+fn each_consumer_lists_exactly_the_tools_it_may_call_in_both_protocol_eras() {
+    for mode in ["legacy", "modern"] {
+        let admin = client(&url(), "list", ADMIN, mode);
+        assert_eq!(admin["protocol"], if mode == "legacy" { "2025-11-25" } else { "2026-07-28" }, "{admin}");
+        assert_eq!(listed(&admin), own_tools(), "{mode}");
+        assert_eq!(admin["tools"].as_array().map(Vec::len), Some(6 + EXTRA_TOOLS), "the 100 extra tools pass too");
+        let dev = client(&url(), "list", DEV, mode);
+        assert_eq!(listed(&dev), own_tools().into_iter().filter(|t| *t != "delete_everything").collect::<Vec<_>>(), "{mode}");
+        let suspended = client(&url(), "list", SUSPENDED, mode);
+        assert_eq!(suspended["tools"], json!([]), "{mode}: a suspended consumer sees no tools");
+        let anonymous = client(&url(), "list", &[], mode);
+        assert_eq!(anonymous["tools"].as_array().map(Vec::len), Some(5 + EXTRA_TOOLS), "{mode}: anonymous requests match no allow list");
+    }
+    setup().envoy.assert_no_vm_crash(setup().vms);
+}
+
+#[test]
+fn a_denied_call_never_reaches_the_server_and_the_session_keeps_working() {
+    for mode in ["legacy", "modern"] {
+        let before = setup().server.calls().len();
+        let out = client(&url(), "sequence", DEV, mode);
+        let results = &out["results"];
+        assert_eq!(results[0]["structured"], json!({"result": 5}), "{out}");
+        assert_eq!(results[1]["error"]["code"], -32602, "{out}");
+        assert_eq!(results[1]["error"]["message"], "Tool 'delete_everything' is not available for consumer 'dev'");
+        assert_eq!(results[2]["structured"], json!({"result": 9}), "{mode}: the call after a refusal works: {out}");
+        let calls: Vec<String> = setup().server.calls()[before..].iter().map(|c| c["tool"].as_str().unwrap_or_default().to_string()).collect();
+        assert!(!calls.contains(&"delete_everything".to_string()), "{mode}: the server ran {calls:?}");
+        assert_eq!(calls.iter().filter(|c| *c == "add").count(), 2, "{calls:?}");
+        // The admin group may.
+        let admin = client(&url(), r#"call:delete_everything:{"confirm":true}"#, ADMIN, mode);
+        assert_eq!(admin["text"], "deleted", "{admin}");
+        // Suspended: nothing, not even a tool no other rule names.
+        let carol = client(&url(), r#"call:add:{"a":1,"b":1}"#, SUSPENDED, mode);
+        assert_eq!(carol["error"]["code"], -32602, "{carol}");
+    }
+}
+
+#[test]
+fn progress_is_streamed_through_and_large_results_pass_whole() {
+    let out = client(&url(), "progress:10", DEV, "legacy");
+    assert_eq!(out["progress"].as_array().map(Vec::len), Some(10), "{out}");
+    assert_eq!(out["text"], "counted 10");
+    // 10 notifications 50 ms apart: the first reached the client well
+    // before the answer, so the stream was not held back.
+    assert!(out["first_progress_lead_s"].as_f64().is_some_and(|s| s > 0.3), "{out}");
+    // Text and structuredContent each hold it: just under the SDK
+    // client's own 1 MiB limit on one SSE event.
+    let big = client(&url(), r#"call:big:{"size":500000}"#, DEV, "legacy");
+    assert_eq!(big["text"].as_str().map(str::len), Some(500_000), "{}", &big.to_string()[..200.min(big.to_string().len())]);
+}
+
+#[test]
+fn thirty_sessions_at_once_on_both_workers_get_their_own_answers() {
+    let out = client(&url(), "concurrent:30", DEV, "legacy");
+    assert_eq!((out["ok"].as_u64(), out["errors"].as_array().map(Vec::len)), (Some(30), Some(0)), "{out}");
+}
+
+fn post(body: &str, headers: &[(&'static str, &str)]) -> (ai_gateway_tests::http::Response, String) {
+    let id = test_id("mcp");
+    let mut req = Request { method: "POST", path: "/mcp", headers: vec![("content-type", "application/json".into()), ("accept", "application/json, text/event-stream".into()), ("x-request-id", id.clone())], body: body.as_bytes().to_vec() };
+    for (k, v) in headers {
+        req.headers.push((k, v.to_string()));
+    }
+    (send(setup().envoy.ports.listener, &req), id)
+}
+
+#[test]
+fn what_cannot_be_read_one_way_is_refused_and_logged() {
+    let before = setup().server.calls().len();
+    // Two names: Python's parser would run the second.
+    let (r, _) = post(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add","name":"delete_everything","arguments":{}}}"#, DEV);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["error"]["code"], -32602, "{}", r.text());
+    let (r, _) = post("{not json", DEV);
+    assert_eq!((r.status, r.json()["error"]["code"].clone()), (400, json!(-32700)));
+    let (r, _) = post(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"add"}}"#, &[("x-consumer-id", "dev"), ("mcp-name", "echo")]);
+    assert_eq!((r.status, r.json()["error"]["code"].clone()), (400, json!(-32020)));
+    let plain = send(setup().envoy.ports.listener, &Request { method: "POST", path: "/mcp", headers: vec![("content-type", "text/plain".into())], body: b"{}".to_vec() });
+    assert_eq!(plain.status, 415);
+    // An escaped name is the name it spells.
+    let (r, id) = post(r#"{"jsonrpc":"2.0","id":"d1","method":"tools/call","params":{"name":"delete_\u0065verything","arguments":{"confirm":true}}}"#, DEV);
+    assert_eq!(r.json()["error"]["message"], "Tool 'delete_everything' is not available for consumer 'dev'");
+    assert_eq!(setup().server.calls().len(), before, "nothing refused reached the server");
+    let line = setup().envoy.access_log(&id);
+    assert_eq!((&line["ai_mcp_method"], &line["ai_mcp_tool"], &line["ai_mcp_outcome"], &line["ai_mcp_consumer"]), (&json!("tools/call"), &json!("delete_everything"), &json!("denied"), &json!("dev")), "{line}");
+    assert_eq!(line["ai_mcp_error_code"], "-32602");
+    let audit: Value = serde_json::from_str(line["ai_mcp_audit"].as_str().unwrap_or("null")).unwrap_or_default();
+    assert_eq!(audit[0]["action"], "deny", "{line}");
+    setup().envoy.assert_no_vm_crash(setup().vms);
+}
+
+#[test]
+fn metrics_count_calls_denials_and_hidden_tools() {
+    let before = scrape();
+    client(&url(), "sequence", &[("x-consumer-id", "metrics-dev")], "legacy");
+    let after = scrape();
+    let delta = |k: &str| after.get(k).copied().unwrap_or(0) - before.get(k).copied().unwrap_or(0);
+    assert_eq!(delta(r#"ai_mcp_tool_calls_total{server="mcp-tools",tool="add",outcome="success"}"#), 2, "{after:#?}");
+    assert_eq!(delta(r#"ai_mcp_acl_denials_total{server="mcp-tools",consumer="metrics-dev"}"#), 1);
+    assert_eq!(delta(r#"ai_mcp_tools_hidden_total{server="mcp-tools",consumer="metrics-dev"}"#), 1);
+    assert!(delta(r#"ai_mcp_requests_total{server="mcp-tools",method="initialize",outcome="success"}"#) >= 1);
+    assert!(after.keys().any(|k| k.starts_with(r#"ai_mcp_tool_call_latency_ms_count{server="mcp-tools",tool="add"}"#)));
+}
+
+fn scrape() -> std::collections::BTreeMap<String, u64> {
+    setup()
+        .envoy
+        .admin("/stats/prometheus")
+        .lines()
+        .filter(|l| l.starts_with("ai_mcp"))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(k, v)| v.parse::<f64>().ok().map(|v| (k.to_string(), v as u64))))
+        .collect()
+}
