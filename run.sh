@@ -22,16 +22,35 @@ scripts/setup-envoy.sh
 ./build.sh
 
 mkdir -p target
-if ! (exec 3<>/dev/tcp/127.0.0.1/8000) 2>/dev/null; then
+if [ "$config" != mcp.yaml ] && ! (exec 3<>/dev/tcp/127.0.0.1/8000) 2>/dev/null; then
     cargo build --quiet --release -p ai-gateway-tests --bin fake-llm
     target/release/fake-llm 8000 &
     fake_pid=$!
     trap 'kill "$fake_pid" 2>/dev/null' EXIT
 fi
 
+# mcp.yaml: an example MCP server (the official SDK's) on 8001 unless one answers.
+if [ "$config" = mcp.yaml ] && ! (exec 3<>/dev/tcp/127.0.0.1/8001) 2>/dev/null; then
+    .venv/bin/python -c "import mcp" 2>/dev/null || .venv/bin/pip install --quiet --disable-pip-version-check "mcp==2.3.0"
+    .venv/bin/python tests/sdk/mcp_server.py 8001 >/dev/null &
+    mcp_pid=$!
+    trap 'kill "$mcp_pid" ${fake_pid:-} 2>/dev/null' EXIT
+fi
+
 # The compose file mounts the modules at /etc/envoy/wasm; here they are in dist/.
 sed "s#/etc/envoy/wasm/#$PWD/dist/#; s#address: 0.0.0.0, port_value: 10000#address: 127.0.0.1, port_value: 10000#" \
     "envoy/$config" > target/envoy.local.yaml
+if [ "$config" = mcp.yaml ]; then
+cat <<'MSG'
+
+MCP gateway on http://127.0.0.1:10000/mcp (admin: http://127.0.0.1:9901). Try (a
+consumer that may not call delete_everything):
+  curl -s localhost:10000/mcp -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' \
+       -H 'x-consumer-id: dev' -d '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_everything","arguments":{}}}'
+Ctrl-C stops it.
+
+MSG
+else
 cat <<'MSG'
 
 Gateway on http://127.0.0.1:10000 (admin: http://127.0.0.1:9901). Try:
@@ -40,4 +59,5 @@ Gateway on http://127.0.0.1:10000 (admin: http://127.0.0.1:9901). Try:
 Ctrl-C stops it.
 
 MSG
+fi
 .venv/bin/envoy -c target/envoy.local.yaml --concurrency 2 --log-level warn

@@ -27,6 +27,9 @@ seed() {
                 printf '\x04\x00\x00\x00' | cat - ../shared/fixtures/$p/response.json > "$dir/$p-json"; done
             printf '\x04\x03\x00\x11' | cat - ../shared/fixtures/anthropic/stream.sse > "$dir/anthropic-sse"
             printf '\x10\x03\x00\x11' | cat - ../shared/fixtures/anthropic/stream.sse > "$dir/responses-anthropic-sse" ;;
+        mcp) printf '\x00{"jsonrpc":"2.0","id":1,"method":"tools/list"}\x00{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"add"},{"name":"secret"}]}}' > "$dir/list-json"
+            printf '\x02{"jsonrpc":"2.0","id":"c","method":"tools/call","params":{"name":"add"}}\x00data: {"jsonrpc":"2.0","id":"c","result":{"content":[],"isError":true}}\n\n' > "$dir/call-sse"
+            printf '\x03\x00id: 1\ndata: {"jsonrpc":"2.0","id":4,"result":{"tools":[{"name":"secret"}]}}\n\n' > "$dir/get-sse" ;;
         configs) grep -ho "value: '.*'" ../envoy/*.yaml | sed "s/^value: '//; s/'$//" | split -l 1 - "$dir/cfg-" ;;
         governance) cp ../shared/fixtures/chat_request.json "$dir/" ;;
         patterns) printf '(?i)\\b(password|api[_ -]?key)\\b\0my API key is x' > "$dir/deny"

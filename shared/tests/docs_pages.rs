@@ -100,6 +100,12 @@ fn filters() -> Vec<Filter> {
             ],
         },
         Filter {
+            krate: "ai-mcp-proxy",
+            parse: |b| codec::mcp::config::McpConfig::from_json(b).map(drop),
+            base: || json!({"mode": "passthrough-listener", "tools": [{"name": "t", "description": "d", "acl": {}}], "default_acl": [{}]}),
+            levels: &[("", None), ("default_acl[]", None), ("tools[]", None), ("tools[].acl", None), ("logging", None)],
+        },
+        Filter {
             krate: "ai-request-transformer",
             parse: |b| codec::transformer::TransformerConfig::from_json(codec::transformer::Side::Request, b, &env).map(drop),
             base: || json!({"prompt": "p", "llm_cluster": "c", "llm": {"model": {"provider": "openai"}}}),

@@ -106,8 +106,22 @@ fn message(text: &str) -> Result<Message<'_>, RpcError> {
 
 /// MCP: ids are strings or integers, never null.
 fn valid_id(id: &RawValue) -> bool {
+    canonical_id(id).is_some()
+}
+
+/// An id as the server will echo it once parsed (`"\u0061"` is `"a"`,
+/// `-0` is `0`), so a request and its answer are paired however the id
+/// was spelt. None for what is not a string or a 64-bit integer.
+pub fn canonical_id(id: &RawValue) -> Option<String> {
     let s = id.get();
-    s.starts_with('"') || (s.bytes().all(|b| b.is_ascii_digit() || b == b'-') && !s.is_empty())
+    if s.starts_with('"') {
+        let text: String = serde_json::from_str(s).ok()?;
+        return serde_json::to_string(&text).ok();
+    }
+    if !s.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
+        return None;
+    }
+    s.parse::<i64>().ok().map(|n| n.to_string())
 }
 
 /// The tool a `tools/call` names (`params.name`), read strictly.
@@ -240,6 +254,8 @@ mod tests {
         assert_eq!(call(r#"{"jsonrpc":"2.0","id":"a","m\u0065thod":"tools/call","params":{"n\u0061me":"del\u0065te"}}"#).unwrap(), "delete");
         let m = read(br#"{"params":{"name":"add"},"id":7,"method":"tools/call","jsonrpc":"2.0"}"#).unwrap();
         assert_eq!((m.messages()[0].method.as_deref(), m.messages()[0].id.map(|i| i.get())), (Some("tools/call"), Some("7")));
+        let id = |raw: &str| canonical_id(&serde_json::from_str::<Box<RawValue>>(raw).unwrap());
+        assert_eq!((id(r#""\u0061""#), id("-0"), id("1.0"), id("99999999999999999999")), (Some(r#""a""#.into()), Some("0".into()), None, None));
     }
 
     #[test]

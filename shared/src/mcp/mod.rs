@@ -15,7 +15,7 @@ use crate::sse::{SseDecoder, SseEvent};
 use acl::Subject;
 use config::McpConfig;
 use jsonrpc::{RpcError, HEADER_MISMATCH, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST};
-use response::{CallOutcome, Lists};
+use response::CallOutcome;
 use std::rc::Rc;
 
 /// Bytes of one answer read to learn a call's outcome; a larger answer
@@ -216,16 +216,18 @@ impl McpExchange {
                 refusals.push(None); // the client answering the server
                 continue;
             };
-            let id = m.id.map(|id| id.get().to_string());
+            // Paired with answers by the id as parsed; refusals echo it as sent.
+            let id = m.id.and_then(jsonrpc::canonical_id);
+            let raw_id = m.id.map(|id| id.get().to_string());
             let mut request = Request { id: id.clone(), method: method.to_string(), tool: None, outcome: Outcome::Unknown, error_code: None, answered_ms: None };
             let mut refusal = None;
             if !batch {
                 if let Some(mirrored) = header("mcp-method").filter(|h| h != method) {
-                    refusal = Some(RpcError { id: id.clone(), ..RpcError::new(HEADER_MISMATCH, format!("Header mismatch: Mcp-Method header value '{mirrored}' does not match body value '{method}'")) });
+                    refusal = Some(RpcError { id: raw_id.clone(), ..RpcError::new(HEADER_MISMATCH, format!("Header mismatch: Mcp-Method header value '{mirrored}' does not match body value '{method}'")) });
                 }
             }
             if method == "tools/call" && refusal.is_none() {
-                refusal = self.check_call(m, &mut request, batch, header).err();
+                refusal = self.check_call(m, &mut request, raw_id, batch, header).err();
             } else if method == "tools/list" {
                 if let Some(id) = &id {
                     self.list_ids.push(id.clone());
@@ -269,14 +271,14 @@ impl McpExchange {
     }
 
     /// A `tools/call`: read strictly, its tool's ACL decides.
-    fn check_call(&mut self, m: &jsonrpc::Message, request: &mut Request, batch: bool, header: &dyn Fn(&str) -> Option<String>) -> Result<(), RpcError> {
+    fn check_call(&mut self, m: &jsonrpc::Message, request: &mut Request, raw_id: Option<String>, batch: bool, header: &dyn Fn(&str) -> Option<String>) -> Result<(), RpcError> {
         if m.id.is_none() {
             return Err(RpcError::new(INVALID_REQUEST, "Invalid Request: tools/call needs an id"));
         }
         let tool = jsonrpc::tool_name(m)?;
         if !batch {
             if let Some(mirrored) = header("mcp-name").filter(|h| *h != tool) {
-                return Err(RpcError { id: request.id.clone(), ..RpcError::new(HEADER_MISMATCH, format!("Header mismatch: Mcp-Name header value '{mirrored}' does not match body value '{tool}'")) });
+                return Err(RpcError { id: raw_id, ..RpcError::new(HEADER_MISMATCH, format!("Header mismatch: Mcp-Name header value '{mirrored}' does not match body value '{tool}'")) });
             }
         }
         let allowed = self.config.acl_for(&tool).allows(&self.subject);
@@ -290,7 +292,7 @@ impl McpExchange {
             Some(c) => format!("consumer '{c}'"),
             None => "anonymous requests".to_string(),
         };
-        Err(RpcError { id: request.id.clone(), ..RpcError::new(INVALID_PARAMS, format!("Tool '{tool}' is not available for {who}")) })
+        Err(RpcError { id: raw_id, ..RpcError::new(INVALID_PARAMS, format!("Tool '{tool}' is not available for {who}")) })
     }
 
     fn allowed(&self, tool: &str) -> bool {
@@ -322,8 +324,7 @@ impl McpExchange {
 
     /// Reads one answer text; returns it cut down where needed.
     fn read_answers(&mut self, text: &str, now_ms: Option<u64>) -> Option<String> {
-        let lists = if self.is_stream_request { Lists::Any } else { Lists::Ids(&self.list_ids) };
-        let read = response::read(text, &lists, &|tool| self.allowed(tool));
+        let read = response::read(text, &|tool| self.allowed(tool));
         for (id, outcome) in read.outcomes {
             if let Some(r) = self.requests.iter_mut().find(|r| r.id.as_deref() == Some(id.as_str()) && r.answered_ms.is_none()) {
                 (r.outcome, r.error_code) = match outcome {

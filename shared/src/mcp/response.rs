@@ -1,29 +1,14 @@
 //! Reads the server's answers: `tools/list` results cut down to the tools
-//! the consumer may call, and each `tools/call`'s outcome. The answer is
+//! the consumer may call, and each `tools/call`'s outcome. Any answer with
+//! a `result.tools` list is cut down, whatever its id: pairing by id alone
+//! would trust the server to echo ids exactly as this filter reads them. The answer is
 //! edited in place (the kept tools' bytes, and everything around them, stay
 //! as the server wrote them), so nothing but the removed tools changes:
 //! no key reordering, no `[]` turned into `{}`.
 
+use super::jsonrpc::canonical_id;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-
-/// Which answers are `tools/list` results to cut down.
-pub enum Lists<'a> {
-    /// Answers to these request ids (raw JSON, as the client sent them).
-    Ids(&'a [String]),
-    /// Any answer with a `result.tools` list: a stream that may replay
-    /// answers to requests this filter did not see (a resumed GET stream).
-    Any,
-}
-
-impl Lists<'_> {
-    fn wants(&self, id: Option<&RawValue>) -> bool {
-        match self {
-            Lists::Any => true,
-            Lists::Ids(ids) => id.is_some_and(|id| ids.iter().any(|i| i == id.get())),
-        }
-    }
-}
 
 /// How a `tools/call` ended, as the server answered it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,9 +57,9 @@ struct ToolName {
 pub struct Read {
     /// The text with denied tools removed; None when unchanged.
     pub edited: Option<String>,
-    /// (raw id, outcome) of every answer in it.
+    /// (canonical id, outcome) of every answer in it.
     pub outcomes: Vec<(String, CallOutcome)>,
-    /// Raw ids of the tools/list answers that were cut down (or checked).
+    /// Canonical ids of the tools/list answers that were cut down (or checked).
     pub lists_answered: Vec<String>,
     /// How many tools were removed.
     pub removed: usize,
@@ -84,7 +69,7 @@ pub struct Read {
 }
 
 /// Reads `text`, a single answer or a batch of them.
-pub fn read(text: &str, lists: &Lists, allowed: &dyn Fn(&str) -> bool) -> Read {
+pub fn read(text: &str, allowed: &dyn Fn(&str) -> bool) -> Read {
     let mut out = Read::default();
     let mut edits: Vec<(usize, usize, String)> = Vec::new();
     let items: Vec<&RawValue> = if text.trim_start().starts_with('[') {
@@ -99,7 +84,7 @@ pub fn read(text: &str, lists: &Lists, allowed: &dyn Fn(&str) -> bool) -> Read {
         }
     };
     for item in items {
-        read_answer(text, item, lists, allowed, &mut out, &mut edits);
+        read_answer(text, item, allowed, &mut out, &mut edits);
     }
     if !edits.is_empty() {
         let mut edited = String::with_capacity(text.len());
@@ -122,17 +107,13 @@ fn span(whole: &str, part: &str) -> Option<(usize, usize)> {
     (whole.get(start..end) == Some(part)).then_some((start, end))
 }
 
-fn read_answer(text: &str, item: &RawValue, lists: &Lists, allowed: &dyn Fn(&str) -> bool, out: &mut Read, edits: &mut Vec<(usize, usize, String)>) {
+fn read_answer(text: &str, item: &RawValue, allowed: &dyn Fn(&str) -> bool, out: &mut Read, edits: &mut Vec<(usize, usize, String)>) {
     let Ok(answer) = serde_json::from_str::<Answer>(item.get()) else {
         // A repeated key or a wrong type: a client could read it either way.
-        let may_be_list = match lists {
-            Lists::Any => true,
-            Lists::Ids(ids) => !ids.is_empty(),
-        };
-        out.unreadable |= may_be_list && item.get().contains("\"tools\"");
+        out.unreadable |= item.get().contains("\"tools\"");
         return;
     };
-    let id = answer.id.map(|id| id.get().to_string());
+    let id = answer.id.and_then(canonical_id);
     if let Some(error) = &answer.error {
         if let Some(id) = &id {
             out.outcomes.push((id.clone(), CallOutcome::Error(error.code)));
@@ -144,13 +125,11 @@ fn read_answer(text: &str, item: &RawValue, lists: &Lists, allowed: &dyn Fn(&str
         let is_error = serde_json::from_str::<CallResult>(result.get()).map(|r| r.is_error).unwrap_or(false);
         out.outcomes.push((id.clone(), if is_error { CallOutcome::ToolError } else { CallOutcome::Success }));
     }
-    if !lists.wants(answer.id) {
-        return;
-    }
     let tools = match serde_json::from_str::<ListResult>(result.get()) {
         Ok(ListResult { tools: Some(tools) }) => tools,
-        Ok(ListResult { tools: None }) if matches!(lists, Lists::Any) => return, // not a tools/list answer
-        _ => {
+        Ok(ListResult { tools: None }) => return, // not a tools/list answer
+        Err(_) if !result.get().contains("\"tools\"") => return,
+        Err(_) => {
             out.unreadable = true;
             return;
         }
@@ -189,33 +168,28 @@ mod tests {
 
     #[test]
     fn a_tools_list_answer_keeps_only_allowed_tools_byte_for_byte() {
-        let ids = ["2".to_string()];
         let text = r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"add","inputSchema":{"type":"object","properties":{}},"tags":[]}, {"name":"delete","inputSchema":{}},{"name":"echo","x":{}}],"nextCursor":"c2"}}"#;
-        let r = read(text, &Lists::Ids(&ids), &not_delete);
+        let r = read(text, &not_delete);
         assert_eq!(r.edited.as_deref(), Some(r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"add","inputSchema":{"type":"object","properties":{}},"tags":[]},{"name":"echo","x":{}}],"nextCursor":"c2"}}"#));
         assert_eq!((r.removed, r.lists_answered.clone()), (1, vec!["2".to_string()]));
-        // Another id: not a tools/list this request asked for.
-        assert_eq!(read(text, &Lists::Ids(&["3".to_string()]), &not_delete).edited, None);
         // Nothing to remove: no edit.
-        assert_eq!(read(text, &Lists::Ids(&ids), &|_| true).edited, None);
-        assert_eq!(read(text, &Lists::Ids(&ids), &|_| false).edited.unwrap(), r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[],"nextCursor":"c2"}}"#);
+        assert_eq!(read(text, &|_| true).edited, None);
+        assert_eq!(read(text, &|_| false).edited.unwrap(), r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[],"nextCursor":"c2"}}"#);
     }
 
     #[test]
     fn batches_outcomes_and_what_cannot_be_read() {
         let text = r#"[{"jsonrpc":"2.0","id":"a","result":{"content":[],"isError":true}},{"jsonrpc":"2.0","id":"b","error":{"code":-32601,"message":"no"}},{"jsonrpc":"2.0","id":"c","result":{"tools":[{"name":"delete"}]}}]"#;
-        let ids = [r#""c""#.to_string()];
-        let r = read(text, &Lists::Ids(&ids), &not_delete);
+        let r = read(text, &not_delete);
         assert_eq!(r.outcomes, vec![(r#""a""#.into(), CallOutcome::ToolError), (r#""b""#.into(), CallOutcome::Error(-32601)), (r#""c""#.into(), CallOutcome::Success)]);
         assert!(r.edited.unwrap().ends_with(r#"{"jsonrpc":"2.0","id":"c","result":{"tools":[]}}]"#));
         // A repeated key in a tools/list answer: refused, never passed on.
         let twice = r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[],"tools":[{"name":"delete"}]}}"#;
-        assert!(read(twice, &Lists::Ids(&["2".to_string()]), &not_delete).unreadable);
+        assert!(read(twice, &not_delete).unreadable);
         let not_a_list = r#"{"jsonrpc":"2.0","id":2,"result":{"tools":{"name":"delete"}}}"#;
-        assert!(read(not_a_list, &Lists::Ids(&["2".to_string()]), &not_delete).unreadable);
-        // A replayed stream: any tools list is cut down, other answers pass.
-        assert!(read(r#"{"jsonrpc":"2.0","id":9,"result":{"tools":[{"name":"delete"}]}}"#, &Lists::Any, &not_delete).edited.is_some());
-        assert_eq!(read(r#"{"jsonrpc":"2.0","id":9,"result":{"content":[]}}"#, &Lists::Any, &not_delete), Read { outcomes: vec![("9".into(), CallOutcome::Success)], ..Default::default() });
-        assert_eq!(read("not json", &Lists::Any, &not_delete), Read::default());
+        assert!(read(not_a_list, &not_delete).unreadable);
+        // Ids are paired as parsed; other answers pass as they are.
+        assert_eq!(read(r#"{"jsonrpc":"2.0","id":"\u0061","result":{"content":[]}}"#, &not_delete), Read { outcomes: vec![(r#""a""#.into(), CallOutcome::Success)], ..Default::default() });
+        assert_eq!(read("not json", &not_delete), Read::default());
     }
 }
