@@ -71,6 +71,9 @@ def filters(upstream):
         "advanced": ("ai-proxy-advanced", "ai_proxy_advanced", {
             "balancer": {"algorithm": "round-robin", "retries": 1, "failover_criteria": ["error", "http_429"]},
             "targets": [{"model": {"provider": "openai", "name": f"bench-{i}", "options": {"upstream_url": url + "/v1/chat/completions"}}, **STATISTICS} for i in range(2)]}),
+        # MCP in front of a tool server: ACLs on calls, tool lists cut down.
+        "mcp": ("ai-mcp-proxy", "ai_mcp_proxy", {"mode": "passthrough-listener", "default_acl": [{"scope": "tools", "deny": ["suspended"]}],
+                                                 "tools": [{"name": "delete_everything", "description": "d", "acl": {"allow": ["admins"]}}]}),
         # The host's own cost: a bench-only filter (bench/floor-filter).
         "noop": ("floor-noop", "floor", "noop"),
         "read": ("floor-read", "floor", "read"),
@@ -110,12 +113,14 @@ TARGETS = [
     ("rate limit + ai-proxy, shared (RLS, Redis)", ["ratelimit_shared", "proxy"]),
     ("full chain", ["template", "decorator", "guard", "ratelimit", "proxy"]),
     ("full chain, statistics off", ["template", "decorator", "guard", "ratelimit", "proxy_quiet"]),
+    ("mcp tools/call, ACLs", ["mcp"]),
+    ("mcp tools/list of 100, filtered", ["mcp"]),
 ]
 
 
 # Targets whose clients speak another API than OpenAI chat: their bodies
 # are the same prompts in that API (workloads()).
-CLIENT_API = {"ai-proxy responses to anthropic": "responses"}
+CLIENT_API = {"ai-proxy responses to anthropic": "responses", "mcp tools/call, ACLs": "mcp_call", "mcp tools/list of 100, filtered": "mcp_list"}
 
 
 def body_for(bodies, target, workload):
@@ -256,6 +261,19 @@ def workloads():
             path = WORK / f"body-{key}.json"
             path.write_text(json.dumps(b, separators=(",", ":")))
             out[key] = path
+    # MCP: a tools/call with 1 KB or 32 KB of arguments (streamed: with a
+    # progress token, answered as SSE), and a tools/list.
+    def call(size, progress=False):
+        params = {"name": "add", "arguments": {"a": 2, "b": 3, "note": "x" * size}}
+        if progress:
+            params["_meta"] = {"progressToken": 1}
+        return {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}
+    mcp = {"mcp_call-1kb": call(1000), "mcp_call-32kb": call(32000), "mcp_call-stream": call(1000, True)}
+    mcp.update({f"mcp_list-{w}": {"jsonrpc": "2.0", "id": 1, "method": "tools/list"} for w in ["1kb", "32kb", "stream"]})
+    for key, b in mcp.items():
+        path = WORK / f"body-{key}.json"
+        path.write_text(json.dumps(b, separators=(",", ":")))
+        out[key] = path
     return out
 
 
@@ -334,6 +352,13 @@ def wrk(port, body, connections, seconds):
             "errors": int(v["socket_errors"]) + int(v["status_errors"]), "p50_us": float(v["p50"]), "p90_us": float(v["p90"]), "p99_us": float(v["p99"])}
 
 
+def complete(response):
+    """A whole HTTP/1.1 answer: chunked to its last chunk, or content-length bytes."""
+    head, sep, body = response.partition(b"\r\n\r\n")
+    length = re.search(rb"(?im)^content-length:\s*(\d+)", head) if sep else None
+    return len(body) >= int(length.group(1)) if length else response.endswith(b"\r\n0\r\n\r\n")
+
+
 def stream_times(port, body, n, events=None):
     """Time to first byte and to the end of a stream (~50 events, or
     `events`), one at a time."""
@@ -350,14 +375,14 @@ def stream_times(port, body, n, events=None):
             buf = s.recv(65536)
             first = time.perf_counter()
             s.settimeout(10)
-            while not buf.endswith(b"\r\n0\r\n\r\n"):
+            while not complete(buf):
                 more = s.recv(65536)
                 if not more:
                     break
                 buf += more
             end = time.perf_counter()
-            # Chat streams end with [DONE], Responses streams with response.completed.
-            if not buf.startswith(b"HTTP/1.1 200") or not (b"[DONE]" in buf or b"response.completed" in buf):
+            # Chat streams end with [DONE], Responses streams with response.completed, MCP with a result.
+            if not buf.startswith(b"HTTP/1.1 200") or not (b"[DONE]" in buf or b"response.completed" in buf or b'"result"' in buf):
                 failed += 1
             ttfb.append((first - start) * 1e6)
             total.append((end - start) * 1e6)

@@ -11,6 +11,9 @@ use serde_json::Value;
 use std::rc::Rc;
 
 const CONFIG: &str = r#"{"mode":"passthrough-listener","tools":[{"name":"secret","description":"d","acl":{"allow":["admin"]}}],"logging":{"log_statistics":true,"log_audits":true}}"#;
+/// conversion-listener: the filter builds the REST request itself.
+const REST: &str = r#"{"mode":"conversion-listener","tools":[{"name":"open","description":"d","method":"GET","path":"/o/{id}","parameters":[{"name":"id","in":"path"},{"name":"q","in":"query"},{"name":"h","in":"header"}]},
+    {"name":"secret","description":"d","method":"POST","path":"/s","request_body":{"content":{"application/json":{}}},"acl":{"allow":["admin"]}}]}"#;
 
 fn messages(text: &str) -> Vec<Value> {
     match serde_json::from_str::<Value>(text) {
@@ -30,13 +33,19 @@ fuzz_target!(|data: &[u8]| {
     let split = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
     let (body, answer) = rest.split_at(split);
     let answer = answer.get(1..).unwrap_or_default();
-    let config = Rc::new(McpConfig::from_json(CONFIG.as_bytes()).expect("valid"));
+    let rest = selector & 4 == 4;
+    let config = Rc::new(McpConfig::from_json(if rest { REST } else { CONFIG }.as_bytes()).expect("valid"));
     let mut x = McpExchange::new(config, Subject::new(Some("dev".into()), None), None);
     let get = selector & 1 == 1;
     let _ = x.request_headers(if get { "GET" } else { "POST" }, Some("application/json"), None, !get);
     if !get {
         match x.request_body(body, &|_| None, Some(1)) {
             Verdict::Reply { .. } => return,
+            Verdict::Rest(call) => {
+                // Only the allowed tool, and each value kept in its place.
+                assert!(call.path.starts_with("/o/") && !call.path[3..].split('?').next().unwrap_or("").contains('/'), "{call:?}");
+                assert!(call.headers.iter().all(|(_, v)| !v.contains('\n') && !v.contains('\r')), "{call:?}");
+            }
             Verdict::Forward => {
                 if let Ok(text) = std::str::from_utf8(body) {
                     for m in messages(text) {
@@ -49,8 +58,8 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let sse = selector & 2 == 2;
-    let mode = x.response_headers(Some(if sse { "text/event-stream" } else { "application/json" }));
-    let cut = usize::from(selector >> 2) % (answer.len() + 1);
+    let mode = x.response_headers(200, Some(if sse { "text/event-stream" } else { "application/json" }));
+    let cut = usize::from(selector >> 3) % (answer.len() + 1);
     let (a, b) = answer.split_at(cut);
     let out: Vec<u8> = match mode {
         ResponseMode::Buffer => x.response_body(answer, None).unwrap_or_else(|| answer.to_vec()),

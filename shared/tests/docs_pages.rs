@@ -102,8 +102,20 @@ fn filters() -> Vec<Filter> {
         Filter {
             krate: "ai-mcp-proxy",
             parse: |b| codec::mcp::config::McpConfig::from_json(b).map(drop),
-            base: || json!({"mode": "passthrough-listener", "tools": [{"name": "t", "description": "d", "acl": {}}], "default_acl": [{}]}),
-            levels: &[("", None), ("default_acl[]", None), ("tools[]", None), ("tools[].acl", None), ("logging", None)],
+            base: || json!({"mode": "conversion-listener", "default_acl": [{}], "server": {},
+                "tools": [{"name": "t", "description": "d", "path": "/x", "acl": {}, "annotations": {},
+                           "parameters": [{"name": "p", "in": "query"}], "request_body": {"content": {}}}]}),
+            levels: &[
+                ("", None),
+                ("default_acl[]", None),
+                ("tools[]", None),
+                ("tools[].acl", None),
+                ("tools[].parameters[]", None),
+                ("tools[].request_body", None),
+                ("tools[].annotations", None),
+                ("server", None),
+                ("logging", None),
+            ],
         },
         Filter {
             krate: "ai-request-transformer",

@@ -44,6 +44,41 @@ impl McpServer {
     }
 }
 
+/// The small JSON REST API of `tests/sdk/rest_api.py`, which records
+/// every request it gets.
+pub struct RestApi {
+    pub port: u16,
+    log: PathBuf,
+    _process: crate::process::Supervised,
+}
+
+impl RestApi {
+    pub fn start() -> RestApi {
+        let port = free_port();
+        let dir = repo_root().join("target/e2e");
+        std::fs::create_dir_all(&dir).ok();
+        let log = dir.join(format!("rest-requests-{port}.jsonl"));
+        let out = dir.join(format!("rest-api-{port}.log"));
+        std::fs::write(&log, "").ok();
+        let args = vec![repo_root().join("tests/sdk/rest_api.py").to_string_lossy().into_owned(), port.to_string()];
+        let env = [("REST_LOG", log.to_string_lossy().into_owned())];
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let process = crate::process::spawn(&python(), &args, &env, &out, &dir.join(format!("rest-api-{port}.pid")));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !std::fs::read_to_string(&out).unwrap_or_default().contains("ready") {
+            assert!(Instant::now() < deadline, "the REST API did not start: {}", std::fs::read_to_string(&out).unwrap_or_default());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        RestApi { port, log, _process: process }
+    }
+
+    /// The requests it got, in order: {"method", "path", "headers", "body"}.
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+}
+
 /// Runs one scenario of the SDK client (see its docstring); `headers` go
 /// on every request it sends.
 pub fn client(url: &str, scenario: &str, headers: &[(&str, &str)], mode: &str) -> serde_json::Value {

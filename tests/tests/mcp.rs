@@ -5,7 +5,7 @@
 
 use ai_gateway_tests::envoy::Envoy;
 use ai_gateway_tests::http::{send, Request};
-use ai_gateway_tests::mcp::{client, McpServer};
+use ai_gateway_tests::mcp::{client, McpServer, RestApi};
 use ai_gateway_tests::test_id;
 use serde_json::{json, Value};
 use std::sync::OnceLock;
@@ -15,6 +15,7 @@ const EXTRA_TOOLS: usize = 100;
 
 struct Setup {
     server: McpServer,
+    rest: RestApi,
     envoy: Envoy,
     vms: u64,
 }
@@ -23,10 +24,16 @@ fn setup() -> &'static Setup {
     static SETUP: OnceLock<Setup> = OnceLock::new();
     SETUP.get_or_init(|| {
         let server = McpServer::start(&[], EXTRA_TOOLS);
-        let envoy = Envoy::start("mcp.yaml", server.port, 2, &[]);
+        let rest = RestApi::start();
+        // The shipped ports: the MCP server on 8001, the orders API on 8002.
+        let envoy = Envoy::start_mapped("mcp.yaml", server.port, 2, &[], &|yaml| yaml, &[(8001, server.port), (8002, rest.port)]);
         let vms = envoy.vm_baseline();
-        Setup { server, envoy, vms }
+        Setup { server, rest, envoy, vms }
     })
+}
+
+fn orders_url() -> String {
+    format!("http://127.0.0.1:{}/orders/mcp", setup().envoy.ports.listener)
 }
 
 fn url() -> String {
@@ -160,4 +167,35 @@ fn scrape() -> std::collections::BTreeMap<String, u64> {
         .filter(|l| l.starts_with("ai_mcp"))
         .filter_map(|l| l.rsplit_once(' ').and_then(|(k, v)| v.parse::<f64>().ok().map(|v| (k.to_string(), v as u64))))
         .collect()
+}
+
+#[test]
+fn a_rest_api_served_as_mcp_tools() {
+    let dev = client(&orders_url(), "list", DEV, "legacy");
+    assert_eq!(dev["tools"], json!(["create_order", "get_order"]), "{dev}");
+    assert_eq!(client(&orders_url(), "list", ADMIN, "legacy")["tools"], json!(["cancel_order", "create_order", "get_order"]));
+
+    let before = setup().rest.requests().len();
+    let got = client(&orders_url(), r#"call:get_order:{"shop":"a/../b","id":"42","expand":["items","x&y"],"x-trace":"t1","session":"s1"}"#, DEV, "legacy");
+    assert_eq!(got["is_error"], false, "{got}");
+    assert_eq!(got["structured"], json!({"shop": "a/../b", "id": "42", "expand": ["items", "x&y"], "trace": "t1", "api_version": "2", "cookie": "session=s1"}));
+    let sent = &setup().rest.requests()[before];
+    // Each value stays inside its own segment or query value.
+    assert_eq!((sent["method"].as_str(), sent["path"].as_str()), (Some("GET"), Some("/shops/a%2F..%2Fb/orders/42?expand=items&expand=x%26y")), "{sent}");
+    assert!(sent["headers"].get("mcp-session-id").is_none() && sent["headers"].get("x-ai-mcp-proxy").is_none(), "{sent}");
+    assert_eq!(sent["headers"]["x-consumer-id"], "dev", "client headers are forwarded (server.forward_client_headers)");
+
+    let missing = client(&orders_url(), r#"call:get_order:{"shop":"s","id":"404"}"#, DEV, "legacy");
+    assert_eq!((missing["is_error"].clone(), missing["text"].clone()), (json!(true), json!("no such order")), "an API 404 is a tool error");
+    let created = client(&orders_url(), r#"call:create_order:{"body":{"item":"pen","quantity":2}}"#, DEV, "legacy");
+    assert_eq!(created["structured"], json!({"id": 7, "received": {"item": "pen", "quantity": 2}}), "{created}");
+    let refused = client(&orders_url(), r#"call:cancel_order:{"id":"7"}"#, DEV, "legacy");
+    assert_eq!(refused["error"]["code"], -32602, "{refused}");
+    let no_id = client(&orders_url(), r#"call:get_order:{"shop":"s"}"#, DEV, "legacy");
+    assert_eq!((no_id["is_error"].clone(), no_id["text"].clone()), (json!(true), json!("missing required argument `id`")));
+    assert!(!setup().rest.requests()[before..].iter().any(|r| r["method"] == "DELETE" || r["path"] == "/shops/s/orders/"), "refused calls never reach the API");
+    // A 204 without a body.
+    let cancelled = client(&orders_url(), r#"call:cancel_order:{"id":"7"}"#, ADMIN, "legacy");
+    assert_eq!((cancelled["is_error"].clone(), cancelled["text"].clone()), (json!(false), json!("HTTP 204")), "{cancelled}");
+    setup().envoy.assert_no_vm_crash(setup().vms);
 }

@@ -3,8 +3,10 @@
 //! convention of the other filters here for who the consumer is.
 
 use super::acl::Acl;
+use super::convert::{Annotations, Parameter, RequestBody, RestTool, ToolFields};
 use crate::config::{check_range, check_strings, is_header_name, parse_strict, ConfigError};
 use serde::Deserialize;
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 /// Kong's default `max_request_body_size` for this plugin (1 MiB).
@@ -30,6 +32,8 @@ struct RawConfig {
     tools: Vec<RawTool>,
     #[serde(default)]
     logging: Logging,
+    #[serde(default)]
+    server: RawServer,
     /// Not Kong's: the request header a trusted authn filter sets to the
     /// consumer's name (Envoy has no Kong consumers).
     consumer_header: Option<String>,
@@ -63,10 +67,54 @@ fn tools_scope() -> String {
 struct RawTool {
     name: Option<String>,
     // Required by Kong; in passthrough mode the upstream's own description
-    // is what clients see, so this one is documentation.
-    #[allow(dead_code)]
+    // is what clients see.
     description: String,
     acl: Option<RawToolAcl>,
+    // conversion-listener: the REST route the tool calls.
+    method: Option<String>,
+    path: Option<String>,
+    host: Option<String>,
+    #[serde(default)]
+    headers: Map<String, Value>,
+    #[serde(default)]
+    query: Map<String, Value>,
+    #[serde(default)]
+    parameters: Vec<Parameter>,
+    request_body: Option<RequestBody>,
+    annotations: Option<Annotations>,
+}
+
+impl RawTool {
+    fn has_rest_fields(&self) -> Option<&'static str> {
+        [
+            ("method", self.method.is_some()),
+            ("path", self.path.is_some()),
+            ("host", self.host.is_some()),
+            ("headers", !self.headers.is_empty()),
+            ("query", !self.query.is_empty()),
+            ("parameters", !self.parameters.is_empty()),
+            ("request_body", self.request_body.is_some()),
+            ("annotations", self.annotations.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(name, set)| set.then_some(name))
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    timeout: Option<u64>,
+    forward_client_headers: Option<bool>,
+}
+
+/// Which of Kong's modes the filter runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// In front of an MCP server.
+    Passthrough,
+    /// The filter is the MCP server; tools are REST routes.
+    Conversion,
 }
 
 #[derive(Debug, Deserialize)]
@@ -93,6 +141,15 @@ pub struct Logging {
 
 #[derive(Debug)]
 pub struct McpConfig {
+    pub mode: Mode,
+    /// conversion-listener: the tools, in configuration order.
+    pub rest_tools: Vec<RestTool>,
+    /// conversion-listener: the REST call's timeout (Kong's `server.timeout`).
+    pub timeout_ms: u64,
+    /// conversion-listener: client headers go on to the REST API.
+    pub forward_client_headers: bool,
+    /// The name `initialize` answers with (the filter's Envoy name; set by the filter).
+    pub server_name: String,
     pub max_request_body_size: u64,
     pub consumer_header: Option<String>,
     /// Read only with `include_consumer_groups`.
@@ -106,15 +163,20 @@ pub struct McpConfig {
 impl McpConfig {
     pub fn from_json(bytes: &[u8]) -> Result<McpConfig, ConfigError> {
         let raw: RawConfig = parse_strict(bytes)?;
-        match raw.mode.as_str() {
-            "passthrough-listener" => {}
-            "conversion-listener" | "conversion-only" | "listener" => {
-                return Err(ConfigError::new("mode", format!("`{}` is not supported yet: only `passthrough-listener` (in front of an MCP server)", raw.mode)));
+        let mode = match raw.mode.as_str() {
+            "passthrough-listener" => Mode::Passthrough,
+            "conversion-listener" => Mode::Conversion,
+            "conversion-only" | "listener" => {
+                return Err(ConfigError::new("mode", format!("`{}` is not supported yet: `passthrough-listener` (in front of an MCP server) or `conversion-listener` (a REST API as MCP tools)", raw.mode)));
             }
             other => {
                 return Err(ConfigError::new("mode", format!("unknown mode `{other}`: expected `passthrough-listener`, `conversion-listener`, `conversion-only` or `listener`")));
             }
+        };
+        if mode == Mode::Passthrough && (raw.server.timeout.is_some() || raw.server.forward_client_headers.is_some()) {
+            return Err(ConfigError::new("server", "only for `conversion-listener`: in passthrough mode the MCP server makes the calls"));
         }
+        check_range("server.timeout", raw.server.timeout, 1, 3_600_000)?;
         // Any of Kong's identifiers: the header carries whichever one the
         // authn filter in front writes there.
         let _ = raw.consumer_identifier;
@@ -151,13 +213,41 @@ impl McpConfig {
         }
         check_range("tools", Some(raw.tools.len()), 0, MAX_TOOLS)?;
         let mut tool_acls = BTreeMap::new();
+        let mut rest_tools = Vec::new();
+        if mode == Mode::Conversion && raw.tools.is_empty() {
+            return Err(ConfigError::new("tools", "conversion-listener needs at least one tool"));
+        }
         for (i, tool) in raw.tools.iter().enumerate() {
             let at = |f: &str| format!("tools[{i}].{f}");
             let Some(name) = tool.name.as_deref() else {
-                return Err(ConfigError::new(at("name"), "required in passthrough-listener mode: the upstream tool this ACL is for"));
+                return Err(ConfigError::new(at("name"), "required: the tool's name (in passthrough-listener, the upstream tool this ACL is for)"));
             };
             if name.is_empty() || name.len() > 128 {
                 return Err(ConfigError::new(at("name"), "must be 1 to 128 characters"));
+            }
+            match (mode, tool.has_rest_fields()) {
+                (Mode::Passthrough, Some(field)) => {
+                    return Err(ConfigError::new(at(field), "only for `conversion-listener`: in passthrough mode tools are the MCP server's"));
+                }
+                (Mode::Passthrough, None) => {}
+                (Mode::Conversion, _) => {
+                    if rest_tools.iter().any(|t: &RestTool| t.name == name) {
+                        return Err(ConfigError::new(at("name"), format!("tool `{name}` is listed twice")));
+                    }
+                    rest_tools.push(RestTool::new(ToolFields {
+                        at: &at,
+                        name,
+                        description: &tool.description,
+                        method: tool.method.as_deref(),
+                        path: tool.path.as_deref(),
+                        host: tool.host.as_deref(),
+                        headers: &tool.headers,
+                        query: &tool.query,
+                        parameters: &tool.parameters,
+                        request_body: tool.request_body.as_ref(),
+                        annotations: tool.annotations.as_ref(),
+                    })?);
+                }
             }
             if let Some(acl) = &tool.acl {
                 let acl = Acl::new(lists(&at("acl.allow"), &acl.allow)?, lists(&at("acl.deny"), &acl.deny)?);
@@ -167,6 +257,11 @@ impl McpConfig {
             }
         }
         Ok(McpConfig {
+            mode,
+            rest_tools,
+            timeout_ms: raw.server.timeout.unwrap_or(10_000),
+            forward_client_headers: raw.server.forward_client_headers.unwrap_or(true),
+            server_name: "ai-mcp-proxy".into(),
             max_request_body_size,
             consumer_header: raw.consumer_header.map(|h| h.to_ascii_lowercase()),
             consumer_groups_header: raw.consumer_groups_header.filter(|_| raw.include_consumer_groups).map(|h| h.to_ascii_lowercase()),
@@ -208,12 +303,17 @@ mod tests {
         assert!(c.tool_acls.contains_key("add") && c.logging.log_audits);
         assert!(err(r#"{}"#).message.contains("missing field `mode`"));
         assert_eq!(err(r#"{"mode":"listener"}"#).path, "mode");
+        assert_eq!(err(r#"{"mode":"conversion-listener"}"#).path, "tools");
+        assert_eq!(err(r#"{"mode":"passthrough-listener","server":{"timeout":5}}"#).path, "server");
+        let c = McpConfig::from_json(br#"{"mode":"conversion-listener","server":{"timeout":2000},"tools":[{"name":"get","description":"d","path":"/o/{id}","method":"GET","parameters":[{"name":"id","in":"path"}]}]}"#).unwrap();
+        assert_eq!((c.mode, c.rest_tools.len(), c.timeout_ms), (Mode::Conversion, 1, 2000));
         assert!(err(r#"{"mode":"passthrough-listener","default_acls":[]}"#).message.contains("unknown field `default_acls`"));
         assert_eq!(err(r#"{"mode":"passthrough-listener","default_acl":[{"scope":"prompts"}]}"#).path, "default_acl[0].scope");
         assert_eq!(err(r#"{"mode":"passthrough-listener","tools":[{"description":"x"}]}"#).path, "tools[0].name");
         assert_eq!(err(r#"{"mode":"passthrough-listener","tools":[{"name":"a","description":"x","acl":{}},{"name":"a","description":"y","acl":{}}]}"#).path, "tools[1].name");
-        let rest = err(r#"{"mode":"passthrough-listener","tools":[{"name":"a","description":"x","path":"/x"}]}"#);
-        assert!(rest.path.starts_with("tools[0]") && rest.message.contains("unknown field `path`"), "{rest}");
+        assert_eq!(err(r#"{"mode":"passthrough-listener","tools":[{"name":"a","description":"x","path":"/x"}]}"#).path, "tools[0].path");
+        let unknown = err(r#"{"mode":"passthrough-listener","tools":[{"name":"a","description":"x","responses":{}}]}"#);
+        assert!(unknown.path.starts_with("tools[0]") && unknown.message.contains("unknown field `responses`"), "{unknown}");
         assert_eq!(err(r#"{"mode":"passthrough-listener","include_consumer_groups":true}"#).path, "consumer_groups_header");
         assert_eq!(err(r#"{"mode":"passthrough-listener","acl_attribute_type":"oauth_access_token"}"#).path, "acl_attribute_type");
         assert_eq!(err(r#"{"mode":"passthrough-listener","consumer_header":"bad header"}"#).path, "consumer_header");

@@ -7,6 +7,7 @@
 
 pub mod acl;
 pub mod config;
+pub mod convert;
 pub mod jsonrpc;
 pub mod response;
 
@@ -14,7 +15,8 @@ use crate::metrics::{name, LabelCap};
 use crate::sse::{SseDecoder, SseEvent};
 use acl::Subject;
 use config::McpConfig;
-use jsonrpc::{RpcError, HEADER_MISMATCH, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST};
+use config::Mode;
+use jsonrpc::{RpcError, HEADER_MISMATCH, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND};
 use response::CallOutcome;
 use std::rc::Rc;
 
@@ -29,9 +31,14 @@ const MAX_EVENT: usize = 8 * 1024 * 1024;
 #[derive(Debug, PartialEq)]
 pub enum Verdict {
     Forward,
-    /// Answered here: status and a JSON body.
+    /// Answered here: status and a JSON body (empty for a 202).
     Reply { status: u16, body: String },
+    /// conversion-listener: this REST request goes upstream instead.
+    Rest(convert::RestCall),
 }
+
+/// What conversion-listener answers `initialize` with, newest first.
+const VERSIONS: [&str; 3] = ["2025-11-25", "2025-06-18", "2025-03-26"];
 
 /// How the answer is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +52,9 @@ pub enum ResponseMode {
     /// An SSE stream whose events may hold `tools/list` results: each
     /// complete event is passed on, cut down where needed.
     Filter,
+    /// conversion-listener: the REST API's answer, held whole and turned
+    /// into the `tools/call` result (status 200, JSON).
+    Convert,
 }
 
 /// One request message's fate, as the `outcome` label says it.
@@ -122,6 +132,11 @@ pub struct McpExchange {
     /// The answer is an SSE stream.
     sse: bool,
     removed_tools: usize,
+    /// conversion-listener: the raw id of the call sent as a REST request,
+    /// and the REST answer's status and content type.
+    rest_call: Option<String>,
+    rest_status: u16,
+    rest_content_type: Option<String>,
 }
 
 fn is_json(content_type: &str) -> bool {
@@ -153,6 +168,9 @@ impl McpExchange {
             observed: Vec::new(),
             sse: false,
             removed_tools: 0,
+            rest_call: None,
+            rest_status: 0,
+            rest_content_type: None,
         }
     }
 
@@ -164,6 +182,10 @@ impl McpExchange {
     /// `request_body` when there is a body).
     pub fn request_headers(&mut self, method: &str, content_type: Option<&str>, content_length: Option<u64>, has_body: bool) -> Option<Verdict> {
         self.is_stream_request = method.eq_ignore_ascii_case("GET");
+        if self.config.mode == Mode::Conversion && !method.eq_ignore_ascii_case("POST") {
+            // A stateless server: no GET stream, no session to DELETE.
+            return Some(reply(405, &RpcError::new(INVALID_REQUEST, format!("Method Not Allowed: {method} (this server is stateless: POST only)"))));
+        }
         if !method.eq_ignore_ascii_case("POST") || !has_body {
             return None; // GET streams, DELETE, ...: the server's to answer
         }
@@ -208,6 +230,9 @@ impl McpExchange {
                 return reply(400, &err);
             }
         };
+        if self.config.mode == Mode::Conversion {
+            return self.serve(&parsed, header);
+        }
         let messages = parsed.messages();
         let batch = matches!(parsed, jsonrpc::Body::Batch(_));
         let mut refusals: Vec<Option<RpcError>> = Vec::with_capacity(messages.len());
@@ -295,12 +320,88 @@ impl McpExchange {
         Err(RpcError { id: raw_id, ..RpcError::new(INVALID_PARAMS, format!("Tool '{tool}' is not available for {who}")) })
     }
 
+    /// conversion-listener: the filter answers as the MCP server, or turns
+    /// a `tools/call` into its REST request.
+    fn serve(&mut self, parsed: &jsonrpc::Body, header: &dyn Fn(&str) -> Option<String>) -> Verdict {
+        let jsonrpc::Body::Single(m) = parsed else {
+            return reply(400, &RpcError::new(INVALID_REQUEST, "Invalid Request: batches are not supported (MCP 2025-06-18 removed them)"));
+        };
+        let (Some(method), Some(raw)) = (m.method.as_deref(), m.id) else {
+            return Verdict::Reply { status: 202, body: String::new() }; // a notification or a response
+        };
+        let raw_id = raw.get().to_string();
+        let id = jsonrpc::canonical_id(raw);
+        let mut request = Request { id, method: method.to_string(), tool: None, outcome: Outcome::Success, error_code: None, answered_ms: None };
+        let answer = |result: serde_json::Value| Verdict::Reply { status: 200, body: serde_json::json!({"jsonrpc": "2.0", "id": serde_json::from_str::<serde_json::Value>(&raw_id).unwrap_or_default(), "result": result}).to_string() };
+        let verdict = match method {
+            "initialize" => {
+                let asked = m.params.and_then(|p| serde_json::from_str::<serde_json::Value>(p.get()).ok());
+                let asked = asked.as_ref().and_then(|p| p["protocolVersion"].as_str());
+                let version = VERSIONS.iter().find(|v| Some(**v) == asked).unwrap_or(&VERSIONS[0]);
+                answer(serde_json::json!({"protocolVersion": version, "capabilities": {"tools": {"listChanged": false}},
+                    "serverInfo": {"name": self.config.server_name, "version": env!("CARGO_PKG_VERSION")}}))
+            }
+            "ping" => answer(serde_json::json!({})),
+            "tools/list" => {
+                let tools: Vec<&serde_json::Value> = self.config.rest_tools.iter().filter(|t| self.allowed(&t.name)).map(|t| &t.listing).collect();
+                self.removed_tools += self.config.rest_tools.len() - tools.len();
+                answer(serde_json::json!({"tools": tools}))
+            }
+            "tools/call" => match self.check_call(m, &mut request, Some(raw_id.clone()), false, header) {
+                Err(err) => {
+                    request.error_code = Some(err.code);
+                    if request.outcome != Outcome::Denied {
+                        request.outcome = Outcome::Invalid;
+                    }
+                    reply(if err.code == HEADER_MISMATCH { 400 } else { 200 }, &err)
+                }
+                Ok(()) => {
+                    let name = request.tool.clone().unwrap_or_default();
+                    match self.config.rest_tools.iter().find(|t| t.name == name) {
+                        None => {
+                            request.outcome = Outcome::Error;
+                            request.error_code = Some(INVALID_PARAMS);
+                            reply(200, &RpcError { id: Some(raw_id.clone()), ..RpcError::new(INVALID_PARAMS, format!("Unknown tool: {name}")) })
+                        }
+                        Some(tool) => {
+                            let params = m.params.and_then(|p| serde_json::from_str::<serde_json::Value>(p.get()).ok()).unwrap_or_default();
+                            match tool.call(params.get("arguments")) {
+                                Ok(call) => {
+                                    request.outcome = Outcome::Unknown; // until the API answers
+                                    self.rest_call = Some(raw_id.clone());
+                                    Verdict::Rest(call)
+                                }
+                                Err(why) => {
+                                    request.outcome = Outcome::ToolError;
+                                    answer(serde_json::json!({"content": [{"type": "text", "text": why}], "isError": true}))
+                                }
+                            }
+                        }
+                    }
+                }
+            },
+            _ => {
+                request.outcome = Outcome::Error;
+                request.error_code = Some(METHOD_NOT_FOUND);
+                reply(200, &RpcError { id: Some(raw_id.clone()), ..RpcError::new(METHOD_NOT_FOUND, format!("Method not found: {method}")) })
+            }
+        };
+        self.requests.push(request);
+        verdict
+    }
+
     fn allowed(&self, tool: &str) -> bool {
         self.config.acl_for(tool).allows(&self.subject)
     }
 
     /// The answer's status and content type: how its body is read.
-    pub fn response_headers(&mut self, content_type: Option<&str>) -> ResponseMode {
+    pub fn response_headers(&mut self, status: u16, content_type: Option<&str>) -> ResponseMode {
+        if self.rest_call.is_some() {
+            self.rest_status = status;
+            self.rest_content_type = content_type.map(str::to_string);
+            self.mode = ResponseMode::Convert;
+            return self.mode;
+        }
         let content_type = content_type.unwrap_or_default();
         let has_calls = self.requests.iter().any(|r| r.id.is_some());
         self.sse = is_sse(content_type);
@@ -358,8 +459,19 @@ impl McpExchange {
         }
     }
 
-    /// A whole JSON answer (`Buffer` mode): the body to send instead, if any.
+    /// A whole JSON answer (`Buffer` mode, or `Convert`: the REST answer):
+    /// the body to send instead, if any.
     pub fn response_body(&mut self, body: &[u8], now_ms: Option<u64>) -> Option<Vec<u8>> {
+        if let Some(raw_id) = self.rest_call.take() {
+            let result = convert::tool_result(self.rest_status, self.rest_content_type.as_deref(), body);
+            let failed = result.get("isError") == Some(&serde_json::Value::Bool(true));
+            if let Some(r) = self.requests.last_mut() {
+                r.outcome = if failed { Outcome::ToolError } else { Outcome::Success };
+                r.answered_ms = now_ms;
+            }
+            let id: serde_json::Value = serde_json::from_str(&raw_id).unwrap_or_default();
+            return Some(serde_json::json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string().into_bytes());
+        }
         let Ok(text) = std::str::from_utf8(body) else {
             return Some(self.unreadable_lists().into_bytes());
         };
@@ -370,7 +482,7 @@ impl McpExchange {
     /// (None: the chunk as it is).
     pub fn response_chunk(&mut self, chunk: &[u8], end_of_stream: bool, now_ms: &dyn Fn() -> Option<u64>) -> Option<Vec<u8>> {
         match self.mode {
-            ResponseMode::Pass | ResponseMode::Buffer => None,
+            ResponseMode::Pass | ResponseMode::Buffer | ResponseMode::Convert => None,
             ResponseMode::Observe if self.sse => {
                 let mut events = Vec::new();
                 self.decoder.push(chunk, &mut events);
@@ -573,7 +685,7 @@ mod tests {
         let list = r#"{"jsonrpc":"2.0","id":"L","result":{"tools":[{"name":"add"},{"name":"delete_everything"}]}}"#;
         let mut x = exchange(Some("bob"), None);
         assert_eq!(post(&mut x, r#"{"jsonrpc":"2.0","id":"L","method":"tools/list"}"#), Verdict::Forward);
-        assert_eq!(x.response_headers(Some("application/json")), ResponseMode::Buffer);
+        assert_eq!(x.response_headers(200, Some("application/json")), ResponseMode::Buffer);
         let body = x.response_body(list.as_bytes(), None).unwrap();
         assert_eq!(String::from_utf8(body).unwrap(), r#"{"jsonrpc":"2.0","id":"L","result":{"tools":[{"name":"add"}]}}"#);
         let r = x.report("tools", &mut Labels::default());
@@ -584,7 +696,7 @@ mod tests {
         // answer is cut down, its event id kept.
         let mut x = exchange(Some("bob"), None);
         post(&mut x, r#"{"jsonrpc":"2.0","id":"L","method":"tools/list"}"#);
-        assert_eq!(x.response_headers(Some("text/event-stream")), ResponseMode::Filter);
+        assert_eq!(x.response_headers(200, Some("text/event-stream")), ResponseMode::Filter);
         let stream = format!("event: message\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}}\n\nid: e2\nevent: message\ndata: {list}\n\n");
         let (a, b) = stream.as_bytes().split_at(stream.find("id: e2").unwrap() + 10);
         let mut out = x.response_chunk(a, false, &|| None).unwrap();
@@ -596,7 +708,7 @@ mod tests {
         // A GET stream may replay any answer: every tools list is cut down.
         let mut x = exchange(Some("bob"), None);
         assert_eq!(x.request_headers("GET", None, None, false), None);
-        assert_eq!(x.response_headers(Some("text/event-stream")), ResponseMode::Filter);
+        assert_eq!(x.response_headers(200, Some("text/event-stream")), ResponseMode::Filter);
         let out = x.response_chunk(format!("data: {list}\n\n").as_bytes(), false, &|| None).unwrap();
         assert!(!String::from_utf8(out).unwrap().contains("delete_everything"));
     }
@@ -605,7 +717,7 @@ mod tests {
     fn call_outcomes_are_read_from_the_answer() {
         let mut x = exchange(Some("admin"), None);
         post(&mut x, &call("add"));
-        assert_eq!(x.response_headers(Some("text/event-stream")), ResponseMode::Observe);
+        assert_eq!(x.response_headers(200, Some("text/event-stream")), ResponseMode::Observe);
         let event = "data: {\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{\"content\":[],\"isError\":true}}\n\n";
         assert_eq!(x.response_chunk(event.as_bytes(), true, &|| Some(130)), None);
         let r = x.report("tools", &mut Labels::default());
@@ -613,12 +725,58 @@ mod tests {
         assert!(r.histograms.contains(&("ai_mcp_tool_call_latency_ms.server.tools.tool.add".into(), 30)));
         let mut x = exchange(Some("admin"), None);
         post(&mut x, &call("add"));
-        assert_eq!(x.response_headers(Some("application/json")), ResponseMode::Observe);
+        assert_eq!(x.response_headers(200, Some("application/json")), ResponseMode::Observe);
         let (a, b) = r#"{"jsonrpc":"2.0","id":5,"error":{"code":-32601,"message":"x"}}"#.split_at(20);
         x.response_chunk(a.as_bytes(), false, &|| None);
         x.response_chunk(b.as_bytes(), true, &|| None);
         let r = x.report("tools", &mut Labels::default());
         assert!(r.properties.contains(&("ai.mcp.error_code", "-32601".into())));
         assert!(r.counters.contains(&("ai_mcp_tool_calls_total.server.tools.tool.add.outcome.error".into(), 1)));
+    }
+
+    const REST: &str = r#"{"mode":"conversion-listener","consumer_header":"x-consumer","logging":{"log_statistics":true},
+        "tools":[{"name":"get_order","description":"Gets an order","method":"GET","path":"/orders/{id}","parameters":[{"name":"id","in":"path"}]},
+                 {"name":"cancel_order","description":"Cancels","method":"DELETE","path":"/orders/{id}","parameters":[{"name":"id","in":"path"}],"acl":{"allow":["admin"]}}]}"#;
+
+    fn rest(consumer: &str) -> McpExchange {
+        let config = Rc::new(McpConfig::from_json(REST.as_bytes()).unwrap());
+        McpExchange::new(config, Subject::new(Some(consumer.into()), None), None)
+    }
+
+    fn result(v: Verdict) -> serde_json::Value {
+        let Verdict::Reply { status: 200, body } = v else { panic!("{v:?}") };
+        serde_json::from_str(&body).unwrap()
+    }
+
+    #[test]
+    fn conversion_answers_as_an_mcp_server_and_calls_the_rest_api() {
+        let init = result(post(&mut rest("bob"), r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{}}}"#));
+        assert_eq!((init["id"].clone(), init["result"]["protocolVersion"].clone()), (serde_json::json!(0), serde_json::json!("2025-06-18")));
+        let newer = result(post(&mut rest("bob"), r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2099-01-01"}}"#));
+        assert_eq!(newer["result"]["protocolVersion"], "2025-11-25");
+        assert_eq!(post(&mut rest("bob"), r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#), Verdict::Reply { status: 202, body: String::new() });
+        let list = result(post(&mut rest("bob"), r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#));
+        assert_eq!(list["result"]["tools"].as_array().map(Vec::len), Some(1), "cancel_order is for admins");
+        assert_eq!(list["result"]["tools"][0]["inputSchema"]["required"], serde_json::json!(["id"]));
+
+        let mut x = rest("bob");
+        let Verdict::Rest(call) = post(&mut x, r#"{"jsonrpc":"2.0","id":"c1","method":"tools/call","params":{"name":"get_order","arguments":{"id":"a/b"}}}"#) else { panic!() };
+        assert_eq!((call.method.as_str(), call.path.as_str()), ("GET", "/orders/a%2Fb"));
+        assert_eq!(x.response_headers(404, Some("text/plain")), ResponseMode::Convert);
+        let answer: serde_json::Value = serde_json::from_slice(&x.response_body(b"no such order", Some(150)).unwrap()).unwrap();
+        assert_eq!(answer, serde_json::json!({"jsonrpc": "2.0", "id": "c1", "result": {"content": [{"type": "text", "text": "no such order"}], "isError": true}}));
+        let r = x.report("orders", &mut Labels::default());
+        assert!(r.counters.contains(&("ai_mcp_tool_calls_total.server.orders.tool.get_order.outcome.tool_error".into(), 1)));
+        assert!(r.histograms.contains(&("ai_mcp_tool_call_latency_ms.server.orders.tool.get_order".into(), 50)));
+
+        let denied = result(post(&mut rest("bob"), r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"cancel_order","arguments":{"id":"1"}}}"#));
+        assert_eq!(denied["error"]["code"], -32602);
+        let missing = result(post(&mut rest("bob"), r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"get_order","arguments":{}}}"#));
+        assert_eq!((missing["result"]["isError"].clone(), missing["result"]["content"][0]["text"].clone()), (serde_json::json!(true), serde_json::json!("missing required argument `id`")));
+        let unknown = result(post(&mut rest("bob"), r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"nope"}}"#));
+        assert_eq!(unknown["error"]["message"], "Unknown tool: nope");
+        let other = result(post(&mut rest("bob"), r#"{"jsonrpc":"2.0","id":5,"method":"resources/list"}"#));
+        assert_eq!(other["error"]["code"], -32601);
+        assert!(matches!(rest("bob").request_headers("GET", None, None, false), Some(Verdict::Reply { status: 405, .. })));
     }
 }

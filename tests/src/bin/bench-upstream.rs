@@ -1,6 +1,8 @@
 //! The benchmark's upstream: answers OpenAI chat (whole or as a 50-event
-//! stream) and Anthropic Messages from precomputed bytes, so it costs far
-//! less per request than the gateway it measures. `bench-upstream PORT`.
+//! stream), Anthropic Messages and MCP (`tools/list` of 100 tools, and
+//! `tools/call`, as JSON or, with a progress token, as an SSE stream) from
+//! precomputed bytes, so it costs far less per request than the gateway it
+//! measures. `bench-upstream PORT`.
 
 use ai_gateway_tests::fake::read_request;
 use std::io::{BufReader, Write};
@@ -33,11 +35,45 @@ fn anthropic_stream_body() -> Vec<u8> {
     out.into_bytes()
 }
 
+/// MCP answers: a list of 100 tools, a call's result, and that result as
+/// the Python SDK streams it (a progress notification first).
+struct Mcp {
+    list: Vec<u8>,
+    call: Vec<u8>,
+    call_events: Vec<u8>,
+}
+
+const MCP_RESULT: &str = r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"5"}],"structuredContent":{"result":5},"isError":false}}"#;
+
+fn mcp() -> Mcp {
+    let tools: Vec<String> = (0..100)
+        .map(|i| {
+            let name = if i == 0 { "delete_everything".to_string() } else { format!("tool_{i}") };
+            format!(r#"{{"name":"{name}","description":"Tool number {i}.","inputSchema":{{"type":"object","properties":{{"a":{{"type":"integer"}},"b":{{"type":"integer"}}}},"required":["a","b"]}}}}"#)
+        })
+        .collect();
+    let list = format!(r#"{{"jsonrpc":"2.0","id":1,"result":{{"tools":[{}]}}}}"#, tools.join(","));
+    let events = format!("event: message\r\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{{\"progressToken\":1,\"progress\":1}}}}\r\n\r\nevent: message\r\ndata: {MCP_RESULT}\r\n\r\n");
+    let call_events = format!("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{events}\r\n0\r\n\r\n", events.len()).into_bytes();
+    Mcp { list: whole(&list), call: whole(MCP_RESULT), call_events }
+}
+
+fn mcp_answer<'a>(compact: &[u8], mcp: &'a Mcp) -> Option<&'a [u8]> {
+    let has = |needle: &[u8]| compact.windows(needle.len()).any(|w| w == needle);
+    if has(br#""method":"tools/list""#) {
+        Some(&mcp.list)
+    } else if has(br#""method":"tools/call""#) {
+        Some(if has(b"progressToken") { &mcp.call_events } else { &mcp.call })
+    } else {
+        None
+    }
+}
+
 fn whole(body: &str) -> Vec<u8> {
     format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len()).into_bytes()
 }
 
-fn serve(stream: TcpStream, chat: &[u8], anthropic: &[u8], openai_events: &[u8], anthropic_events: &[u8]) {
+fn serve(stream: TcpStream, chat: &[u8], anthropic: &[u8], openai_events: &[u8], anthropic_events: &[u8], mcp: &Mcp) {
     let _ = stream.set_nodelay(true);
     let Ok(mut out) = stream.try_clone() else { return };
     let mut reader = BufReader::new(stream);
@@ -51,7 +87,9 @@ fn serve(stream: TcpStream, chat: &[u8], anthropic: &[u8], openai_events: &[u8],
             None if req.path.starts_with("/v1/messages") => anthropic_events,
             None => openai_events,
         };
-        let result = if streamed {
+        let result = if let Some(answer) = mcp_answer(&compact, mcp) {
+            out.write_all(answer)
+        } else if streamed {
             // Headers and the first event at once, the rest right after: a
             // stream's first byte is as fast as a whole answer's.
             let (first, rest) = events.split_at(events.windows(2).position(|w| w == b"\n\n").map_or(0, |i| i + 2));
@@ -83,7 +121,8 @@ fn main() {
     let anthropic: &'static [u8] = whole(ANTHROPIC).leak();
     let openai_events: &'static [u8] = stream_body().leak();
     let anthropic_events: &'static [u8] = anthropic_stream_body().leak();
+    let mcp: &'static Mcp = Box::leak(Box::new(mcp()));
     for stream in listener.incoming().flatten() {
-        thread::spawn(move || serve(stream, chat, anthropic, openai_events, anthropic_events));
+        thread::spawn(move || serve(stream, chat, anthropic, openai_events, anthropic_events, mcp));
     }
 }
