@@ -43,9 +43,9 @@ sed "s#/etc/envoy/wasm/#$PWD/dist/#; s#address: 0.0.0.0, port_value: 10000#addre
 if [ "$config" = mcp.yaml ]; then
 cat <<'MSG'
 
-MCP gateway on http://127.0.0.1:10000/mcp (admin: http://127.0.0.1:9901). Try (a
+MCP gateway on http://127.0.0.1:10000/tools/mcp (and /orders/mcp) (admin: http://127.0.0.1:9901). Try (a
 consumer that may not call delete_everything):
-  curl -s localhost:10000/mcp -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' \
+  curl -s localhost:10000/tools/mcp -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' \
        -H 'x-consumer-id: dev' -d '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_everything","arguments":{}}}'
 Ctrl-C stops it.
 

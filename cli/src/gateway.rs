@@ -47,7 +47,11 @@ struct Metadata {
 struct Spec {
     #[serde(default)]
     gateway_class_name: Option<String>,
+    #[serde(default)]
     large_language_models: Models,
+    /// Not Kong's AIGateway: MCP servers behind ai-mcp-proxy.
+    #[serde(default)]
+    mcp_servers: Vec<McpEntry>,
     #[serde(default)]
     cloud_provider_credentials: Option<Credentials>,
 }
@@ -58,7 +62,7 @@ struct Credentials {
     name: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Models {
     #[serde(default)]
@@ -295,6 +299,69 @@ pub struct Upstream {
     pub tls: bool,
 }
 
+/// `spec.mcpServers[]`: an MCP server behind ai-mcp-proxy (Kong's
+/// passthrough-listener), or a REST API served as MCP tools
+/// (conversion-listener), at `/<identifier>/mcp`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct McpEntry {
+    identifier: String,
+    /// The MCP server's endpoint (`http://host:port/mcp`), or the REST API's base.
+    url: String,
+    /// ai-mcp-proxy's configuration (Kong's fields); `mode` defaults to
+    /// `passthrough-listener`.
+    #[serde(default)]
+    ai_mcp_proxy: Map<String, Value>,
+}
+
+/// An MCP endpoint, ready to render.
+#[derive(Debug, Clone)]
+pub struct McpServer {
+    pub identifier: String,
+    /// The public path: `/<identifier>/mcp`.
+    pub path: String,
+    /// conversion-listener: the filter is the server, the upstream a REST API.
+    pub conversion: bool,
+    /// ai-mcp-proxy's JSON configuration.
+    pub config: Value,
+    pub upstream: Upstream,
+    /// passthrough: the MCP server's own path, which the public one is rewritten to.
+    pub upstream_path: String,
+}
+
+fn mcp_server(e: &McpEntry, where_: &str) -> Result<McpServer, FileError> {
+    let fail = |e: String| FileError(format!("{where_}: {e}"));
+    if !valid_identifier(&e.identifier) {
+        return Err(fail("identifier must be one URL path segment (letters, digits, `-`, `_`; not `v1`)".into()));
+    }
+    let mut config = e.ai_mcp_proxy.clone();
+    config.entry("mode").or_insert_with(|| json!("passthrough-listener"));
+    // The rendered access log reads its keys.
+    if let Some(logging) = config.entry("logging").or_insert_with(|| json!({})).as_object_mut() {
+        logging.entry("log_statistics").or_insert(json!(true));
+    }
+    let config = Value::Object(config);
+    let parsed = codec::mcp::config::McpConfig::from_json(config.to_string().as_bytes()).map_err(|e| fail(format!("aiMcpProxy.{}: {}", e.path.trim_start_matches('.'), e.message)))?;
+    let conversion = parsed.mode == codec::mcp::config::Mode::Conversion;
+    let url = codec::proxy::config::parse_upstream_url(&e.url).map_err(|err| fail(format!("url: {err}")))?;
+    let tls = e.url.starts_with("https://");
+    let (host, port) = match url.authority.rsplit_once(':') {
+        Some((h, p)) => (h.to_string(), p.parse::<u16>().map_err(|_| fail(format!("url: bad port `{p}`")))?),
+        None => (url.authority.clone(), if tls { 443 } else { 80 }),
+    };
+    if conversion && url.path != "/" {
+        return Err(fail("url: a REST API's base without a path (`http://host:port`): the tools' `path`s are absolute".into()));
+    }
+    Ok(McpServer {
+        identifier: e.identifier.clone(),
+        path: format!("/{}/mcp", e.identifier),
+        conversion,
+        config,
+        upstream: Upstream { cluster: format!("mcp-{}-{}-{port}", e.identifier, host.replace(['.', ':'], "-")), host, port, tls },
+        upstream_path: url.path.clone(),
+    })
+}
+
 /// One model, ready to render.
 #[derive(Debug, Clone)]
 pub struct Model {
@@ -334,6 +401,7 @@ pub struct Model {
 pub struct Gateway {
     pub name: String,
     pub models: Vec<Model>,
+    pub mcp_servers: Vec<McpServer>,
 }
 
 /// A hosted provider's usual credential, as the codec's registry knows it.
@@ -721,7 +789,15 @@ pub fn parse(text: &str) -> Result<Gateway, FileError> {
         m.check_list(false).map_err(|e| FileError(format!("{where_}: {e}")))?;
         models.push(self_hosted_model(m, &where_)?);
     }
-    if models.is_empty() {
+    let mut mcp_servers = Vec::new();
+    for (i, e) in spec.mcp_servers.iter().enumerate() {
+        let server = mcp_server(e, &format!("{at}: mcpServers[{i}] ({})", e.identifier))?;
+        if models.iter().any(|m| m.identifier == server.identifier) || mcp_servers.iter().any(|s: &McpServer| s.identifier == server.identifier) {
+            return Err(FileError(format!("{at}: mcpServers[{i}] ({}): identifier is used twice", e.identifier)));
+        }
+        mcp_servers.push(server);
+    }
+    if models.is_empty() && mcp_servers.is_empty() {
         return Err(FileError(format!("{at}: spec.largeLanguageModels: no models")));
     }
     let mut seen = std::collections::BTreeSet::new();
@@ -742,7 +818,7 @@ pub fn parse(text: &str) -> Result<Gateway, FileError> {
             }
         }
     }
-    Ok(Gateway { name: doc.metadata.name.clone(), models })
+    Ok(Gateway { name: doc.metadata.name.clone(), models, mcp_servers })
 }
 
 #[cfg(test)]
@@ -811,6 +887,24 @@ mod tests {
         let missing = "kind: Secret\nmetadata: {name: k}\nstringData: {openai: sk-1}\n---\nkind: AIGateway\nmetadata: {name: g}\nspec:\n  cloudProviderCredentials: {name: k}\n  largeLanguageModels:\n    cloudHosted:\n    - {identifier: c, model: claude, aiCloudProvider: {name: anthropic}}\n";
         let err = parse(missing).unwrap_err();
         assert!(err.0.contains("cloudHosted[0] (c): aiCloudProvider.name: the Secret `k` has no `anthropic` key"), "{err}");
+    }
+
+    #[test]
+    fn mcp_servers_render_from_their_own_section() {
+        let file = |servers: &str| parse(&format!("kind: AIGateway\nmetadata: {{name: g}}\nspec:\n  mcpServers:\n{servers}"));
+        let g = file("  - {identifier: tools, url: 'http://127.0.0.1:8001/mcp', aiMcpProxy: {default_acl: [{deny: [x]}]}}\n").unwrap();
+        let m = &g.mcp_servers[0];
+        assert_eq!((m.path.as_str(), m.upstream_path.as_str(), m.conversion), ("/tools/mcp", "/mcp", false));
+        assert_eq!((m.config["mode"].clone(), m.config["logging"]["log_statistics"].clone()), (json!("passthrough-listener"), json!(true)));
+        for (servers, needle) in [
+            ("  - {identifier: t, url: 'http://h:1/mcp', aiMcpProxy: {tools: [{description: d}]}}\n", "mcpServers[0] (t): aiMcpProxy.tools[0].name"),
+            ("  - {identifier: t, url: 'http://h:1/api', aiMcpProxy: {mode: conversion-listener, tools: [{name: a, description: d, path: /x}]}}\n", "url: a REST API's base without a path"),
+            ("  - {identifier: t, url: 'http://h:1/mcp'}\n  - {identifier: t, url: 'http://h:2/mcp'}\n", "identifier is used twice"),
+            ("  - {identifier: 'a/b', url: 'http://h:1/mcp'}\n", "one URL path segment"),
+        ] {
+            let err = file(servers).unwrap_err();
+            assert!(err.0.contains(needle), "{servers}: {err}");
+        }
     }
 
     #[test]

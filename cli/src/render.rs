@@ -4,7 +4,7 @@
 //! model lists at `/v1/models`. The output is deterministic: the same file
 //! renders the same bytes.
 
-use crate::gateway::{Filter, FilterKind, Gateway, Model};
+use crate::gateway::{Filter, FilterKind, Gateway, McpServer, Model};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
@@ -40,6 +40,9 @@ const STATS_TAGS: &str = r#"stats_config:
   - { tag_name: template, regex: '^wasmcustom\.ai_.*?(\.template\.([^.]+))' }
   - { tag_name: policy, regex: '^wasmcustom\.ai_.*?(\.policy\.([^.]+))' }
   - { tag_name: plugin, regex: '^wasmcustom\.ai_.*?(\.plugin\.([^.]+))' }
+  - { tag_name: server, regex: '^wasmcustom\.ai_mcp_.*?(\.server\.([^.]+))' }
+  - { tag_name: method, regex: '^wasmcustom\.ai_mcp_.*?(\.method\.([^.]+))' }
+  - { tag_name: tool, regex: '^wasmcustom\.ai_mcp_.*?(\.tool\.([^.]+))' }
 "#;
 
 const ACCESS_LOG_AND_LOCAL_REPLY: &str = r#"          access_log:
@@ -80,6 +83,13 @@ const ACCESS_LOG_AND_LOCAL_REPLY: &str = r#"          access_log:
                   ai_tries: "%FILTER_STATE(wasm.ai.tries:PLAIN)%"
                   ai_failed_targets: "%FILTER_STATE(wasm.ai.failed_targets:PLAIN)%"
                   ai_fallback_skipped: "%FILTER_STATE(wasm.ai.fallback_skipped:PLAIN)%"
+                  ai_mcp_method: "%FILTER_STATE(wasm.ai.mcp.method:PLAIN)%"
+                  ai_mcp_tool: "%FILTER_STATE(wasm.ai.mcp.tool:PLAIN)%"
+                  ai_mcp_outcome: "%FILTER_STATE(wasm.ai.mcp.outcome:PLAIN)%"
+                  ai_mcp_error_code: "%FILTER_STATE(wasm.ai.mcp.error_code:PLAIN)%"
+                  ai_mcp_session: "%FILTER_STATE(wasm.ai.mcp.session:PLAIN)%"
+                  ai_mcp_consumer: "%FILTER_STATE(wasm.ai.mcp.consumer:PLAIN)%"
+                  ai_mcp_audit: "%FILTER_STATE(wasm.ai.mcp.audit:PLAIN)%"
           # Envoy's own answers to upstream failures (connect error, reset,
           # timeout, no healthy host) in OpenAI's error shape, also when a
           # filter was holding the upstream's headers when it failed.
@@ -258,11 +268,53 @@ fn header(g: &Gateway, o: &Options) -> String {
         let _ = writeln!(out, "#   {}: {}  {} {}", m.identifier, m.paths.join(", "), m.provider, m.model.as_deref().unwrap_or("(model from the request)"));
     }
     out.push_str("#   GET /v1/models lists them.\n");
+    if !g.mcp_servers.is_empty() {
+        out.push_str("#\n# MCP servers (public path, mode, upstream):\n");
+        for m in &g.mcp_servers {
+            let mode = if m.conversion { "a REST API as MCP tools" } else { "MCP server" };
+            let _ = writeln!(out, "#   {}: {}  {mode} at {}:{}{}", m.identifier, m.path, m.upstream.host, m.upstream.port, if m.conversion { "" } else { &m.upstream_path });
+        }
+    }
+    out
+}
+
+fn mcp_name(m: &McpServer) -> String {
+    format!("mcp-{}", m.identifier)
+}
+
+/// An MCP server's routes: its public path, and for a REST API the route
+/// the filter's rewritten request (stamped with its name) is matched by.
+fn mcp_routes(g: &Gateway) -> String {
+    let mut out = String::new();
+    for m in &g.mcp_servers {
+        let name = mcp_name(m);
+        let c = &m.upstream.cluster;
+        if m.conversion {
+            let _ = write!(
+                out,
+                "              # {id}: a REST API as MCP tools; the stamped route takes each tools/call's REST request.\n              - match: {{ prefix: \"/\", headers: [{{ name: x-ai-mcp-proxy, string_match: {{ exact: {name} }} }}] }}\n                route: {{ cluster: {c}, timeout: 60s }}\n                request_headers_to_remove: [x-ai-mcp-proxy]\n{e}              - match: {{ path: \"{p}\" }}\n                route: {{ cluster: {c}, timeout: 60s }}\n{e}",
+                id = m.identifier,
+                p = m.path,
+                e = enable(std::slice::from_ref(&name))
+            );
+        } else {
+            // No route timeout: a GET stream lasts as long as its session.
+            let _ = write!(
+                out,
+                "              # {id}: the MCP server at {up}; streams have no route timeout.\n              - match: {{ path: \"{p}\" }}\n                route: {{ cluster: {c}, timeout: 0s, idle_timeout: 300s, prefix_rewrite: \"{up}\" }}\n{e}",
+                id = m.identifier,
+                p = m.path,
+                up = m.upstream_path,
+                e = enable(std::slice::from_ref(&name))
+            );
+        }
+    }
     out
 }
 
 fn routes(g: &Gateway, filters: &Instances) -> String {
     let mut out = String::from("              routes:\n");
+    out.push_str(&mcp_routes(g));
     out.push_str("              # ai-proxy stamps `x-ai-proxy: <its name>` on the requests it\n              # rewrote, and Envoy matches routes again: these send them on. They\n              # enable the same filters as the public routes, so a client that\n              # forges the header is still governed by them.\n");
     for m in g.models.iter().filter(|m| m.balanced.is_none() && m.passthrough.is_none()) {
         let _ = write!(
@@ -359,6 +411,9 @@ fn http_filters(g: &Gateway, filters: &Instances, o: &Options) -> String {
             out.push_str(&wasm_filter(&count_tokens_name(m), "ai_proxy.wasm", "ai-proxy", &env, config, o));
         }
     }
+    for m in &g.mcp_servers {
+        out.push_str(&wasm_filter(&mcp_name(m), "ai_mcp_proxy.wasm", "ai-mcp-proxy", &[], &m.config, o));
+    }
     out.push_str("          - name: envoy.filters.http.router\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router\n");
     if g.models.iter().any(|m| m.balanced.is_some()) {
         // ai-proxy-advanced's translator: once per try, in the balancer's VM.
@@ -386,10 +441,14 @@ fn clusters(g: &Gateway) -> String {
     let mut out = String::from("  clusters:\n");
     let mut seen = BTreeSet::new();
     let balanced: BTreeSet<&str> = g.models.iter().filter_map(|m| m.balanced.as_ref()).flat_map(|b| b.targets.iter().map(|t| t.cluster.as_str())).collect();
-    let upstreams = g.models.iter().flat_map(|m| match &m.balanced {
-        Some(b) => b.targets.clone(),
-        None => vec![m.upstream.clone()],
-    });
+    let upstreams = g
+        .models
+        .iter()
+        .flat_map(|m| match &m.balanced {
+            Some(b) => b.targets.clone(),
+            None => vec![m.upstream.clone()],
+        })
+        .chain(g.mcp_servers.iter().map(|m| m.upstream.clone()));
     for u in upstreams {
         if !seen.insert(u.cluster.clone()) {
             continue;

@@ -37,7 +37,7 @@ fn orders_url() -> String {
 }
 
 fn url() -> String {
-    format!("http://127.0.0.1:{}/mcp", setup().envoy.ports.listener)
+    format!("http://127.0.0.1:{}/tools/mcp", setup().envoy.ports.listener)
 }
 
 const ADMIN: &[(&str, &str)] = &[("x-consumer-id", "ada"), ("x-consumer-groups", "admins")];
@@ -114,7 +114,7 @@ fn thirty_sessions_at_once_on_both_workers_get_their_own_answers() {
 
 fn post(body: &str, headers: &[(&'static str, &str)]) -> (ai_gateway_tests::http::Response, String) {
     let id = test_id("mcp");
-    let mut req = Request { method: "POST", path: "/mcp", headers: vec![("content-type", "application/json".into()), ("accept", "application/json, text/event-stream".into()), ("x-request-id", id.clone())], body: body.as_bytes().to_vec() };
+    let mut req = Request { method: "POST", path: "/tools/mcp", headers: vec![("content-type", "application/json".into()), ("accept", "application/json, text/event-stream".into()), ("x-request-id", id.clone())], body: body.as_bytes().to_vec() };
     for (k, v) in headers {
         req.headers.push((k, v.to_string()));
     }
@@ -132,7 +132,7 @@ fn what_cannot_be_read_one_way_is_refused_and_logged() {
     assert_eq!((r.status, r.json()["error"]["code"].clone()), (400, json!(-32700)));
     let (r, _) = post(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"add"}}"#, &[("x-consumer-id", "dev"), ("mcp-name", "echo")]);
     assert_eq!((r.status, r.json()["error"]["code"].clone()), (400, json!(-32020)));
-    let plain = send(setup().envoy.ports.listener, &Request { method: "POST", path: "/mcp", headers: vec![("content-type", "text/plain".into())], body: b"{}".to_vec() });
+    let plain = send(setup().envoy.ports.listener, &Request { method: "POST", path: "/tools/mcp", headers: vec![("content-type", "text/plain".into())], body: b"{}".to_vec() });
     assert_eq!(plain.status, 415);
     // An escaped name is the name it spells.
     let (r, id) = post(r#"{"jsonrpc":"2.0","id":"d1","method":"tools/call","params":{"name":"delete_\u0065verything","arguments":{"confirm":true}}}"#, DEV);
@@ -151,12 +151,12 @@ fn metrics_count_calls_denials_and_hidden_tools() {
     let before = scrape();
     client(&url(), "sequence", &[("x-consumer-id", "metrics-dev")], "legacy");
     let after = scrape();
-    let delta = |k: &str| after.get(k).copied().unwrap_or(0) - before.get(k).copied().unwrap_or(0);
+    let delta = |k: &str| after.get(&sorted_labels(k)).copied().unwrap_or(0) - before.get(&sorted_labels(k)).copied().unwrap_or(0);
     assert_eq!(delta(r#"ai_mcp_tool_calls_total{server="mcp-tools",tool="add",outcome="success"}"#), 2, "{after:#?}");
     assert_eq!(delta(r#"ai_mcp_acl_denials_total{server="mcp-tools",consumer="metrics-dev"}"#), 1);
     assert_eq!(delta(r#"ai_mcp_tools_hidden_total{server="mcp-tools",consumer="metrics-dev"}"#), 1);
     assert!(delta(r#"ai_mcp_requests_total{server="mcp-tools",method="initialize",outcome="success"}"#) >= 1);
-    assert!(after.keys().any(|k| k.starts_with(r#"ai_mcp_tool_call_latency_ms_count{server="mcp-tools",tool="add"}"#)));
+    assert!(after.contains_key(&sorted_labels(r#"ai_mcp_tool_call_latency_ms_count{server="mcp-tools",tool="add"}"#)), "{after:#?}");
 }
 
 fn scrape() -> std::collections::BTreeMap<String, u64> {
@@ -165,8 +165,17 @@ fn scrape() -> std::collections::BTreeMap<String, u64> {
         .admin("/stats/prometheus")
         .lines()
         .filter(|l| l.starts_with("ai_mcp"))
-        .filter_map(|l| l.rsplit_once(' ').and_then(|(k, v)| v.parse::<f64>().ok().map(|v| (k.to_string(), v as u64))))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(k, v)| v.parse::<f64>().ok().map(|v| (sorted_labels(k), v as u64))))
         .collect()
+}
+
+/// `name{b="1",a="2"}` as `name{a="2",b="1"}`: Envoy orders labels by its
+/// tag rules, which differ between configs.
+fn sorted_labels(series: &str) -> String {
+    let Some((name, labels)) = series.split_once('{') else { return series.to_string() };
+    let mut labels: Vec<&str> = labels.trim_end_matches('}').split(',').collect();
+    labels.sort_unstable();
+    format!("{name}{{{}}}", labels.join(","))
 }
 
 #[test]
@@ -198,4 +207,56 @@ fn a_rest_api_served_as_mcp_tools() {
     let cancelled = client(&orders_url(), r#"call:cancel_order:{"id":"7"}"#, ADMIN, "legacy");
     assert_eq!((cancelled["is_error"].clone(), cancelled["text"].clone()), (json!(false), json!("HTTP 204")), "{cancelled}");
     setup().envoy.assert_no_vm_crash(setup().vms);
+}
+
+/// The MCP dashboard's panels against a real Prometheus: every query
+/// answers after known traffic, and the counts are the traffic's. Its own
+/// Envoy, so the other tests' traffic does not count.
+#[test]
+fn the_mcp_dashboard_shows_the_traffic() {
+    use ai_gateway_tests::prometheus::Prometheus;
+    use std::time::{Duration, Instant};
+    let s = setup();
+    let envoy = Envoy::start_mapped("mcp.yaml", s.server.port, 2, &[], &|yaml| yaml, &[(8001, s.server.port), (8002, s.rest.port)]);
+    let url = format!("http://127.0.0.1:{}/tools/mcp", envoy.ports.listener);
+    let round = || {
+        client(&url, "sequence", &[("x-consumer-id", "dash-dev")], "legacy");
+        client(&url, r#"call:delete_everything:{"confirm":true}"#, ADMIN, "legacy");
+    };
+    round(); // every series is born before the first scrape
+    let prom = Prometheus::start(envoy.ports.admin, "1s");
+    prom.wait_for("count_over_time(ai_mcp_tool_calls_total[1m])", Duration::from_secs(30), |x| !x.is_empty() && x.iter().all(|x| x.value >= 2.0));
+    let started = Instant::now();
+    round();
+    // Two rounds: add twice per round, delete_everything once allowed and once denied.
+    prom.wait_for("sum(ai_mcp_tool_calls_total)", Duration::from_secs(10), |x| x.first().is_some_and(|x| x.value == 8.0));
+    std::thread::sleep(Duration::from_secs(15).saturating_sub(started.elapsed()));
+    let span = started.elapsed().as_secs_f64();
+
+    let path = ai_gateway_tests::envoy::repo_root().join("envoy/grafana/ai-gateway-mcp-dashboard.json");
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_default()).unwrap_or_default();
+    let mut answers = std::collections::BTreeMap::new();
+    for panel in dashboard["panels"].as_array().into_iter().flatten() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap_or_default().to_string();
+            let samples = prom.query(&expr);
+            assert!(!samples.is_empty() && samples.iter().all(|x| x.value.is_finite()), "panel {}: {expr} answered {:?}", panel["title"], samples.iter().map(|x| x.value).collect::<Vec<_>>());
+            answers.insert(expr, samples);
+        }
+    }
+    assert!(answers.len() >= 6, "{answers:?}");
+    let value = |expr: &str, want: &[(&str, &str)]| -> f64 {
+        let samples = answers.get(expr).unwrap_or_else(|| panic!("the dashboard no longer has {expr}"));
+        samples.iter().filter(|x| want.iter().all(|(k, v)| x.labels[k] == *v)).map(|x| x.value).sum()
+    };
+    // rate × 300 s is the count in the window, stretched by up to 1.5 scrapes of extrapolation.
+    let rate = "sum by (server, tool, outcome) (rate(ai_mcp_tool_calls_total[5m]))";
+    let adds = value(rate, &[("tool", "add"), ("outcome", "success")]) * 300.0;
+    assert!((2.0..=2.0 * (span + 1.5) / span + 1e-9).contains(&adds), "adds shown as {adds}");
+    let denials = "round(sum by (server, consumer) (increase(ai_mcp_acl_denials_total[1h])))";
+    assert_eq!(value(denials, &[("server", "mcp-tools"), ("consumer", "dash-dev")]), 1.0);
+    let hidden = "round(sum by (server, consumer) (increase(ai_mcp_tools_hidden_total[1h])))";
+    assert_eq!(value(hidden, &[("consumer", "dash-dev")]), 1.0);
+    let p95 = "histogram_quantile(0.95, sum by (le, server, tool) (rate(ai_mcp_tool_call_latency_ms_bucket[5m])))";
+    assert!(answers[p95].iter().all(|x| x.value >= 0.0 && x.value < 60_000.0));
 }
