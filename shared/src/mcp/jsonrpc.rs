@@ -6,6 +6,7 @@
 
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
+use serde_json::error::Category;
 use serde_json::value::RawValue;
 use std::fmt;
 
@@ -83,13 +84,16 @@ pub fn read(body: &[u8]) -> Result<Body<'_>, RpcError> {
         let messages = items.into_iter().map(|item| message(item.get())).collect::<Result<_, _>>()?;
         return Ok(Body::Batch(messages));
     }
-    // Syntax first, so that invalid JSON is a parse error, not an invalid request.
-    let raw: &RawValue = serde_json::from_str(text).map_err(parse_error)?;
-    message(raw.get()).map(Body::Single)
+    message(text).map(Body::Single)
 }
 
+/// One pass: invalid JSON is a parse error, valid JSON of the wrong shape
+/// (or with a repeated key) an invalid request.
 fn message(text: &str) -> Result<Message<'_>, RpcError> {
-    let env: Envelope = serde_json::from_str(text).map_err(|e| RpcError::new(INVALID_REQUEST, format!("Invalid Request: {e}")))?;
+    let env: Envelope = serde_json::from_str(text).map_err(|e| match e.classify() {
+        Category::Data => RpcError::new(INVALID_REQUEST, format!("Invalid Request: {e}")),
+        Category::Syntax | Category::Eof | Category::Io => RpcError::new(PARSE_ERROR, format!("Parse error: {e}")),
+    })?;
     let invalid = |why: &str| Err(RpcError::new(INVALID_REQUEST, format!("Invalid Request: {why}")).with_id(env.id.filter(|id| valid_id(id))));
     if env.jsonrpc.as_deref() != Some("2.0") {
         return invalid("`jsonrpc` must be \"2.0\"");

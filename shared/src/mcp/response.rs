@@ -25,26 +25,24 @@ pub enum CallOutcome {
 struct Answer<'a> {
     #[serde(borrow)]
     id: Option<&'a RawValue>,
+    /// Read in the same pass: a call's `isError`, a list's `tools` (kept
+    /// as bytes, for splicing).
     #[serde(borrow)]
-    result: Option<&'a RawValue>,
+    result: Option<ResultView<'a>>,
     error: Option<ErrorView>,
+}
+
+#[derive(Deserialize)]
+struct ResultView<'a> {
+    #[serde(borrow)]
+    tools: Option<&'a RawValue>,
+    #[serde(rename = "isError", default)]
+    is_error: bool,
 }
 
 #[derive(Deserialize)]
 struct ErrorView {
     code: i64,
-}
-
-#[derive(Deserialize)]
-struct ListResult<'a> {
-    #[serde(borrow)]
-    tools: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct CallResult {
-    #[serde(rename = "isError", default)]
-    is_error: bool,
 }
 
 #[derive(Deserialize)]
@@ -72,16 +70,16 @@ pub struct Read {
 pub fn read(text: &str, allowed: &dyn Fn(&str) -> bool) -> Read {
     let mut out = Read::default();
     let mut edits: Vec<(usize, usize, String)> = Vec::new();
-    let items: Vec<&RawValue> = if text.trim_start().starts_with('[') {
-        match serde_json::from_str(text) {
-            Ok(items) => items,
-            Err(_) => return out, // not JSON-RPC answers: nothing to edit
+    let items: Vec<&str> = if text.trim_start().starts_with('[') {
+        match serde_json::from_str::<Vec<&RawValue>>(text) {
+            Ok(items) => items.into_iter().map(RawValue::get).collect(),
+            Err(_) => {
+                out.unreadable = text.contains("\"tools\"");
+                return out;
+            }
         }
     } else {
-        match serde_json::from_str::<&RawValue>(text) {
-            Ok(item) => vec![item],
-            Err(_) => return out,
-        }
+        vec![text] // one pass: the answer is read as it is parsed
     };
     for item in items {
         read_answer(text, item, allowed, &mut out, &mut edits);
@@ -107,10 +105,10 @@ fn span(whole: &str, part: &str) -> Option<(usize, usize)> {
     (whole.get(start..end) == Some(part)).then_some((start, end))
 }
 
-fn read_answer(text: &str, item: &RawValue, allowed: &dyn Fn(&str) -> bool, out: &mut Read, edits: &mut Vec<(usize, usize, String)>) {
-    let Ok(answer) = serde_json::from_str::<Answer>(item.get()) else {
+fn read_answer(text: &str, item: &str, allowed: &dyn Fn(&str) -> bool, out: &mut Read, edits: &mut Vec<(usize, usize, String)>) {
+    let Ok(answer) = serde_json::from_str::<Answer>(item) else {
         // A repeated key or a wrong type: a client could read it either way.
-        out.unreadable |= item.get().contains("\"tools\"");
+        out.unreadable |= item.contains("\"tools\"");
         return;
     };
     let id = answer.id.and_then(canonical_id);
@@ -122,18 +120,9 @@ fn read_answer(text: &str, item: &RawValue, allowed: &dyn Fn(&str) -> bool, out:
     }
     let Some(result) = answer.result else { return };
     if let Some(id) = &id {
-        let is_error = serde_json::from_str::<CallResult>(result.get()).map(|r| r.is_error).unwrap_or(false);
-        out.outcomes.push((id.clone(), if is_error { CallOutcome::ToolError } else { CallOutcome::Success }));
+        out.outcomes.push((id.clone(), if result.is_error { CallOutcome::ToolError } else { CallOutcome::Success }));
     }
-    let tools = match serde_json::from_str::<ListResult>(result.get()) {
-        Ok(ListResult { tools: Some(tools) }) => tools,
-        Ok(ListResult { tools: None }) => return, // not a tools/list answer
-        Err(_) if !result.get().contains("\"tools\"") => return,
-        Err(_) => {
-            out.unreadable = true;
-            return;
-        }
-    };
+    let Some(tools) = result.tools else { return }; // not a tools/list answer
     let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(tools.get()) else {
         out.unreadable = true;
         return;
