@@ -58,7 +58,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let sse = selector & 2 == 2;
-    let mode = x.response_headers(200, Some(if sse { "text/event-stream" } else { "application/json" }));
+    let mode = x.response_headers(200, Some(if sse { "text/event-stream" } else { "application/json" }), (selector & 64 == 64).then_some("gzip"));
     let cut = usize::from(selector >> 3) % (answer.len() + 1);
     let (a, b) = answer.split_at(cut);
     let out: Vec<u8> = match mode {

@@ -185,12 +185,16 @@ fn a_rest_api_served_as_mcp_tools() {
     assert_eq!(client(&orders_url(), "list", ADMIN, "legacy")["tools"], json!(["cancel_order", "create_order", "get_order"]));
 
     let before = setup().rest.requests().len();
-    let got = client(&orders_url(), r#"call:get_order:{"shop":"a/../b","id":"42","expand":["items","x&y"],"x-trace":"t1","session":"s1"}"#, DEV, "legacy");
+    let got = client(&orders_url(), r#"call:get_order:{"shop":"a b/c","id":"42","expand":["items","x&y"],"x-trace":"t1","session":"s1"}"#, DEV, "legacy");
     assert_eq!(got["is_error"], false, "{got}");
-    assert_eq!(got["structured"], json!({"shop": "a/../b", "id": "42", "expand": ["items", "x&y"], "trace": "t1", "api_version": "2", "cookie": "session=s1"}));
+    assert_eq!(got["structured"], json!({"shop": "a b/c", "id": "42", "expand": ["items", "x&y"], "trace": "t1", "api_version": "2", "cookie": "session=s1"}));
     let sent = &setup().rest.requests()[before];
     // Each value stays inside its own segment or query value.
-    assert_eq!((sent["method"].as_str(), sent["path"].as_str()), (Some("GET"), Some("/shops/a%2F..%2Fb/orders/42?expand=items&expand=x%26y")), "{sent}");
+    assert_eq!((sent["method"].as_str(), sent["path"].as_str()), (Some("GET"), Some("/shops/a%20b%2Fc/orders/42?expand=items&expand=x%26y")), "{sent}");
+    assert_eq!(sent["headers"]["accept-encoding"], "identity", "{sent}");
+    // A `..` segment, even encoded, never reaches the API.
+    let traversal = client(&orders_url(), r#"call:get_order:{"shop":"a/../../admin","id":"1"}"#, DEV, "legacy");
+    assert_eq!(traversal["is_error"], true, "{traversal}");
     assert!(sent["headers"].get("mcp-session-id").is_none() && sent["headers"].get("x-ai-mcp-proxy").is_none(), "{sent}");
     assert_eq!(sent["headers"]["x-consumer-id"], "dev", "client headers are forwarded (server.forward_client_headers)");
 
@@ -259,4 +263,27 @@ fn the_mcp_dashboard_shows_the_traffic() {
     assert_eq!(value(hidden, &[("consumer", "dash-dev")]), 1.0);
     let p95 = "histogram_quantile(0.95, sum by (le, server, tool) (rate(ai_mcp_tool_call_latency_ms_bucket[5m])))";
     assert!(answers[p95].iter().all(|x| x.value >= 0.0 && x.value < 60_000.0));
+}
+
+/// HTTP/2 can end a request body with trailers, so no body callback says
+/// "end of stream": the body must still be read before anything goes on.
+#[test]
+fn a_call_whose_body_ends_with_trailers_is_still_checked() {
+    let before = setup().server.calls().len();
+    let run = |body: &str| -> Value {
+        let out = std::process::Command::new(ai_gateway_tests::envoy::repo_root().join(".venv/bin/python"))
+            .arg(ai_gateway_tests::envoy::repo_root().join("tests/sdk/h2_trailers.py"))
+            .args([&setup().envoy.ports.listener.to_string(), "/tools/mcp", body, "x-consumer-id=dev"])
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+    };
+    let denied = run(r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"delete_everything","arguments":{"confirm":true}}}"#);
+    assert_eq!(denied["status"], 200, "{denied}");
+    let answer: Value = serde_json::from_str(denied["body"].as_str().unwrap_or_default()).unwrap_or_default();
+    assert_eq!(answer["error"]["code"], -32602, "{denied}");
+    assert!(!setup().server.calls()[before..].iter().any(|c| c["tool"] == "delete_everything"), "the denied call reached the server");
+    let bad = run("{not json");
+    assert_eq!(bad["status"], 400, "{bad}");
 }

@@ -3,6 +3,7 @@
 use codec::mcp::acl::Subject;
 use codec::mcp::config::McpConfig;
 use codec::mcp::convert::RestCall;
+use codec::mcp::config::Mode;
 use codec::mcp::{Labels, McpExchange, ResponseMode, Verdict};
 use host::proxy_wasm::traits::{Context, HttpContext, RootContext};
 use host::proxy_wasm::types::{Action, ContextType, LogLevel};
@@ -16,8 +17,16 @@ const PAYLOAD_LOG_CAP: usize = 8 * 1024;
 /// so the route table (matched again after the rewrite) sends it on.
 const ROUTE_HEADER: &str = "x-ai-mcp-proxy";
 
-/// Client headers that belong to MCP (or to the old body), not to the REST API.
-const MCP_HEADERS: [&str; 7] = ["mcp-session-id", "mcp-protocol-version", "mcp-method", "mcp-name", "content-length", "content-type", "accept"];
+/// Client headers that never go on to the REST API: MCP's own, the old
+/// body's, hop-by-hop ones, and those the filter sets itself.
+const NOT_FORWARDED: [&str; 16] = [
+    "mcp-session-id", "mcp-protocol-version", "mcp-method", "mcp-name", "content-length", "content-type", "accept", "accept-encoding",
+    "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "expect", ROUTE_HEADER,
+];
+
+/// REST answer headers that mean nothing (or something wrong) on the MCP
+/// answer the filter makes of it.
+const REST_ONLY: [&str; 8] = ["set-cookie", "content-encoding", "etag", "last-modified", "content-range", "www-authenticate", "location", "content-disposition"];
 
 host::proxy_wasm::main! {{
     host::proxy_wasm::set_log_level(LogLevel::Info);
@@ -47,7 +56,7 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         let config = self.config.clone()?;
-        Some(Box::new(McpRequest { config, server: self.server.clone(), labels: self.labels.clone(), exchange: None, headers: Vec::new(), body_size: 0, replied: false }))
+        Some(Box::new(McpRequest { config, server: self.server.clone(), labels: self.labels.clone(), exchange: None, headers: Vec::new(), body_size: 0, awaiting_body: false, response_size: 0, answered: false, replied: false }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -64,6 +73,11 @@ struct McpRequest {
     /// The request headers, kept for the body phase's mirrored-header check.
     headers: Vec<(String, String)>,
     body_size: usize,
+    /// The POST body is still being buffered: nothing may pass before it is read.
+    awaiting_body: bool,
+    /// Size of the held answer so far, and whether it was read.
+    response_size: usize,
+    answered: bool,
     replied: bool,
 }
 
@@ -87,12 +101,41 @@ impl McpRequest {
         }
     }
 
+    /// The whole request body is here: forward, refuse or convert it.
+    fn decide(&mut self) -> Action {
+        self.awaiting_body = false;
+        let body = host::request_body(self.body_size);
+        let Some(exchange) = self.exchange.as_mut() else { return Action::Continue };
+        if self.config.logging.log_payloads {
+            let shown = body.get(..PAYLOAD_LOG_CAP).unwrap_or(&body);
+            host::set_property("ai.mcp.request_payload", shown);
+            log::info!("ai.mcp.request_payload: {}", String::from_utf8_lossy(shown));
+        }
+        let headers = &self.headers;
+        let verdict = exchange.request_body(&body, &|name| host::lookup(headers, name), now_ms());
+        self.reply(verdict)
+    }
+
+    /// A held answer (Buffer, Convert) is complete: read and replaced.
+    fn answer_held(&mut self) {
+        let Some(exchange) = self.exchange.as_mut() else { return };
+        if self.answered {
+            return;
+        }
+        self.answered = true;
+        let body = host::response_body(self.response_size);
+        if let Some(new_body) = exchange.response_body(&body, now_ms()) {
+            host::set_response_body(self.response_size, &new_body);
+        }
+    }
+
     /// conversion-listener: the held request becomes the REST call.
     fn send_rest(&mut self, call: RestCall) {
         let forward = self.config.forward_client_headers;
+        let forwarded = |k: &str| forward && !NOT_FORWARDED.contains(&k) && !k.starts_with("x-envoy-") && !k.starts_with("proxy-");
         let mut headers: Vec<(String, String)> = std::mem::take(&mut self.headers)
             .into_iter()
-            .filter(|(k, _)| k.starts_with(':') || k == "x-request-id" || (forward && !MCP_HEADERS.contains(&k.as_str()) && k != ROUTE_HEADER))
+            .filter(|(k, _)| k.starts_with(':') || k == "x-request-id" || forwarded(k))
             .filter(|(k, _)| k != ":method" && k != ":path" && !(call.host.is_some() && k == ":authority"))
             .collect();
         headers.push((":method".into(), call.method));
@@ -103,10 +146,12 @@ impl McpRequest {
         headers.retain(|(k, _)| !call.headers.iter().any(|(name, _)| name == k));
         headers.extend(call.headers);
         headers.push(("accept".into(), "application/json".into()));
-        // The new body's length (many APIs read no chunked request bodies).
-        if let Some(body) = &call.body {
-            headers.push(("content-length".into(), body.len().to_string()));
-        }
+        // The answer is read: not compressed.
+        headers.push(("accept-encoding".into(), "identity".into()));
+        // The new body's length, 0 without one (many APIs read no chunked
+        // request bodies).
+        let length = call.body.as_ref().map_or(0, Vec::len);
+        headers.push(("content-length".into(), length.to_string()));
         headers.push(("x-envoy-upstream-rq-timeout-ms".into(), self.config.timeout_ms.to_string()));
         headers.push((ROUTE_HEADER.into(), self.config.server_name.clone()));
         host::set_request_body(self.body_size, call.body.as_deref().unwrap_or_default());
@@ -133,10 +178,17 @@ impl HttpContext for McpRequest {
         if let Some(verdict) = verdict {
             return self.reply(verdict);
         }
+        // Answers are read (lists cut down): they must come uncompressed.
+        let mut headers = headers;
+        if self.config.mode == Mode::Passthrough && host::lookup(&headers, "accept-encoding").is_some() {
+            host::remove_request_header("accept-encoding");
+            headers.retain(|(k, _)| k != "accept-encoding");
+        }
         if !reads_body {
             return Action::Continue;
         }
         self.headers = headers;
+        self.awaiting_body = true;
         Action::Pause
     }
 
@@ -149,19 +201,21 @@ impl HttpContext for McpRequest {
             let verdict = exchange.too_large();
             return self.reply(verdict);
         }
+        self.body_size = body_size;
         if !end_of_stream {
             return Action::Pause; // buffer until the whole body is here
         }
-        let body = host::request_body(body_size);
-        if self.config.logging.log_payloads {
-            let shown = body.get(..PAYLOAD_LOG_CAP).unwrap_or(&body);
-            host::set_property("ai.mcp.request_payload", shown);
-            log::info!("ai.mcp.request_payload: {}", String::from_utf8_lossy(shown));
+        self.decide()
+    }
+
+    // HTTP/2 (or HTTP/1.1 with trailers on) can end a body with trailers,
+    // never with an end-of-stream body callback: it is decided here, or it
+    // would pass unread.
+    fn on_http_request_trailers(&mut self, _: usize) -> Action {
+        if !self.awaiting_body || self.replied {
+            return Action::Continue;
         }
-        let headers = &self.headers;
-        let verdict = exchange.request_body(&body, &|name| host::lookup(headers, name), now_ms());
-        self.body_size = body_size;
-        self.reply(verdict)
+        self.decide()
     }
 
     fn on_http_response_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
@@ -170,24 +224,35 @@ impl HttpContext for McpRequest {
             return Action::Continue;
         }
         let headers = host::response_headers();
-        let status = host::lookup(&headers, ":status").and_then(|s| s.parse().ok()).unwrap_or(0);
-        let mode = exchange.response_headers(status, host::lookup(&headers, "content-type").as_deref());
+        let header = |name: &str| host::lookup(&headers, name);
+        let status = header(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
+        let mode = exchange.response_headers(status, header("content-type").as_deref(), header("content-encoding").as_deref());
+        if mode == ResponseMode::Convert && end_of_stream {
+            // A REST answer without a body (a 204): the result replaces it.
+            let body = exchange.response_body(b"", now_ms()).unwrap_or_default();
+            self.replied = true;
+            host::send_json(200, &body);
+            return Action::Pause;
+        }
+        if end_of_stream || matches!(mode, ResponseMode::Observe | ResponseMode::Pass) {
+            return Action::Continue;
+        }
+        // The body may change: its length goes, and so does an encoding
+        // the filter replaced by its own error.
+        let mut edits: Vec<codec::headers::HeaderEdit> = vec![("content-length", None)];
+        if exchange.drops_encoding() {
+            edits.push(("content-encoding", None));
+        }
+        if mode == ResponseMode::Convert {
+            // The REST API's status is in the result (isError); MCP's is 200.
+            edits.extend([(":status", Some("200")), ("content-type", Some("application/json"))]);
+            edits.extend(REST_ONLY.iter().map(|h| (*h, None)));
+        }
+        host::edit_response_headers(Some(headers), &edits);
         match mode {
-            ResponseMode::Convert if end_of_stream => {
-                // A REST answer without a body (a 204): the result replaces it.
-                let body = exchange.response_body(b"", now_ms()).unwrap_or_default();
-                self.replied = true;
-                host::send_json(200, &body);
-                Action::Pause
-            }
-            _ if end_of_stream => Action::Continue,
-            // Held until the body is read: its length may change.
+            // Held until the body is read.
             ResponseMode::Buffer | ResponseMode::Convert => Action::Pause,
-            ResponseMode::Filter => {
-                host::remove_response_header("content-length");
-                Action::Continue
-            }
-            ResponseMode::Observe | ResponseMode::Pass => Action::Continue,
+            _ => Action::Continue,
         }
     }
 
@@ -199,20 +264,11 @@ impl HttpContext for McpRequest {
         match exchange.mode() {
             ResponseMode::Pass => {}
             ResponseMode::Buffer | ResponseMode::Convert => {
+                self.response_size = body_size;
                 if !end_of_stream {
                     return Action::Pause;
                 }
-                let converted = exchange.mode() == ResponseMode::Convert;
-                let body = host::response_body(body_size);
-                if let Some(new_body) = exchange.response_body(&body, if converted { now_ms() } else { None }) {
-                    if converted {
-                        // The REST API's status is in the result (isError); MCP's is 200.
-                        host::set_response_header(":status", "200");
-                        host::set_response_header("content-type", "application/json");
-                    }
-                    host::set_response_header("content-length", &new_body.len().to_string());
-                    host::set_response_body(body_size, &new_body);
-                }
+                self.answer_held();
             }
             ResponseMode::Observe | ResponseMode::Filter => {
                 let chunk = host::response_body(body_size);
@@ -222,6 +278,15 @@ impl HttpContext for McpRequest {
                     }
                 }
             }
+        }
+        Action::Continue
+    }
+
+    // An answer ended by trailers: a held one is read here.
+    fn on_http_response_trailers(&mut self, _: usize) -> Action {
+        let held = self.exchange.as_ref().is_some_and(|x| matches!(x.mode(), ResponseMode::Buffer | ResponseMode::Convert));
+        if held && !self.replied {
+            self.answer_held();
         }
         Action::Continue
     }

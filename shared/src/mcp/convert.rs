@@ -144,7 +144,7 @@ impl RestTool {
                 Location::Path if !path.contains(&format!("{{{}}}", p.name)) => {
                     return Err(ConfigError::new(here("name"), format!("path parameter `{}` is not in the path `{path}`", p.name)));
                 }
-                Location::Header if !is_header_name(&p.name) => return Err(ConfigError::new(here("name"), "must be a header name")),
+                Location::Header | Location::Cookie if !is_header_name(&p.name) => return Err(ConfigError::new(here("name"), "must be a header or cookie name (an HTTP token)")),
                 _ => {}
             }
             let mut schema = match &p.schema {
@@ -237,9 +237,11 @@ impl RestTool {
             match p.location {
                 Location::Path => {
                     let text = scalar(value).ok_or_else(|| format!("`{}` must be a string, number or boolean", p.name))?;
-                    // Kong's traversal bug: a value never leaves its segment.
-                    if text.is_empty() || text.chars().all(|c| c == '.') {
-                        return Err(format!("`{}` may not be empty, `.` or `..`", p.name));
+                    // Kong's traversal bug: a value never leaves its segment,
+                    // not even past an API (or a proxy in front of it) that
+                    // decodes `%2F` before it resolves `..`.
+                    if text.split(['/', '\\']).any(|piece| piece.is_empty() || piece == "." || piece == "..") {
+                        return Err(format!("`{}` may not be empty or hold `.` or `..` path segments", p.name));
                     }
                     path = path.replace(&format!("{{{}}}", p.name), &percent_encode(&text));
                 }
@@ -378,8 +380,10 @@ mod tests {
     #[test]
     fn a_path_parameter_never_leaves_its_segment_and_missing_ones_are_refused() {
         let t = tool("/orders/{id}", json!([{"name": "id", "in": "path"}]), None).unwrap();
-        assert_eq!(t.call(Some(&json!({"id": "../admin"}))).unwrap().path, "/orders/..%2Fadmin?format=full");
-        assert!(t.call(Some(&json!({"id": ".."}))).is_err());
+        assert_eq!(t.call(Some(&json!({"id": "a/b c"}))).unwrap().path, "/orders/a%2Fb%20c?format=full");
+        for bad in ["..", "../admin", "a/../b", "a\\..", "a//b", "./x"] {
+            assert!(t.call(Some(&json!({"id": bad}))).is_err(), "{bad}");
+        }
         assert!(t.call(Some(&json!({"id": ""}))).is_err());
         assert!(t.call(Some(&json!({"id": {"a": 1}}))).is_err());
         assert_eq!(t.call(None).unwrap_err(), "missing required argument `id`");

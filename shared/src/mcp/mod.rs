@@ -137,6 +137,10 @@ pub struct McpExchange {
     rest_call: Option<String>,
     rest_status: u16,
     rest_content_type: Option<String>,
+    /// The answer is compressed (or otherwise encoded).
+    encoded: bool,
+    /// The observed answer outgrew MAX_OBSERVED: left unread.
+    observed_overflow: bool,
 }
 
 fn is_json(content_type: &str) -> bool {
@@ -171,6 +175,8 @@ impl McpExchange {
             rest_call: None,
             rest_status: 0,
             rest_content_type: None,
+            encoded: false,
+            observed_overflow: false,
         }
     }
 
@@ -186,8 +192,15 @@ impl McpExchange {
             // A stateless server: no GET stream, no session to DELETE.
             return Some(reply(405, &RpcError::new(INVALID_REQUEST, format!("Method Not Allowed: {method} (this server is stateless: POST only)"))));
         }
-        if !method.eq_ignore_ascii_case("POST") || !has_body {
-            return None; // GET streams, DELETE, ...: the server's to answer
+        if !method.eq_ignore_ascii_case("POST") {
+            if has_body {
+                // A body this filter does not read would go on unchecked.
+                return Some(reply(405, &RpcError::new(INVALID_REQUEST, format!("Method Not Allowed: JSON-RPC messages are POSTed, not sent with {method}"))));
+            }
+            return None; // GET streams, DELETE: the server's to answer
+        }
+        if !has_body {
+            return None;
         }
         if !content_type.is_some_and(is_json) {
             // What is not read as JSON cannot be checked: it goes nowhere.
@@ -395,7 +408,10 @@ impl McpExchange {
     }
 
     /// The answer's status and content type: how its body is read.
-    pub fn response_headers(&mut self, status: u16, content_type: Option<&str>) -> ResponseMode {
+    /// `content_encoding`: the answer's `content-encoding`, if any (the
+    /// filter asks for none; an encoded answer it must read is refused).
+    pub fn response_headers(&mut self, status: u16, content_type: Option<&str>, content_encoding: Option<&str>) -> ResponseMode {
+        self.encoded = content_encoding.is_some_and(|e| !e.trim().is_empty() && !e.trim().eq_ignore_ascii_case("identity"));
         if self.rest_call.is_some() {
             self.rest_status = status;
             self.rest_content_type = content_type.map(str::to_string);
@@ -404,23 +420,27 @@ impl McpExchange {
         }
         let content_type = content_type.unwrap_or_default();
         let has_calls = self.requests.iter().any(|r| r.id.is_some());
+        let must_read = self.is_stream_request || !self.list_ids.is_empty();
         self.sse = is_sse(content_type);
-        self.mode = if self.sse {
-            if self.is_stream_request || !self.list_ids.is_empty() {
-                ResponseMode::Filter
-            } else if has_calls {
-                ResponseMode::Observe
-            } else {
-                ResponseMode::Pass
-            }
-        } else if is_json(content_type) && !self.list_ids.is_empty() {
+        self.mode = if self.sse && (must_read || has_calls) {
+            // Every event is read, so a list on any stream is cut down.
+            ResponseMode::Filter
+        } else if must_read {
+            // Whatever the content type says: clients read `application/json-rpc`
+            // or a missing type as JSON too.
             ResponseMode::Buffer
-        } else if is_json(content_type) && has_calls {
+        } else if has_calls && !self.encoded {
             ResponseMode::Observe
         } else {
             ResponseMode::Pass
         };
         self.mode
+    }
+
+    /// The answer must be passed on without its `content-encoding` (it is
+    /// replaced by an error the filter wrote).
+    pub fn drops_encoding(&self) -> bool {
+        self.encoded && matches!(self.mode, ResponseMode::Buffer | ResponseMode::Filter | ResponseMode::Convert)
     }
 
     /// Reads one answer text; returns it cut down where needed.
@@ -463,7 +483,11 @@ impl McpExchange {
     /// the body to send instead, if any.
     pub fn response_body(&mut self, body: &[u8], now_ms: Option<u64>) -> Option<Vec<u8>> {
         if let Some(raw_id) = self.rest_call.take() {
-            let result = convert::tool_result(self.rest_status, self.rest_content_type.as_deref(), body);
+            let result = if self.encoded {
+                serde_json::json!({"content": [{"type": "text", "text": "the REST API answered with an encoded body the gateway cannot read"}], "isError": true})
+            } else {
+                convert::tool_result(self.rest_status, self.rest_content_type.as_deref(), body)
+            };
             let failed = result.get("isError") == Some(&serde_json::Value::Bool(true));
             if let Some(r) = self.requests.last_mut() {
                 r.outcome = if failed { Outcome::ToolError } else { Outcome::Success };
@@ -472,7 +496,8 @@ impl McpExchange {
             let id: serde_json::Value = serde_json::from_str(&raw_id).unwrap_or_default();
             return Some(serde_json::json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string().into_bytes());
         }
-        let Ok(text) = std::str::from_utf8(body) else {
+        let text = std::str::from_utf8(body).ok().filter(|_| !self.encoded);
+        let Some(text) = text else {
             return Some(self.unreadable_lists().into_bytes());
         };
         self.read_answers(text, now_ms).map(String::into_bytes)
@@ -496,12 +521,13 @@ impl McpExchange {
                 None
             }
             ResponseMode::Observe => {
-                if self.observed.len() + chunk.len() <= MAX_OBSERVED {
-                    self.observed.extend_from_slice(chunk);
+                if self.observed_overflow || self.observed.len() + chunk.len() > MAX_OBSERVED {
+                    self.observed_overflow = true; // too large: left unread
+                    self.observed = Vec::new();
                 } else {
-                    self.observed = b"-".to_vec(); // too large: left unread
+                    self.observed.extend_from_slice(chunk);
                 }
-                if end_of_stream {
+                if end_of_stream && !self.observed_overflow {
                     let observed = std::mem::take(&mut self.observed);
                     if let Ok(text) = std::str::from_utf8(&observed) {
                         self.read_answers(text, now_ms());
@@ -514,12 +540,20 @@ impl McpExchange {
     }
 
     fn filter_chunk(&mut self, chunk: &[u8], end_of_stream: bool, now_ms: &dyn Fn() -> Option<u64>) -> Vec<u8> {
+        let mut out = Vec::with_capacity(chunk.len());
+        if self.encoded {
+            // Nothing of an encoded stream can be checked: only errors go on.
+            if end_of_stream {
+                let errors = self.unreadable_lists();
+                encode(&SseEvent { event: Some("message".into()), ..Default::default() }, &errors, &mut out);
+            }
+            return out;
+        }
         let mut events = Vec::new();
         self.decoder.push(chunk, &mut events);
         if end_of_stream {
             self.decoder.finish(&mut events);
         }
-        let mut out = Vec::with_capacity(chunk.len());
         let now = if events.is_empty() { None } else { now_ms() };
         for event in events {
             match event.has_data.then(|| self.read_answers(&event.data, now)).flatten() {
@@ -685,7 +719,7 @@ mod tests {
         let list = r#"{"jsonrpc":"2.0","id":"L","result":{"tools":[{"name":"add"},{"name":"delete_everything"}]}}"#;
         let mut x = exchange(Some("bob"), None);
         assert_eq!(post(&mut x, r#"{"jsonrpc":"2.0","id":"L","method":"tools/list"}"#), Verdict::Forward);
-        assert_eq!(x.response_headers(200, Some("application/json")), ResponseMode::Buffer);
+        assert_eq!(x.response_headers(200, Some("application/json"), None), ResponseMode::Buffer);
         let body = x.response_body(list.as_bytes(), None).unwrap();
         assert_eq!(String::from_utf8(body).unwrap(), r#"{"jsonrpc":"2.0","id":"L","result":{"tools":[{"name":"add"}]}}"#);
         let r = x.report("tools", &mut Labels::default());
@@ -696,7 +730,7 @@ mod tests {
         // answer is cut down, its event id kept.
         let mut x = exchange(Some("bob"), None);
         post(&mut x, r#"{"jsonrpc":"2.0","id":"L","method":"tools/list"}"#);
-        assert_eq!(x.response_headers(200, Some("text/event-stream")), ResponseMode::Filter);
+        assert_eq!(x.response_headers(200, Some("text/event-stream"), None), ResponseMode::Filter);
         let stream = format!("event: message\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}}\n\nid: e2\nevent: message\ndata: {list}\n\n");
         let (a, b) = stream.as_bytes().split_at(stream.find("id: e2").unwrap() + 10);
         let mut out = x.response_chunk(a, false, &|| None).unwrap();
@@ -708,24 +742,57 @@ mod tests {
         // A GET stream may replay any answer: every tools list is cut down.
         let mut x = exchange(Some("bob"), None);
         assert_eq!(x.request_headers("GET", None, None, false), None);
-        assert_eq!(x.response_headers(200, Some("text/event-stream")), ResponseMode::Filter);
+        assert_eq!(x.response_headers(200, Some("text/event-stream"), None), ResponseMode::Filter);
         let out = x.response_chunk(format!("data: {list}\n\n").as_bytes(), false, &|| None).unwrap();
         assert!(!String::from_utf8(out).unwrap().contains("delete_everything"));
+    }
+
+    #[test]
+    fn what_the_filter_cannot_read_never_passes_as_a_list() {
+        let list = r#"{"jsonrpc":"2.0","id":"L","result":{"tools":[{"name":"delete_everything"}]}}"#;
+        let ask = |x: &mut McpExchange| post(x, r#"{"jsonrpc":"2.0","id":"L","method":"tools/list"}"#);
+        // A compressed answer (the filter asked for none).
+        let mut x = exchange(Some("bob"), None);
+        ask(&mut x);
+        assert_eq!(x.response_headers(200, Some("application/json"), Some("gzip")), ResponseMode::Buffer);
+        assert!(x.drops_encoding());
+        let out = String::from_utf8(x.response_body(b"\x1f\x8b...", None).unwrap()).unwrap();
+        assert!(out.contains("-32603") && out.contains(r#""id":"L""#), "{out}");
+        // Any content type: clients read `application/json-rpc` or none as JSON.
+        for ct in [Some("application/json-rpc"), None, Some("APPLICATION/JSON; charset=utf-8")] {
+            let mut x = exchange(Some("bob"), None);
+            ask(&mut x);
+            assert_eq!(x.response_headers(200, ct, None), ResponseMode::Buffer, "{ct:?}");
+            let out = x.response_body(list.as_bytes(), None).unwrap();
+            assert!(!String::from_utf8(out).unwrap().contains("delete_everything"));
+        }
+        // JSON serde refuses but Python reads (Infinity), or an escaped repeated key.
+        for text in [r#"{"jsonrpc":"2.0","id":"L","result":{"tools":[{"name":"delete_everything","inputSchema":{"maximum":Infinity}}]}}"#,
+                     r#"{"jsonrpc":"2.0","id":"L","result":{"t\u006fols":[],"t\u006fols":[{"name":"delete_everything"}]}}"#,
+                     r#"{"jsonrpc":"2.0","id":"L","error":{"code":1,"message":"x"},"result":{"tools":[{"name":"delete_everything"}]}}"#] {
+            let mut x = exchange(Some("bob"), None);
+            ask(&mut x);
+            x.response_headers(200, Some("application/json"), None);
+            let out = x.response_body(text.as_bytes(), None).map(|b| String::from_utf8(b).unwrap()).unwrap_or_else(|| text.to_string());
+            assert!(!out.contains("delete_everything") && !out.contains("Infinity"), "{text} -> {out}");
+        }
+        // A body on another method would go on unread.
+        assert!(matches!(exchange(None, None).request_headers("PUT", Some("application/json"), None, true), Some(Verdict::Reply { status: 405, .. })));
     }
 
     #[test]
     fn call_outcomes_are_read_from_the_answer() {
         let mut x = exchange(Some("admin"), None);
         post(&mut x, &call("add"));
-        assert_eq!(x.response_headers(200, Some("text/event-stream")), ResponseMode::Observe);
+        assert_eq!(x.response_headers(200, Some("text/event-stream"), None), ResponseMode::Filter);
         let event = "data: {\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{\"content\":[],\"isError\":true}}\n\n";
-        assert_eq!(x.response_chunk(event.as_bytes(), true, &|| Some(130)), None);
+        assert_eq!(x.response_chunk(event.as_bytes(), true, &|| Some(130)).as_deref(), Some(event.as_bytes()), "passed on as it came");
         let r = x.report("tools", &mut Labels::default());
         assert!(r.counters.contains(&("ai_mcp_tool_calls_total.server.tools.tool.add.outcome.tool_error".into(), 1)));
         assert!(r.histograms.contains(&("ai_mcp_tool_call_latency_ms.server.tools.tool.add".into(), 30)));
         let mut x = exchange(Some("admin"), None);
         post(&mut x, &call("add"));
-        assert_eq!(x.response_headers(200, Some("application/json")), ResponseMode::Observe);
+        assert_eq!(x.response_headers(200, Some("application/json"), None), ResponseMode::Observe);
         let (a, b) = r#"{"jsonrpc":"2.0","id":5,"error":{"code":-32601,"message":"x"}}"#.split_at(20);
         x.response_chunk(a.as_bytes(), false, &|| None);
         x.response_chunk(b.as_bytes(), true, &|| None);
@@ -762,7 +829,7 @@ mod tests {
         let mut x = rest("bob");
         let Verdict::Rest(call) = post(&mut x, r#"{"jsonrpc":"2.0","id":"c1","method":"tools/call","params":{"name":"get_order","arguments":{"id":"a/b"}}}"#) else { panic!() };
         assert_eq!((call.method.as_str(), call.path.as_str()), ("GET", "/orders/a%2Fb"));
-        assert_eq!(x.response_headers(404, Some("text/plain")), ResponseMode::Convert);
+        assert_eq!(x.response_headers(404, Some("text/plain"), None), ResponseMode::Convert);
         let answer: serde_json::Value = serde_json::from_slice(&x.response_body(b"no such order", Some(150)).unwrap()).unwrap();
         assert_eq!(answer, serde_json::json!({"jsonrpc": "2.0", "id": "c1", "result": {"content": [{"type": "text", "text": "no such order"}], "isError": true}}));
         let r = x.report("orders", &mut Labels::default());

@@ -74,7 +74,7 @@ pub fn read(text: &str, allowed: &dyn Fn(&str) -> bool) -> Read {
         match serde_json::from_str::<Vec<&RawValue>>(text) {
             Ok(items) => items.into_iter().map(RawValue::get).collect(),
             Err(_) => {
-                out.unreadable = text.contains("\"tools\"");
+                out.unreadable = true;
                 return out;
             }
         }
@@ -98,6 +98,11 @@ pub fn read(text: &str, allowed: &dyn Fn(&str) -> bool) -> Read {
     out
 }
 
+/// Text a client would try to read as JSON.
+fn looks_like_json(text: &str) -> bool {
+    matches!(text.trim_start().as_bytes().first(), Some(b'{' | b'['))
+}
+
 /// Where `part` (borrowed from `whole`) sits in it.
 fn span(whole: &str, part: &str) -> Option<(usize, usize)> {
     let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
@@ -107,19 +112,18 @@ fn span(whole: &str, part: &str) -> Option<(usize, usize)> {
 
 fn read_answer(text: &str, item: &str, allowed: &dyn Fn(&str) -> bool, out: &mut Read, edits: &mut Vec<(usize, usize, String)>) {
     let Ok(answer) = serde_json::from_str::<Answer>(item) else {
-        // A repeated key or a wrong type: a client could read it either way.
-        out.unreadable |= item.contains("\"tools\"");
+        // A repeated key, a wrong type, `NaN` or `Infinity` (which Python
+        // writes and reads): a client could read a list in it.
+        out.unreadable |= looks_like_json(item);
         return;
     };
     let id = answer.id.and_then(canonical_id);
-    if let Some(error) = &answer.error {
-        if let Some(id) = &id {
-            out.outcomes.push((id.clone(), CallOutcome::Error(error.code)));
-        }
-        return;
+    if let (Some(error), Some(id)) = (&answer.error, &id) {
+        out.outcomes.push((id.clone(), CallOutcome::Error(error.code)));
     }
+    // A `result` beside an `error` is still cut down: clients differ on which they read.
     let Some(result) = answer.result else { return };
-    if let Some(id) = &id {
+    if let (Some(id), None) = (&id, &answer.error) {
         out.outcomes.push((id.clone(), if result.is_error { CallOutcome::ToolError } else { CallOutcome::Success }));
     }
     let Some(tools) = result.tools else { return }; // not a tools/list answer
