@@ -15,25 +15,39 @@ fn python() -> PathBuf {
     repo_root().join(".venv/bin/python")
 }
 
+/// Starts `tests/sdk/<script> PORT` on a free port with `env`, and waits
+/// for it to print `ready`. `name` names its files in target/e2e.
+fn start_script(script: &str, name: &str, flags: &[&str], env: &[(&str, String)]) -> (u16, crate::process::Supervised) {
+    let port = free_port();
+    let dir = repo_root().join("target/e2e");
+    let out = dir.join(format!("{name}-{port}.log"));
+    let mut args = vec![repo_root().join("tests/sdk").join(script).to_string_lossy().into_owned(), port.to_string()];
+    args.extend(flags.iter().map(|f| f.to_string()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let process = crate::process::spawn(&python(), &args, &env, &out, &dir.join(format!("{name}-{port}.pid")));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&out).unwrap_or_default().contains("ready") {
+        assert!(Instant::now() < deadline, "{script} did not start: {}", std::fs::read_to_string(&out).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (port, process)
+}
+
+/// A fresh, empty log file for a server to append to.
+fn log_file(name: &str) -> PathBuf {
+    let dir = repo_root().join("target/e2e");
+    std::fs::create_dir_all(&dir).ok();
+    let path = dir.join(format!("{name}-{}.jsonl", free_port()));
+    std::fs::write(&path, "").ok();
+    path
+}
+
 impl McpServer {
     /// `flags`: `--stateless`, `--json`; `extra_tools`: tools `tool_0`... added.
     pub fn start(flags: &[&str], extra_tools: usize) -> McpServer {
-        let port = free_port();
-        let dir = repo_root().join("target/e2e");
-        std::fs::create_dir_all(&dir).ok();
-        let call_log = dir.join(format!("mcp-calls-{port}.jsonl"));
-        let log = dir.join(format!("mcp-server-{port}.log"));
-        std::fs::write(&call_log, "").ok();
-        let mut args = vec![repo_root().join("tests/sdk/mcp_server.py").to_string_lossy().into_owned(), port.to_string()];
-        args.extend(flags.iter().map(|f| f.to_string()));
+        let call_log = log_file("mcp-calls");
         let env = [("MCP_CALL_LOG", call_log.to_string_lossy().into_owned()), ("MCP_EXTRA_TOOLS", extra_tools.to_string())];
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let process = crate::process::spawn(&python(), &args, &env, &log, &dir.join(format!("mcp-server-{port}.pid")));
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !std::fs::read_to_string(&log).unwrap_or_default().contains("ready") {
-            assert!(Instant::now() < deadline, "the MCP server did not start: {}", std::fs::read_to_string(&log).unwrap_or_default());
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let (port, process) = start_script("mcp_server.py", "mcp-server", flags, &env);
         McpServer { port, call_log, _process: process }
     }
 
@@ -54,21 +68,8 @@ pub struct RestApi {
 
 impl RestApi {
     pub fn start() -> RestApi {
-        let port = free_port();
-        let dir = repo_root().join("target/e2e");
-        std::fs::create_dir_all(&dir).ok();
-        let log = dir.join(format!("rest-requests-{port}.jsonl"));
-        let out = dir.join(format!("rest-api-{port}.log"));
-        std::fs::write(&log, "").ok();
-        let args = vec![repo_root().join("tests/sdk/rest_api.py").to_string_lossy().into_owned(), port.to_string()];
-        let env = [("REST_LOG", log.to_string_lossy().into_owned())];
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let process = crate::process::spawn(&python(), &args, &env, &out, &dir.join(format!("rest-api-{port}.pid")));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !std::fs::read_to_string(&out).unwrap_or_default().contains("ready") {
-            assert!(Instant::now() < deadline, "the REST API did not start: {}", std::fs::read_to_string(&out).unwrap_or_default());
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let log = log_file("rest-requests");
+        let (port, process) = start_script("rest_api.py", "rest-api", &[], &[("REST_LOG", log.to_string_lossy().into_owned())]);
         RestApi { port, log, _process: process }
     }
 

@@ -294,15 +294,7 @@ impl HttpContext for McpRequest {
     fn on_log(&mut self) {
         let Some(exchange) = &self.exchange else { return };
         let report = exchange.report(&self.server, &mut self.labels.borrow_mut());
-        for (key, value) in &report.properties {
-            host::set_property(key, value.as_bytes());
-        }
-        for (metric, n) in &report.counters {
-            host::count(metric, *n);
-        }
-        for (metric, value) in &report.histograms {
-            host::record(metric, *value);
-        }
+        host::publish(&report.properties, &report.counters, &report.histograms);
         host::report_host_calls("ai-mcp-proxy");
     }
 }

@@ -132,12 +132,7 @@ impl HttpContext for Balance {
         }
         let records = balancer::parse_tries(&host::property_string(&["ai.try_log"]).unwrap_or_default());
         let report = self.instance.config.report(&records);
-        for (key, value) in &report.properties {
-            host::set_property(key, value.as_bytes());
-        }
-        for (metric, n) in &report.counters {
-            host::count(metric, *n);
-        }
+        host::publish(&report.properties, &report.counters, &[]);
         // Only the statistics-keeping algorithms read the clock (a host call).
         let now = if self.instance.config.needs_scores() { host::unix_seconds() } else { 0 };
         for (gauge, value) in self.instance.config.learn(&host::SharedData, &self.instance.name, &records, now) {

@@ -260,6 +260,20 @@ fn metric(kind: proxy_wasm::types::MetricType, name: &str) -> Option<u32> {
 }
 
 /// Adds to the counter `name` (defined on first use).
+/// Publishes what a request did: filter-state properties, counter
+/// increments and histogram values.
+pub fn publish(properties: &[(&str, String)], counters: &[(String, u64)], histograms: &[(String, u64)]) {
+    for (key, value) in properties {
+        set_property(key, value.as_bytes());
+    }
+    for (metric, n) in counters {
+        count(metric, *n);
+    }
+    for (metric, value) in histograms {
+        record(metric, *value);
+    }
+}
+
 pub fn count(name: &str, by: u64) {
     if by > 0 {
         increment(metric(proxy_wasm::types::MetricType::Counter, name), by);

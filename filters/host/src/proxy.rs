@@ -132,15 +132,7 @@ impl<H: Hooks> ProxyRequest<H> {
         }
         let line = log::log_enabled!(log::Level::Debug);
         let report = self.exchange.report(self.replied, self.consumer.as_deref(), &self.timing, &mut self.labels.borrow_mut(), line);
-        for (key, value) in &report.properties {
-            crate::set_property(key, value.as_bytes());
-        }
-        for (metric, n) in &report.counters {
-            crate::count(metric, *n);
-        }
-        for (metric, value) in &report.histograms {
-            crate::record(metric, *value);
-        }
+        crate::publish(&report.properties, &report.counters, &report.histograms);
         if let Some(problem) = &report.problem {
             log::warn!("{problem}");
         }
