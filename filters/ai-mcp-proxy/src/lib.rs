@@ -5,6 +5,7 @@ use codec::mcp::config::McpConfig;
 use codec::mcp::convert::RestCall;
 use codec::mcp::config::Mode;
 use codec::mcp::{Labels, McpExchange, ResponseMode, Verdict};
+use host::proxy::now_ms;
 use host::proxy_wasm::traits::{Context, HttpContext, RootContext};
 use host::proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::cell::RefCell;
@@ -79,10 +80,6 @@ struct McpRequest {
     response_size: usize,
     answered: bool,
     replied: bool,
-}
-
-fn now_ms() -> Option<u64> {
-    host::now().duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_millis() as u64)
 }
 
 impl McpRequest {

@@ -316,10 +316,7 @@ pub fn percent_encode(text: &str) -> String {
 /// error status as `isError` (the agent sees what the API said).
 pub fn tool_result(status: u16, content_type: Option<&str>, body: &[u8]) -> Value {
     let text = String::from_utf8_lossy(body).into_owned();
-    let is_json = content_type.is_some_and(|ct| {
-        let essence = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-        essence == "application/json" || essence.ends_with("+json")
-    });
+    let is_json = content_type.is_some_and(crate::proxy::is_json);
     let mut result = Map::new();
     let shown = if text.is_empty() { format!("HTTP {status}") } else { text.clone() };
     result.insert("content".into(), json!([{"type": "text", "text": shown}]));

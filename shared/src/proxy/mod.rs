@@ -120,7 +120,8 @@ pub struct Exchange {
     usage_estimated: bool,
 }
 
-fn is_json(content_type: &str) -> bool {
+/// `application/json` or any `+json` type, parameters and case aside.
+pub(crate) fn is_json(content_type: &str) -> bool {
     let ct = content_type.to_ascii_lowercase();
     let essence = ct.split(';').next().unwrap_or_default().trim();
     essence == "application/json" || essence.ends_with("+json")
