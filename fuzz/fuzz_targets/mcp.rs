@@ -3,7 +3,7 @@
 //! (the last of repeated keys), a tool the consumer may call; and no tools
 //! list the client gets back holds a tool it may not call.
 #![no_main]
-use codec::mcp::acl::Subject;
+use codec::acl::Subject;
 use codec::mcp::config::McpConfig;
 use codec::mcp::{McpExchange, ResponseMode, Verdict};
 use libfuzzer_sys::fuzz_target;

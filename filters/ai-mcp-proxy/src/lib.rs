@@ -1,6 +1,6 @@
 //! ai-mcp-proxy: proxy-wasm glue over `codec::mcp`, which holds the logic.
 
-use codec::mcp::acl::Subject;
+use codec::acl::Subject;
 use codec::mcp::config::McpConfig;
 use codec::mcp::convert::RestCall;
 use codec::mcp::config::Mode;

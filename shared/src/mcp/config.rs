@@ -2,7 +2,7 @@
 //! (`mode`, `default_acl`, `tools[].acl`, `logging`), plus the header
 //! convention of the other filters here for who the consumer is.
 
-use super::acl::Acl;
+use crate::acl::Acl;
 use super::convert::{Annotations, Parameter, RequestBody, RestTool, ToolFields};
 use crate::config::{check_range, check_strings, is_header_name, parse_strict, ConfigError};
 use serde::Deserialize;

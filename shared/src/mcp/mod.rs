@@ -5,7 +5,6 @@
 //! JSON-RPC, never forwarded), cuts `tools/list` answers down to the tools
 //! the consumer may call (JSON and SSE answers), and counts what happened.
 
-pub mod acl;
 pub mod config;
 pub mod convert;
 pub mod jsonrpc;
@@ -13,7 +12,7 @@ pub mod response;
 
 use crate::metrics::{name, LabelCap};
 use crate::sse::{SseDecoder, SseEvent};
-use acl::Subject;
+use crate::acl::Subject;
 use config::McpConfig;
 use config::Mode;
 use jsonrpc::{RpcError, HEADER_MISMATCH, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND};

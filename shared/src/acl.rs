@@ -1,5 +1,6 @@
-//! Kong's ACL decision for one subject (a consumer and its groups):
-//! deny wins; an allow list is an allowlist; no lists, allowed.
+//! Kong's ACL decision for one subject (a consumer and its groups), used by
+//! ai-mcp-proxy (tools) and ai-a2a-proxy (methods, skills): deny wins; an
+//! allow list is an allowlist; no lists, allowed.
 //! A request with no consumer is a subject that matches no entry: it may
 //! use only what no allow list restricts.
 
