@@ -3,6 +3,7 @@
 //! of it runs under `cargo test` natively and compiled to wasm32.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
+pub mod a2a;
 pub mod acl;
 pub mod balancer;
 pub mod config;
@@ -11,6 +12,7 @@ pub mod digest;
 pub mod error;
 pub mod guard;
 pub mod headers;
+pub mod json_edit;
 pub mod jsonrpc;
 pub mod mcp;
 pub mod metrics;

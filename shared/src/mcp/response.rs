@@ -7,6 +7,7 @@
 //! no key reordering, no `[]` turned into `{}`.
 
 use super::jsonrpc::canonical_id;
+use crate::json_edit::{apply, span};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -85,15 +86,7 @@ pub fn read(text: &str, allowed: &dyn Fn(&str) -> bool) -> Read {
         read_answer(text, item, allowed, &mut out, &mut edits);
     }
     if !edits.is_empty() {
-        let mut edited = String::with_capacity(text.len());
-        let mut at = 0;
-        for (start, end, replacement) in edits {
-            edited.push_str(text.get(at..start).unwrap_or_default());
-            edited.push_str(&replacement);
-            at = end;
-        }
-        edited.push_str(text.get(at..).unwrap_or_default());
-        out.edited = Some(edited);
+        out.edited = Some(apply(text, &edits));
     }
     out
 }
@@ -101,13 +94,6 @@ pub fn read(text: &str, allowed: &dyn Fn(&str) -> bool) -> Read {
 /// Text a client would try to read as JSON.
 fn looks_like_json(text: &str) -> bool {
     matches!(text.trim_start().as_bytes().first(), Some(b'{' | b'['))
-}
-
-/// Where `part` (borrowed from `whole`) sits in it.
-fn span(whole: &str, part: &str) -> Option<(usize, usize)> {
-    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
-    let end = start.checked_add(part.len())?;
-    (whole.get(start..end) == Some(part)).then_some((start, end))
 }
 
 fn read_answer(text: &str, item: &str, allowed: &dyn Fn(&str) -> bool, out: &mut Read, edits: &mut Vec<(usize, usize, String)>) {
