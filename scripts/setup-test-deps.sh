@@ -11,7 +11,7 @@ done
 
 scripts/setup-envoy.sh
 # The client tests drive the official SDKs, unchanged (tests/sdk/, tests/tests/gateway_file.rs).
-.venv/bin/python -c "import anthropic, openai, agents, mcp, h2" 2>/dev/null || .venv/bin/pip install --quiet --disable-pip-version-check "anthropic==2.14.0" "openai==3.57.0" "openai-agents==0.24.0" "mcp==2.3.0" "h2==4.4.1"
+.venv/bin/python -c "import anthropic, openai, agents, mcp, h2, a2a, uvicorn" 2>/dev/null || .venv/bin/pip install --quiet --disable-pip-version-check "anthropic==2.14.0" "openai==3.57.0" "openai-agents==0.24.0" "mcp==2.3.0" "h2==4.4.1" "a2a-sdk[http-server]==1.3.0" "uvicorn==0.55.0"
 
 missing=()
 command -v wasm-opt >/dev/null || missing+=(binaryen)

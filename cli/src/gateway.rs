@@ -52,6 +52,9 @@ struct Spec {
     /// Not Kong's AIGateway: MCP servers behind ai-mcp-proxy.
     #[serde(default)]
     mcp_servers: Vec<McpEntry>,
+    /// Not Kong's AIGateway: A2A agents behind ai-a2a-proxy.
+    #[serde(default)]
+    a2a_agents: Vec<A2aEntry>,
     #[serde(default)]
     cloud_provider_credentials: Option<Credentials>,
 }
@@ -362,6 +365,53 @@ fn mcp_server(e: &McpEntry, where_: &str) -> Result<McpServer, FileError> {
     })
 }
 
+/// `spec.a2aAgents[]`: an A2A agent behind ai-a2a-proxy, at `/<identifier>`
+/// (its card at `/<identifier>/.well-known/agent-card.json`).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct A2aEntry {
+    identifier: String,
+    /// The agent's base URL (`http://host:port`): its card and endpoints
+    /// are at its root.
+    url: String,
+    /// ai-a2a-proxy's configuration.
+    #[serde(default)]
+    ai_a2a_proxy: Map<String, Value>,
+}
+
+/// An A2A agent, ready to render.
+#[derive(Debug, Clone)]
+pub struct A2aAgent {
+    pub identifier: String,
+    /// ai-a2a-proxy's JSON configuration.
+    pub config: Value,
+    pub upstream: Upstream,
+}
+
+fn a2a_agent(e: &A2aEntry, where_: &str) -> Result<A2aAgent, FileError> {
+    let fail = |e: String| FileError(format!("{where_}: {e}"));
+    if !valid_identifier(&e.identifier) {
+        return Err(fail("identifier must be one URL path segment (letters, digits, `-`, `_`; not `v1`)".into()));
+    }
+    let mut config = e.ai_a2a_proxy.clone();
+    // The rendered access log reads its keys.
+    if let Some(logging) = config.entry("logging").or_insert_with(|| json!({})).as_object_mut() {
+        logging.entry("log_statistics").or_insert(json!(true));
+    }
+    let config = Value::Object(config);
+    codec::a2a::config::A2aConfig::from_json(config.to_string().as_bytes()).map_err(|e| fail(format!("aiA2aProxy.{}: {}", e.path.trim_start_matches('.'), e.message)))?;
+    let url = codec::proxy::config::parse_upstream_url(&e.url).map_err(|err| fail(format!("url: {err}")))?;
+    if url.path != "/" {
+        return Err(fail("url: the agent's base without a path (`http://host:port`): the gateway serves it at `/<identifier>` and its card's URLs are rewritten from its root".into()));
+    }
+    let tls = e.url.starts_with("https://");
+    let (host, port) = match url.authority.rsplit_once(':') {
+        Some((h, p)) => (h.to_string(), p.parse::<u16>().map_err(|_| fail(format!("url: bad port `{p}`")))?),
+        None => (url.authority.clone(), if tls { 443 } else { 80 }),
+    };
+    Ok(A2aAgent { identifier: e.identifier.clone(), config, upstream: Upstream { cluster: format!("a2a-{}-{}-{port}", e.identifier, host.replace(['.', ':'], "-")), host, port, tls } })
+}
+
 /// One model, ready to render.
 #[derive(Debug, Clone)]
 pub struct Model {
@@ -402,6 +452,7 @@ pub struct Gateway {
     pub name: String,
     pub models: Vec<Model>,
     pub mcp_servers: Vec<McpServer>,
+    pub a2a_agents: Vec<A2aAgent>,
 }
 
 /// A hosted provider's usual credential, as the codec's registry knows it.
@@ -797,7 +848,16 @@ pub fn parse(text: &str) -> Result<Gateway, FileError> {
         }
         mcp_servers.push(server);
     }
-    if models.is_empty() && mcp_servers.is_empty() {
+    let mut a2a_agents = Vec::new();
+    for (i, e) in spec.a2a_agents.iter().enumerate() {
+        let agent = a2a_agent(e, &format!("{at}: a2aAgents[{i}] ({})", e.identifier))?;
+        let taken = models.iter().any(|m| m.identifier == agent.identifier) || mcp_servers.iter().any(|s| s.identifier == agent.identifier) || a2a_agents.iter().any(|a: &A2aAgent| a.identifier == agent.identifier);
+        if taken {
+            return Err(FileError(format!("{at}: a2aAgents[{i}] ({}): identifier is used twice", e.identifier)));
+        }
+        a2a_agents.push(agent);
+    }
+    if models.is_empty() && mcp_servers.is_empty() && a2a_agents.is_empty() {
         return Err(FileError(format!("{at}: spec.largeLanguageModels: no models")));
     }
     let mut seen = std::collections::BTreeSet::new();
@@ -818,7 +878,7 @@ pub fn parse(text: &str) -> Result<Gateway, FileError> {
             }
         }
     }
-    Ok(Gateway { name: doc.metadata.name.clone(), models, mcp_servers })
+    Ok(Gateway { name: doc.metadata.name.clone(), models, mcp_servers, a2a_agents })
 }
 
 #[cfg(test)]
@@ -887,6 +947,24 @@ mod tests {
         let missing = "kind: Secret\nmetadata: {name: k}\nstringData: {openai: sk-1}\n---\nkind: AIGateway\nmetadata: {name: g}\nspec:\n  cloudProviderCredentials: {name: k}\n  largeLanguageModels:\n    cloudHosted:\n    - {identifier: c, model: claude, aiCloudProvider: {name: anthropic}}\n";
         let err = parse(missing).unwrap_err();
         assert!(err.0.contains("cloudHosted[0] (c): aiCloudProvider.name: the Secret `k` has no `anthropic` key"), "{err}");
+    }
+
+    #[test]
+    fn a2a_agents_render_from_their_own_section() {
+        let file = |agents: &str| parse(&format!("kind: AIGateway\nmetadata: {{name: g}}\nspec:\n  a2aAgents:\n{agents}"));
+        let g = file("  - {identifier: echo, url: 'http://127.0.0.1:8003', aiA2aProxy: {methods: [{name: CancelTask, acl: {allow: [ops]}}]}}\n").unwrap();
+        let a = &g.a2a_agents[0];
+        assert_eq!((a.identifier.as_str(), a.upstream.port), ("echo", 8003));
+        assert_eq!(a.config["logging"]["log_statistics"], true, "the rendered access log reads its keys");
+        for (agents, want) in [
+            ("  - {identifier: e, url: 'http://h:1', aiA2aProxy: {methods: [{name: nope, acl: {}}]}}\n", "a2aAgents[0] (e): aiA2aProxy.methods[0].name"),
+            ("  - {identifier: e, url: 'http://h:1/a2a'}\n", "url: the agent's base without a path"),
+            ("  - {identifier: e, url: 'http://h:1'}\n  - {identifier: e, url: 'http://h:2'}\n", "identifier is used twice"),
+            ("  - {identifier: 'a/b', url: 'http://h:1'}\n", "one URL path segment"),
+        ] {
+            let err = file(agents).unwrap_err().0;
+            assert!(err.contains(want), "{err}");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! model lists at `/v1/models`. The output is deterministic: the same file
 //! renders the same bytes.
 
-use crate::gateway::{Filter, FilterKind, Gateway, McpServer, Model};
+use crate::gateway::{A2aAgent, Filter, FilterKind, Gateway, McpServer, Model};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
@@ -41,8 +41,11 @@ const STATS_TAGS: &str = r#"stats_config:
   - { tag_name: policy, regex: '^wasmcustom\.ai_.*?(\.policy\.([^.]+))' }
   - { tag_name: plugin, regex: '^wasmcustom\.ai_.*?(\.plugin\.([^.]+))' }
   - { tag_name: server, regex: '^wasmcustom\.ai_mcp_.*?(\.server\.([^.]+))' }
-  - { tag_name: method, regex: '^wasmcustom\.ai_mcp_.*?(\.method\.([^.]+))' }
+  - { tag_name: method, regex: '^wasmcustom\.ai_(?:mcp|a2a)_.*?(\.method\.([^.]+))' }
   - { tag_name: tool, regex: '^wasmcustom\.ai_mcp_.*?(\.tool\.([^.]+))' }
+  - { tag_name: agent, regex: '^wasmcustom\.ai_a2a_.*?(\.agent\.([^.]+))' }
+  - { tag_name: binding, regex: '^wasmcustom\.ai_a2a_.*?(\.binding\.([^.]+))' }
+  - { tag_name: state, regex: '^wasmcustom\.ai_a2a_.*?(\.state\.([^.]+))' }
 "#;
 
 const ACCESS_LOG_AND_LOCAL_REPLY: &str = r#"          access_log:
@@ -90,6 +93,15 @@ const ACCESS_LOG_AND_LOCAL_REPLY: &str = r#"          access_log:
                   ai_mcp_session: "%FILTER_STATE(wasm.ai.mcp.session:PLAIN)%"
                   ai_mcp_consumer: "%FILTER_STATE(wasm.ai.mcp.consumer:PLAIN)%"
                   ai_mcp_audit: "%FILTER_STATE(wasm.ai.mcp.audit:PLAIN)%"
+                  ai_a2a_method: "%FILTER_STATE(wasm.ai.a2a.method:PLAIN)%"
+                  ai_a2a_binding: "%FILTER_STATE(wasm.ai.a2a.binding:PLAIN)%"
+                  ai_a2a_task_id: "%FILTER_STATE(wasm.ai.a2a.task_id:PLAIN)%"
+                  ai_a2a_context_id: "%FILTER_STATE(wasm.ai.a2a.context_id:PLAIN)%"
+                  ai_a2a_task_state: "%FILTER_STATE(wasm.ai.a2a.task_state:PLAIN)%"
+                  ai_a2a_outcome: "%FILTER_STATE(wasm.ai.a2a.outcome:PLAIN)%"
+                  ai_a2a_error: "%FILTER_STATE(wasm.ai.a2a.error:PLAIN)%"
+                  ai_a2a_consumer: "%FILTER_STATE(wasm.ai.a2a.consumer:PLAIN)%"
+                  ai_a2a_skill: "%FILTER_STATE(wasm.ai.a2a.skill:PLAIN)%"
           # Envoy's own answers to upstream failures (connect error, reset,
           # timeout, no healthy host) in OpenAI's error shape, also when a
           # filter was holding the upstream's headers when it failed.
@@ -275,6 +287,34 @@ fn header(g: &Gateway, o: &Options) -> String {
             let _ = writeln!(out, "#   {}: {}  {mode} at {}:{}{}", m.identifier, m.path, m.upstream.host, m.upstream.port, if m.conversion { "" } else { &m.upstream_path });
         }
     }
+    if !g.a2a_agents.is_empty() {
+        out.push_str("#\n# A2A agents (public base, upstream):\n");
+        for a in &g.a2a_agents {
+            let _ = writeln!(out, "#   {}: /{}  agent at {}:{}", a.identifier, a.identifier, a.upstream.host, a.upstream.port);
+        }
+    }
+    out
+}
+
+fn a2a_name(a: &A2aAgent) -> String {
+    format!("a2a-{}", a.identifier)
+}
+
+/// An agent at `/<identifier>`, its paths below it those of the agent's
+/// root. No route timeout: streams last as long as their task.
+fn a2a_routes(g: &Gateway) -> String {
+    let mut out = String::new();
+    for a in &g.a2a_agents {
+        let _ = write!(
+            out,
+            "              # {id}: the A2A agent at {h}:{p}; its card at /{id}/.well-known/agent-card.json.\n              - match: {{ path_separated_prefix: \"/{id}\" }}\n                route: {{ cluster: {c}, timeout: 0s, idle_timeout: 300s, regex_rewrite: {{ pattern: {{ regex: \"^/{id}/?(.*)$\" }}, substitution: \"/\\\\1\" }} }}\n{e}",
+            id = a.identifier,
+            h = a.upstream.host,
+            p = a.upstream.port,
+            c = a.upstream.cluster,
+            e = enable(&[a2a_name(a)])
+        );
+    }
     out
 }
 
@@ -315,6 +355,7 @@ fn mcp_routes(g: &Gateway) -> String {
 fn routes(g: &Gateway, filters: &Instances) -> String {
     let mut out = String::from("              routes:\n");
     out.push_str(&mcp_routes(g));
+    out.push_str(&a2a_routes(g));
     out.push_str("              # ai-proxy stamps `x-ai-proxy: <its name>` on the requests it\n              # rewrote, and Envoy matches routes again: these send them on. They\n              # enable the same filters as the public routes, so a client that\n              # forges the header is still governed by them.\n");
     for m in g.models.iter().filter(|m| m.balanced.is_none() && m.passthrough.is_none()) {
         let _ = write!(
@@ -414,6 +455,9 @@ fn http_filters(g: &Gateway, filters: &Instances, o: &Options) -> String {
     for m in &g.mcp_servers {
         out.push_str(&wasm_filter(&mcp_name(m), "ai_mcp_proxy.wasm", "ai-mcp-proxy", &[], &m.config, o));
     }
+    for a in &g.a2a_agents {
+        out.push_str(&wasm_filter(&a2a_name(a), "ai_a2a_proxy.wasm", "ai-a2a-proxy", &[], &a.config, o));
+    }
     out.push_str("          - name: envoy.filters.http.router\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router\n");
     if g.models.iter().any(|m| m.balanced.is_some()) {
         // ai-proxy-advanced's translator: once per try, in the balancer's VM.
@@ -448,7 +492,8 @@ fn clusters(g: &Gateway) -> String {
             Some(b) => b.targets.clone(),
             None => vec![m.upstream.clone()],
         })
-        .chain(g.mcp_servers.iter().map(|m| m.upstream.clone()));
+        .chain(g.mcp_servers.iter().map(|m| m.upstream.clone()))
+        .chain(g.a2a_agents.iter().map(|a| a.upstream.clone()));
     for u in upstreams {
         if !seen.insert(u.cluster.clone()) {
             continue;

@@ -31,5 +31,5 @@ fn shipped_envoy_configs_are_fresh_renders_of_their_gateway_files() {
         checked.push(stem.to_string());
     }
     checked.sort();
-    assert_eq!(checked, ["chain", "envoy", "mcp", "ratelimit"]);
+    assert_eq!(checked, ["a2a", "chain", "envoy", "mcp", "ratelimit"]);
 }

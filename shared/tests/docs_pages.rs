@@ -118,6 +118,21 @@ fn filters() -> Vec<Filter> {
             ],
         },
         Filter {
+            krate: "ai-a2a-proxy",
+            parse: |b| codec::a2a::config::A2aConfig::from_json(b).map(drop),
+            base: || json!({"default_acl": [{"scope": "methods"}], "logging": {},
+                "methods": [{"name": "message/send", "acl": {}}], "skills": [{"id": "s", "acl": {}}]}),
+            levels: &[
+                ("", None),
+                ("logging", None),
+                ("default_acl[]", None),
+                ("methods[]", None),
+                ("methods[].acl", None),
+                ("skills[]", None),
+                ("skills[].acl", None),
+            ],
+        },
+        Filter {
             krate: "ai-request-transformer",
             parse: |b| codec::transformer::TransformerConfig::from_json(codec::transformer::Side::Request, b, &env).map(drop),
             base: || json!({"prompt": "p", "llm_cluster": "c", "llm": {"model": {"provider": "openai"}}}),

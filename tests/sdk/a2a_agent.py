@@ -478,7 +478,8 @@ async def serve(args) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--port', type=int, required=True)
+    p.add_argument('port_arg', nargs='?', type=int, help='the port (or --port)')
+    p.add_argument('--port', type=int, default=None)
     p.add_argument('--host', default='127.0.0.1')
     p.add_argument('--public-url', default=None)
     p.add_argument('--seen', default=None)
@@ -488,6 +489,9 @@ def main() -> None:
     p.add_argument('--slow-seconds', type=float, default=5.0)
     p.add_argument('--log-level', default='warning')
     args = p.parse_args()
+    args.port = args.port or args.port_arg
+    if not args.port:
+        p.error('a port is needed')
     if not args.jsonrpc_path.startswith('/'):
         p.error('--jsonrpc-path must start with /')
     if args.rest_prefix and not args.rest_prefix.startswith('/'):

@@ -23,6 +23,8 @@ CLI:
                         (e.g. 0.3 to make the SDK use its v0.3 compat transport)
   --card-path P         card path relative to --base (default SDK's)
   --timeout S           per-call timeout (default 30)
+  --header K=V          a header on every request (repeatable)
+  --skill S             each message names skill S in its metadata ({"skill": S})
 
 Prints ONE JSON line on stdout; on error {"error": "..."} and exit 1.
   send   {"op","binding","url","kind":"task"|"message","task_id","state","text"}
@@ -95,14 +97,21 @@ def with_prefix(text: str, prefix: str) -> str:
     return f'{prefix} {text}'
 
 
+# `--skill S`: every message names the skill it is for in its metadata.
+SKILL = ''
+
+
 def user_message(text: str, task_id: str = '', context_id: str = '') -> Message:
-    return Message(
+    message = Message(
         role=Role.ROLE_USER,
         parts=[Part(text=text)],
         message_id=uuid.uuid4().hex,
         task_id=task_id or None,
         context_id=context_id or None,
     )
+    if SKILL:
+        message.metadata.update({'skill': SKILL})
+    return message
 
 
 def transport_url(client) -> str:
@@ -123,7 +132,8 @@ class Runner:
         # longer than httpx's 5 s default.  The factory adds its default
         # `A2A-Version: 1.0` header to it (a v0.3 transport overrides it per
         # request with `a2a-version: 0.3`).
-        self._http = httpx.AsyncClient(timeout=self.args.timeout)
+        headers = dict(h.split('=', 1) for h in self.args.header)
+        self._http = httpx.AsyncClient(timeout=self.args.timeout, headers=headers)
         return ClientFactory(
             ClientConfig(
                 streaming=self.args.op == 'stream',
@@ -345,7 +355,11 @@ def main() -> None:
     p.add_argument('--protocol-version', default='')
     p.add_argument('--card-path', default=AGENT_CARD_WELL_KNOWN_PATH)
     p.add_argument('--timeout', type=float, default=30.0)
+    p.add_argument('--header', action='append', default=[], help='K=V, sent on every request (repeatable)')
+    p.add_argument('--skill', default='', help="names the skill in each message's metadata")
     args = p.parse_args()
+    global SKILL
+    SKILL = args.skill
     try:
         out = asyncio.run(
             asyncio.wait_for(Runner(args).run(), timeout=args.timeout)

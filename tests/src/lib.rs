@@ -1,6 +1,7 @@
 //! Test support: a fake multi-provider LLM server, a raw HTTP client, and
 //! a runner for the real Envoy with the shipped configs.
 
+pub mod a2a;
 pub mod envoy;
 pub mod fake;
 pub mod fake_native;

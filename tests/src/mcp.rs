@@ -1,45 +1,14 @@
 //! The official MCP Python SDK on both sides of the gateway: a real server
 //! (`tests/sdk/mcp_server.py`) and its client (`tests/sdk/mcp_client.py`).
 
-use crate::envoy::{free_port, repo_root};
+use crate::process::{log_file, python, start_script};
+use crate::envoy::repo_root;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 pub struct McpServer {
     pub port: u16,
     call_log: PathBuf,
     _process: crate::process::Supervised,
-}
-
-fn python() -> PathBuf {
-    repo_root().join(".venv/bin/python")
-}
-
-/// Starts `tests/sdk/<script> PORT` on a free port with `env`, and waits
-/// for it to print `ready`. `name` names its files in target/e2e.
-fn start_script(script: &str, name: &str, flags: &[&str], env: &[(&str, String)]) -> (u16, crate::process::Supervised) {
-    let port = free_port();
-    let dir = repo_root().join("target/e2e");
-    let out = dir.join(format!("{name}-{port}.log"));
-    let mut args = vec![repo_root().join("tests/sdk").join(script).to_string_lossy().into_owned(), port.to_string()];
-    args.extend(flags.iter().map(|f| f.to_string()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let process = crate::process::spawn(&python(), &args, &env, &out, &dir.join(format!("{name}-{port}.pid")));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !std::fs::read_to_string(&out).unwrap_or_default().contains("ready") {
-        assert!(Instant::now() < deadline, "{script} did not start: {}", std::fs::read_to_string(&out).unwrap_or_default());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (port, process)
-}
-
-/// A fresh, empty log file for a server to append to.
-fn log_file(name: &str) -> PathBuf {
-    let dir = repo_root().join("target/e2e");
-    std::fs::create_dir_all(&dir).ok();
-    let path = dir.join(format!("{name}-{}.jsonl", free_port()));
-    std::fs::write(&path, "").ok();
-    path
 }
 
 impl McpServer {

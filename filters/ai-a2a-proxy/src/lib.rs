@@ -82,9 +82,11 @@ impl A2aRequest {
             }
             Ok(None) => {}
             Err(reply) => {
-                // Headers are gone already: the error replaces the body.
+                // The card's headers are still held: the error replaces
+                // the whole answer, status included.
                 log::warn!("ai-a2a-proxy: {}", reply.body);
-                host::set_response_body(self.response_size, reply.body.as_bytes());
+                self.replied = true;
+                host::send_json(reply.status, reply.body.as_bytes());
             }
         }
     }
@@ -130,7 +132,9 @@ impl HttpContext for A2aRequest {
             host::remove_request_header("accept-encoding");
         }
         let scheme = header("x-forwarded-proto").or_else(|| header(":scheme")).unwrap_or_else(|| "http".into());
+        // The first of a list is the host the client asked for.
         let host = header("x-forwarded-host").or_else(|| header(":authority")).unwrap_or_default();
+        let host = host.split(',').next().unwrap_or_default().trim();
         let path = header(":path").unwrap_or_default();
         let method = header(":method").unwrap_or_default();
         let content_length = header("content-length").and_then(|l| l.trim().parse().ok());

@@ -358,10 +358,17 @@ impl A2aExchange {
             return self.too_large();
         }
         match self.call.as_ref().map(|c| c.binding) {
-            Some(Binding::Rest) => {
-                let params = serde_json::from_slice::<Params>(body);
-                self.read_params(params.ok())
-            }
+            Some(Binding::Rest) => match serde_json::from_slice::<Params>(body) {
+                Ok(params) => self.read_params(Some(params)),
+                // A skill ACL cannot be decided on what cannot be read.
+                Err(e) if self.config.governs => {
+                    let call = self.call.as_mut()?;
+                    call.refused = Some("invalid");
+                    call.error = Some("INVALID_ARGUMENT".into());
+                    Some(rest_error(400, "INVALID_ARGUMENT", "INVALID_PARAMS", &format!("the request body is not a message the gateway can read: {e}")))
+                }
+                Err(_) => self.read_params(None),
+            },
             _ => self.read_rpc(body),
         }
     }
@@ -599,7 +606,7 @@ impl A2aExchange {
             (Some(_), _) => "error",
             (None, Some(state)) => state.as_str(),
             (None, None) if call.message => "message",
-            _ if self.encoded => "unknown",
+            _ if self.encoded || self.observed_overflow || self.decoder.overflowed() => "unknown",
             _ => "none",
         });
         let method = call.method.as_str();

@@ -113,6 +113,11 @@ fn acls_refuse_methods_and_skills_in_each_bindings_shape() {
     assert_eq!(reply.status, 403);
     let v: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
     assert_eq!((v["error"]["status"].as_str(), v["error"]["details"][0]["reason"].as_str()), (Some("PERMISSION_DENIED"), Some("UNSUPPORTED_OPERATION")));
+    // A REST message that cannot be read is not judged by its method alone.
+    let mut x = exchange(acl, Some("bob"));
+    x.request_headers(head("POST", "/message:send", true), None);
+    let reply = x.request_body(br#"{"message":{"messageId":"m","metadata":{"skillId":"echo"},"metadata":{"skillId":"admin"}}}"#).unwrap();
+    assert_eq!(reply.status, 400);
     // The operator may cancel.
     let mut x = exchange(acl, Some("ops"));
     assert_eq!(x.request_headers(head("POST", "/tasks/t1:cancel", false), None), Step::Forward);
