@@ -30,6 +30,9 @@ seed() {
         mcp) printf '\x00{"jsonrpc":"2.0","id":1,"method":"tools/list"}\x00{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"add"},{"name":"secret"}]}}' > "$dir/list-json"
             printf '\x02{"jsonrpc":"2.0","id":"c","method":"tools/call","params":{"name":"add"}}\x00data: {"jsonrpc":"2.0","id":"c","result":{"content":[],"isError":true}}\n\n' > "$dir/call-sse"
             printf '\x03\x00id: 1\ndata: {"jsonrpc":"2.0","id":4,"result":{"tools":[{"name":"secret"}]}}\n\n' > "$dir/get-sse" ;;
+        a2a) printf '\x00{"jsonrpc":"2.0","id":1,"method":"SendMessage","params":{"message":{"messageId":"m","metadata":{"skillId":"echo"}}}}\x00{"jsonrpc":"2.0","id":1,"result":{"task":{"id":"t","status":{"state":"TASK_STATE_COMPLETED"}}}}' > "$dir/send-json"
+            printf '\x08{"jsonrpc":"2.0","id":1,"method":"message/stream","params":{}}\x00data: {"jsonrpc":"2.0","id":1,"result":{"kind":"status-update","taskId":"t","status":{"state":"working"}}}\n\n' > "$dir/stream-sse"
+            printf '\x05\x00{"url":"http://a:1/","supportedInterfaces":[{"url":"http://a:1","protocolBinding":"JSONRPC"}],"skills":[{"id":"secret"},{"id":"echo"}]}' > "$dir/card" ;;
         configs) grep -ho "value: '.*'" ../envoy/*.yaml | sed "s/^value: '//; s/'$//" | split -l 1 - "$dir/cfg-" ;;
         governance) cp ../shared/fixtures/chat_request.json "$dir/" ;;
         patterns) printf '(?i)\\b(password|api[_ -]?key)\\b\0my API key is x' > "$dir/deny"
