@@ -74,6 +74,8 @@ def filters(upstream):
         # MCP in front of a tool server: ACLs on calls, tool lists cut down.
         "mcp": ("ai-mcp-proxy", "ai_mcp_proxy", {"mode": "passthrough-listener", "default_acl": [{"scope": "tools", "deny": ["suspended"]}],
                                                  "tools": [{"name": "delete_everything", "description": "d", "acl": {"allow": ["admins"]}}]}),
+        # A2A in front of an agent: every call read, method ACLs, cards rewritten.
+        "a2a": ("ai-a2a-proxy", "ai_a2a_proxy", {"consumer_header": "x-consumer", "methods": [{"name": "tasks/cancel", "acl": {"allow": ["ops"]}}]}),
         # The host's own cost: a bench-only filter (bench/floor-filter).
         "noop": ("floor-noop", "floor", "noop"),
         "read": ("floor-read", "floor", "read"),
@@ -115,12 +117,21 @@ TARGETS = [
     ("full chain, statistics off", ["template", "decorator", "guard", "ratelimit", "proxy_quiet"]),
     ("mcp tools/call, ACLs", ["mcp"]),
     ("mcp tools/list of 100, filtered", ["mcp"]),
+    ("a2a message/send, ACLs", ["a2a"]),
+    ("a2a agent card rewrite", ["a2a"]),
 ]
 
 
 # Targets whose clients speak another API than OpenAI chat: their bodies
 # are the same prompts in that API (workloads()).
-CLIENT_API = {"ai-proxy responses to anthropic": "responses", "mcp tools/call, ACLs": "mcp_call", "mcp tools/list of 100, filtered": "mcp_list"}
+CLIENT_API = {"ai-proxy responses to anthropic": "responses", "mcp tools/call, ACLs": "mcp_call", "mcp tools/list of 100, filtered": "mcp_list",
+              "a2a message/send, ACLs": "a2a_send", "a2a agent card rewrite": "a2a_card"}
+# Targets whose requests are not a POST to /v1/chat/completions.
+CLIENT_REQUEST = {"a2a agent card rewrite": ("GET", "/.well-known/agent-card.json")}
+
+
+def request_of(target):
+    return CLIENT_REQUEST.get(target, ("POST", "/v1/chat/completions"))
 
 
 def body_for(bodies, target, workload):
@@ -274,6 +285,19 @@ def workloads():
         path = WORK / f"body-{key}.json"
         path.write_text(json.dumps(b, separators=(",", ":")))
         out[key] = path
+    # A2A 1.0: a SendMessage with 1 KB or 32 KB of text (streamed:
+    # SendStreamingMessage); the card is a GET without a body.
+    def send(size, stream=False):
+        message = {"messageId": "m1", "role": "ROLE_USER", "parts": [{"text": "x" * size}], "metadata": {"skillId": "echo"}}
+        return {"jsonrpc": "2.0", "id": 1, "method": "SendStreamingMessage" if stream else "SendMessage", "params": {"message": message}}
+    for key, b in {"a2a_send-1kb": send(1000), "a2a_send-32kb": send(32000), "a2a_send-stream": send(1000, True)}.items():
+        path = WORK / f"body-{key}.json"
+        path.write_text(json.dumps(b, separators=(",", ":")))
+        out[key] = path
+    for w in ["1kb", "32kb", "stream"]:
+        path = WORK / f"body-a2a_card-{w}.json"
+        path.write_text("")
+        out[f"a2a_card-{w}"] = path
     return out
 
 
@@ -339,10 +363,11 @@ class Envoy:
         self.log.close()
 
 
-def wrk(port, body, connections, seconds):
-    env = dict(os.environ, BENCH_BODY=str(body))
+def wrk(port, body, connections, seconds, target=None):
+    method, path = request_of(target)
+    env = dict(os.environ, BENCH_BODY=str(body), BENCH_METHOD=method)
     out = subprocess.run(["taskset", "-c", "1", "wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--latency",
-                          "-s", str(ROOT / "bench/post.lua"), f"http://127.0.0.1:{port}/v1/chat/completions"],
+                          "-s", str(ROOT / "bench/post.lua"), f"http://127.0.0.1:{port}{path}"],
                          capture_output=True, text=True, env=env, timeout=seconds + 60)
     line = next((l for l in out.stdout.splitlines() if l.startswith("BENCH ")), None)
     if line is None:
@@ -359,12 +384,13 @@ def complete(response):
     return len(body) >= int(length.group(1)) if length else response.endswith(b"\r\n0\r\n\r\n")
 
 
-def stream_times(port, body, n, events=None):
+def stream_times(port, body, n, events=None, target=None):
     """Time to first byte and to the end of a stream (~50 events, or
     `events`), one at a time."""
     data = body.read_bytes()
+    method, path = request_of(target)
     extra = f"x-bench-events: {events}\r\n" if events else ""
-    request = (f"POST /v1/chat/completions HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n{extra}"
+    request = (f"{method} {path} HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n{extra}"
                f"authorization: Bearer bench-key\r\ncontent-length: {len(data)}\r\n\r\n").encode() + data
     ttfb, total, failed = [], [], 0
     with socket.create_connection(("127.0.0.1", port)) as s:
@@ -381,8 +407,8 @@ def stream_times(port, body, n, events=None):
                     break
                 buf += more
             end = time.perf_counter()
-            # Chat streams end with [DONE], Responses streams with response.completed, MCP with a result.
-            if not buf.startswith(b"HTTP/1.1 200") or not (b"[DONE]" in buf or b"response.completed" in buf or b'"result"' in buf):
+            # Chat streams end with [DONE], Responses streams with response.completed, MCP and A2A with a result; a card is a card.
+            if not buf.startswith(b"HTTP/1.1 200") or not (b"[DONE]" in buf or b"response.completed" in buf or b'"result"' in buf or b'"supportedInterfaces"' in buf):
                 failed += 1
             ttfb.append((first - start) * 1e6)
             total.append((end - start) * 1e6)
@@ -422,15 +448,15 @@ def main():
         for rnd in range(rounds):
             for name, fs in targets:
                 envoy = Envoy(name, lambda port, admin: config(fs, upstream_port, port, admin))
-                wrk(envoy.port, body_for(bodies, name, "1kb"), 8, 1)  # warm up the VMs and pools
+                wrk(envoy.port, body_for(bodies, name, "1kb"), 8, 1, name)  # warm up the VMs and pools
                 for workload in ["1kb", "32kb"] + (["128kb"] if name in BIG_BODY_TARGETS else []):
                     for c in (concurrencies if workload != "128kb" else [8]):
                         ticks = envoy.cpu_ticks()
-                        r = wrk(envoy.port, body_for(bodies, name, workload), c, seconds)
+                        r = wrk(envoy.port, body_for(bodies, name, workload), c, seconds, name)
                         cpu_us = (envoy.cpu_ticks() - ticks) / TICKS * 1e6 / max(r["requests"], 1)
                         failed += r["errors"]
                         results.append(dict(r, round=rnd, target=name, workload=workload, concurrency=c, cpu_us_per_req=cpu_us, rss_kib=envoy.rss_kib()))
-                s = stream_times(envoy.port, body_for(bodies, name, "stream"), stream_n)
+                s = stream_times(envoy.port, body_for(bodies, name, "stream"), stream_n, target=name)
                 failed += s["errors"]
                 results.append(dict(s, round=rnd, target=name, workload="stream", concurrency=1))
                 envoy.stop()
@@ -538,8 +564,9 @@ def host_calls(upstream_port, bodies):
             for workload in ["1kb", "stream"]:
                 start = pathlib.Path(envoy.log.name).stat().st_size
                 for _ in range(3):
-                    req = urllib.request.Request(f"http://127.0.0.1:{envoy.port}/v1/chat/completions", data=body_for(bodies, name, workload).read_bytes(),
-                                                 headers={"content-type": "application/json", "authorization": "Bearer bench-key"})
+                    method, path = request_of(name)
+                    req = urllib.request.Request(f"http://127.0.0.1:{envoy.port}{path}", data=body_for(bodies, name, workload).read_bytes() if method == "POST" else None,
+                                                 headers={"content-type": "application/json", "authorization": "Bearer bench-key"}, method=method)
                     with urllib.request.urlopen(req, timeout=10) as r:
                         r.read()
                 time.sleep(0.2)

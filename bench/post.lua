@@ -1,9 +1,9 @@
--- wrk script: POSTs the body in $BENCH_BODY and prints one machine-readable
--- summary line (latencies in microseconds).
+-- wrk script: sends the body in $BENCH_BODY (POST, or $BENCH_METHOD) and
+-- prints one machine-readable summary line (latencies in microseconds).
 local f = assert(io.open(os.getenv("BENCH_BODY"), "rb"))
 wrk.body = f:read("*a")
 f:close()
-wrk.method = "POST"
+wrk.method = os.getenv("BENCH_METHOD") or "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer bench-key"
 

@@ -11,7 +11,7 @@ cargo build --quiet --release -p ai-gateway-tests --bin bench-upstream
 # Host-call counts per filter come from the same modules built with the
 # host crate's `count-host-calls` feature, in a target dir of their own.
 CARGO_TARGET_DIR=target/count cargo build --quiet --release --target wasm32-wasip1 \
-    -p ai-proxy -p ai-proxy-advanced -p ai-prompt-guard -p ai-prompt-decorator -p ai-prompt-template -p ai-token-ratelimit -p ai-mcp-proxy \
+    -p ai-proxy -p ai-proxy-advanced -p ai-prompt-guard -p ai-prompt-decorator -p ai-prompt-template -p ai-token-ratelimit -p ai-mcp-proxy -p ai-a2a-proxy \
     --features ai-gateway-host/count-host-calls
 # The floor rows: a bench-only wasm filter (bench/floor-filter), never shipped.
 cargo build --quiet --release --target wasm32-wasip1 -p bench-floor-filter

@@ -40,6 +40,24 @@ fn run(args: &[&str]) -> Value {
     client(&base(), args).unwrap_or_else(|e| panic!("{args:?}: {e}"))
 }
 
+/// Tests that cancel tasks take turns: one counts the cancelled tasks.
+static CANCELS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Count and sum of this agent's task-duration histogram for `state`
+/// (Envoy publishes histograms at its stats flush, every 5 s).
+fn durations(state: &str) -> (u64, f64) {
+    let metrics = setup().envoy.admin("/stats/prometheus");
+    let value = |suffix: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("ai_a2a_task_duration_ms_{suffix}{{")) && l.contains("agent=\"a2a-echo\"") && l.contains(&format!("state=\"{state}\"")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (value("count") as u64, value("sum"))
+}
+
 /// A stat of this agent's filter (`a2a-echo`), 0 while Envoy has none.
 fn stat(name: &str) -> u64 {
     let name = format!("wasmcustom.{name}");
@@ -93,7 +111,10 @@ fn streams_pass_event_by_event_and_tasks_are_polled_cancelled_and_continued() {
         assert_eq!(got["state"], "TASK_STATE_COMPLETED", "{got}");
         let asked = run(&["--op", "ask", "--binding", binding, "--text", "what?"]);
         assert_eq!((asked["first_state"].as_str(), asked["state"].as_str()), (Some("TASK_STATE_INPUT_REQUIRED"), Some("TASK_STATE_COMPLETED")), "{asked}");
-        let cancelled = run(&["--op", "cancel", "--binding", binding, "--text", "x", "--header", OPS, "--header", OPS_GROUP]);
+        let cancelled = {
+            let _turn = CANCELS.lock().unwrap_or_else(|e| e.into_inner());
+            run(&["--op", "cancel", "--binding", binding, "--text", "x", "--header", OPS, "--header", OPS_GROUP])
+        };
         assert_eq!(cancelled["state"], "TASK_STATE_CANCELED", "ops may cancel: {cancelled}");
     }
     setup().envoy.assert_no_vm_crash(setup().vms);
@@ -162,11 +183,10 @@ fn malformed_jsonrpc_gets_the_specs_errors_and_other_traffic_passes() {
 fn metrics_and_the_access_log_tell_what_each_call_did() {
     let completed = "ai_a2a_requests_total.agent.a2a-echo.method.message_send.binding.rest.state.completed";
     let streamed = "ai_a2a_requests_total.agent.a2a-echo.method.message_stream.binding.jsonrpc.state.completed";
-    let tasks = "ai_a2a_tasks_total.agent.a2a-echo.state.completed";
-    let (c0, s0, t0) = (stat(completed), stat(streamed), stat(tasks));
+    let (c0, s0, t0) = (stat(completed), stat(streamed), durations("completed").0);
     run(&["--op", "send", "--binding", "rest", "--text", "m"]);
     run(&["--op", "stream", "--binding", "jsonrpc", "--text", "m"]);
-    eventually("counted", || stat(completed) > c0 && stat(streamed) > s0 && stat(tasks) >= t0 + 2);
+    eventually("counted", || stat(completed) > c0 && stat(streamed) > s0 && durations("completed").0 >= t0 + 2);
     let metrics = setup().envoy.admin("/stats/prometheus");
     let line = metrics.lines().find(|l| l.starts_with("ai_a2a_requests_total{") && l.contains("message_send") && l.contains("\"rest\"")).unwrap_or_default();
     for label in ["agent=\"a2a-echo\"", "binding=\"rest\"", "method=\"message_send\"", "state=\"completed\""] {
@@ -176,7 +196,9 @@ fn metrics_and_the_access_log_tell_what_each_call_did() {
     assert!(has("ai_a2a_task_duration_ms_bucket{", &["agent=\"a2a-echo\"", "state=\"completed\""]), "task durations");
     assert!(has("ai_a2a_stream_first_event_ms_bucket{", &["agent=\"a2a-echo\"", "method=\"message_stream\""]), "time to a stream's first event");
 
-    // A polled task: its duration runs from its first request to its end.
+    // A task sent, then cancelled: its duration runs from its first
+    // request to its end, and polling it afterwards counts nothing.
+    let _turn = CANCELS.lock().unwrap_or_else(|e| e.into_inner());
     let id = test_id("a2a-log");
     let send_body = json!({"jsonrpc":"2.0","id":"s","method":"SendMessage","params":{"message":{"messageId":"m1","role":"ROLE_USER","parts":[{"text":"slow: x"}]},"configuration":{"returnImmediately":true}}});
     let req = Request::post_json("/echo", &send_body).header("a2a-version", "1.0").header("x-request-id", id.clone()).header("x-consumer-id", "olga");
@@ -187,14 +209,19 @@ fn metrics_and_the_access_log_tell_what_each_call_did() {
     assert_eq!((line["ai_a2a_consumer"].as_str(), line["ai_a2a_task_state"].as_str()), (Some("olga"), Some("submitted")), "{line}");
     let cancel = json!({"jsonrpc":"2.0","id":"c","method":"CancelTask","params":{"id": task}});
     let req = Request::post_json("/echo", &cancel).header("a2a-version", "1.0").header("x-consumer-groups", "ops");
-    let canceled = "ai_a2a_tasks_total.agent.a2a-echo.state.canceled";
-    let k0 = stat(canceled);
+    let (k0, sum0) = durations("canceled");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
     assert_eq!(send(setup().envoy.ports.listener, &req).json()["result"]["status"]["state"], "TASK_STATE_CANCELED");
-    eventually("the cancelled task is counted once", || stat(canceled) == k0 + 1);
+    eventually("the cancelled task is counted", || durations("canceled").0 == k0 + 1);
+    let (_, sum) = durations("canceled");
+    assert!(sum - sum0 >= 1500.0, "timed from the send, not the cancel: {sum0} -> {sum}");
     let get = json!({"jsonrpc":"2.0","id":"g","method":"GetTask","params":{"id": task}});
-    send(setup().envoy.ports.listener, &Request::post_json("/echo", &get).header("a2a-version", "1.0"));
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    assert_eq!(stat(canceled), k0 + 1, "polling an ended task does not count it again");
+    for _ in 0..2 {
+        let polled = send(setup().envoy.ports.listener, &Request::post_json("/echo", &get).header("a2a-version", "1.0")).json();
+        assert_eq!(polled["result"]["status"]["state"], "TASK_STATE_CANCELED");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(5500)); // one stats flush
+    assert_eq!(durations("canceled").0, k0 + 1, "polling an ended task does not count it again");
 }
 
 #[test]

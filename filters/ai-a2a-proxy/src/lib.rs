@@ -93,20 +93,26 @@ impl A2aRequest {
 
     /// Each task the answer moved: its clock in shared data (polls and
     /// streams may reach other workers), and the tasks that ended now.
-    fn finished_tasks(&self) -> Vec<(State, Option<u64>)> {
+    fn finished_tasks(&self) -> Vec<(State, u64)> {
         let mut finished = Vec::new();
         let (Some(started), Some(now)) = (self.exchange.sent_ms(), now_ms()) else { return finished };
-        for (task, state) in self.exchange.task_updates() {
-            let key = task_slot(&self.agent, task);
+        for update in self.exchange.task_updates() {
+            let key = task_slot(&self.agent, update.id);
+            if update.fresh {
+                // Its slot is no one else's yet: nothing to read.
+                let tick = task_clock(&update, None, started, now);
+                if let Some(write) = tick.write {
+                    let _ = host::set_shared_data(&key, write.as_bytes(), None);
+                }
+                finished.extend(tick.ended_ms.map(|ms| (update.state, ms)));
+                continue;
+            }
             for _ in 0..3 {
                 let (value, cas) = host::shared_data(&key);
                 let slot = value.as_deref().and_then(|v| std::str::from_utf8(v).ok());
-                let (write, ended) = task_clock(slot, task, *state, started, now);
-                let stored = write.is_none_or(|w| host::set_shared_data(&key, w.as_bytes(), cas).unwrap_or(false));
-                if stored {
-                    if let Some(duration) = ended {
-                        finished.push((*state, duration));
-                    }
+                let tick = task_clock(&update, slot, started, now);
+                if tick.write.as_ref().is_none_or(|w| host::set_shared_data(&key, w.as_bytes(), cas).unwrap_or(false)) {
+                    finished.extend(tick.ended_ms.map(|ms| (update.state, ms)));
                     break;
                 }
             }

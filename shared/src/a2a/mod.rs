@@ -226,6 +226,8 @@ struct Call {
     refused: Option<&'static str>,
     /// The agent-relative path a card request maps to.
     card_suffix: Option<&'static str>,
+    /// The request named an existing task (a follow-up, a poll).
+    names_task: bool,
 }
 
 /// Label caps shared by every request of one plugin instance.
@@ -310,7 +312,9 @@ impl A2aExchange {
         self.origin = head.origin;
         self.client_path = head.path.to_string();
         if let Some((method, task_id, suffix)) = rest_route(head.method, head.path) {
-            self.call = Some(Call::new(method, Binding::Rest, task_id, (!suffix.is_empty()).then_some(suffix)));
+            let mut call = Call::new(method, Binding::Rest, task_id, (!suffix.is_empty()).then_some(suffix));
+            call.names_task = call.task_id.is_some();
+            self.call = Some(call);
             if matches!(method, Method::Send | Method::Stream) && head.has_body {
                 return self.body_step(head.content_length);
             }
@@ -374,12 +378,11 @@ impl A2aExchange {
     }
 
     fn read_rpc(&mut self, body: &[u8]) -> Option<Reply> {
-        let looks_rpc = looks_like_rpc(body);
         let parsed = match jsonrpc::read(body) {
             Ok(jsonrpc::Body::Single(m)) => m,
             Ok(jsonrpc::Body::Batch(_)) => return self.refuse_rpc(400, RpcError::new(INVALID_REQUEST, "Invalid Request: A2A has no JSON-RPC batches")),
             // Not JSON-RPC at all: other traffic, unless ACLs must decide.
-            Err(_) if !looks_rpc && !self.config.governs => return None,
+            Err(_) if !self.config.governs && !looks_like_rpc(body) => return None,
             Err(err) => return self.refuse_rpc(400, err),
         };
         let Some(method_name) = parsed.method.as_deref() else {
@@ -411,6 +414,7 @@ impl A2aExchange {
         if let (Some(call), Some(p)) = (self.call.as_mut(), params) {
             let message = p.message.as_ref();
             call.task_id = call.task_id.take().or(p.task_id.clone()).or(message.and_then(|m| m.task_id.clone())).or(p.id.clone());
+            call.names_task = call.task_id.is_some();
             call.context_id = message.and_then(|m| m.context_id.clone());
             call.message_id = message.and_then(|m| m.message_id.clone());
             let skill_of = |meta: &Option<serde_json::Map<String, serde_json::Value>>| meta.as_ref().and_then(|m| m.get(&key)).and_then(|v| v.as_str()).map(str::to_string);
@@ -589,8 +593,13 @@ impl A2aExchange {
     }
 
     /// Each task this answer moved, with the state it left it in.
-    pub fn task_updates(&self) -> &[(String, State)] {
-        &self.tasks
+    pub fn task_updates(&self) -> Vec<TaskUpdate<'_>> {
+        let Some(call) = &self.call else { return Vec::new() };
+        let driving = matches!(call.method, Method::Send | Method::Stream | Method::CancelTask | Method::Subscribe);
+        self.tasks
+            .iter()
+            .map(|(id, state)| TaskUpdate { id, state: *state, fresh: driving && !call.names_task && matches!(call.method, Method::Send | Method::Stream), driving })
+            .collect()
     }
 
     pub fn sent_ms(&self) -> Option<u64> {
@@ -599,7 +608,7 @@ impl A2aExchange {
 
     /// What this request did. `finished`: the tasks that reached a terminal
     /// state with it, and how long they took (from `task_clock`).
-    pub fn report(&self, agent: &str, labels: &mut Labels, finished: &[(State, Option<u64>)]) -> Report {
+    pub fn report(&self, agent: &str, labels: &mut Labels, finished: &[(State, u64)]) -> Report {
         let mut r = Report::default();
         let Some(call) = &self.call else { return r };
         let outcome = call.refused.unwrap_or_else(|| match (&call.error, call.state) {
@@ -615,11 +624,9 @@ impl A2aExchange {
             let consumer = labels.consumers.admit(self.subject.label());
             r.counters.push((name("ai_a2a_acl_denials_total", &[("agent", agent), ("consumer", &consumer)]), 1));
         }
-        for (state, duration) in finished {
-            r.counters.push((name("ai_a2a_tasks_total", &[("agent", agent), ("state", state.as_str())]), 1));
-            if let Some(ms) = duration {
-                r.histograms.push((name("ai_a2a_task_duration_ms", &[("agent", agent), ("state", state.as_str())]), *ms));
-            }
+        // The histogram's count is the number of tasks that ended.
+        for (state, ms) in finished {
+            r.histograms.push((name("ai_a2a_task_duration_ms", &[("agent", agent), ("state", state.as_str())]), *ms));
         }
         if let (Some(sent), Some(first)) = (self.sent_ms, self.first_event_ms) {
             r.histograms.push((name("ai_a2a_stream_first_event_ms", &[("agent", agent), ("method", method)]), first.saturating_sub(sent)));
@@ -660,7 +667,7 @@ impl A2aExchange {
 
 impl Call {
     fn new(method: Method, binding: Binding, task_id: Option<String>, card_suffix: Option<&'static str>) -> Call {
-        Call { method, binding, rpc_id: None, task_id, context_id: None, message_id: None, skill: None, state: None, message: false, error: None, refused: None, card_suffix: card_suffix.filter(|_| method.is_card()) }
+        Call { method, binding, rpc_id: None, task_id, context_id: None, message_id: None, skill: None, state: None, message: false, error: None, refused: None, card_suffix: card_suffix.filter(|_| method.is_card()), names_task: false }
     }
 }
 
@@ -714,23 +721,56 @@ pub fn task_slot(agent: &str, task_id: &str) -> String {
     format!("ai-a2a-proxy.{agent}.task.{}", hash % TASK_SLOTS)
 }
 
-/// One step of a task's clock. `slot`: the slot's value; `started_ms`: when
-/// this request began. Returns the slot's new value (if it changes) and,
-/// when the task ends now, how long it took since its first request.
-pub fn task_clock(slot: Option<&str>, task_id: &str, state: State, started_ms: u64, now_ms: u64) -> (Option<String>, Option<Option<u64>>) {
+/// A task an answer moved.
+#[derive(Debug, PartialEq)]
+pub struct TaskUpdate<'a> {
+    pub id: &'a str,
+    pub state: State,
+    /// Created by this request (a message naming no task): its clock
+    /// starts here and, if it ended, ends here, with no shared state.
+    pub fresh: bool,
+    /// The request moves the task (send, stream, cancel, resubscribe); a
+    /// poll (tasks/get) only observes it.
+    pub driving: bool,
+}
+
+/// What the task's clock does now.
+#[derive(Debug, PartialEq)]
+pub struct Tick {
+    /// The slot's new value, if it changes.
+    pub write: Option<String>,
+    /// The task ended now, this long after its first request.
+    pub ended_ms: Option<u64>,
+}
+
+/// One step of a task's clock. `slot`: the slot's value (never read for a
+/// fresh task); `started_ms`: when this request began. A task is counted
+/// once: where it ends, and a poll of a task whose start this gateway
+/// never saw (or whose slot another task took) counts nothing.
+pub fn task_clock(update: &TaskUpdate, slot: Option<&str>, started_ms: u64, now_ms: u64) -> Tick {
+    let terminal = update.state.is_terminal();
+    let id = update.id;
+    if update.fresh {
+        return match terminal {
+            true => Tick { write: None, ended_ms: Some(now_ms.saturating_sub(started_ms)) },
+            false => Tick { write: Some(format!("{started_ms} 0 {id}")), ended_ms: None },
+        };
+    }
     // "<start_ms> <0|1 ended> <task id>"
     let mine = slot.and_then(|s| {
         let mut parts = s.splitn(3, ' ');
         let start = parts.next()?.parse::<u64>().ok()?;
         let ended = parts.next()? == "1";
-        (parts.next()? == task_id).then_some((start, ended))
+        (parts.next()? == id).then_some((start, ended))
     });
-    match (mine, state.is_terminal()) {
-        (Some((_, true)), _) => (None, None), // already counted
-        (Some(_), false) => (None, None),
-        (None, false) => (Some(format!("{started_ms} 0 {task_id}")), None),
-        (Some((start, false)), true) => (Some(format!("{start} 1 {task_id}")), Some(Some(now_ms.saturating_sub(start)))),
-        (None, true) => (Some(format!("{started_ms} 1 {task_id}")), Some(Some(now_ms.saturating_sub(started_ms)))),
+    match (mine, terminal) {
+        (Some((_, true)), _) | (Some(_), false) => Tick { write: None, ended_ms: None },
+        (None, false) => Tick { write: Some(format!("{started_ms} 0 {id}")), ended_ms: None },
+        (Some((start, false)), true) => Tick { write: Some(format!("{start} 1 {id}")), ended_ms: Some(now_ms.saturating_sub(start)) },
+        // Ended by a follow-up or a cancel of a task whose start is not
+        // known: counted, timed from this request.
+        (None, true) if update.driving => Tick { write: None, ended_ms: Some(now_ms.saturating_sub(started_ms)) },
+        (None, true) => Tick { write: None, ended_ms: None },
     }
 }
 

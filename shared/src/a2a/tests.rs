@@ -53,10 +53,9 @@ fn jsonrpc_calls_are_read_and_other_traffic_passes() {
     let answer = br#"{"jsonrpc":"2.0","id":"r1","result":{"task":{"id":"t1","contextId":"c1","status":{"state":"TASK_STATE_COMPLETED"}}}}"#;
     x.response_chunk(&answer[..20], false, &|| Some(5));
     x.response_chunk(&answer[20..], true, &|| Some(5));
-    assert_eq!(x.task_updates(), &[("t1".to_string(), State::Completed)]);
-    let r = x.report("echo", &mut Labels::default(), &[(State::Completed, Some(5))]);
+    assert_eq!(x.task_updates(), vec![TaskUpdate { id: "t1", state: State::Completed, fresh: true, driving: true }]);
+    let r = x.report("echo", &mut Labels::default(), &[(State::Completed, 5)]);
     assert!(r.counters.contains(&("ai_a2a_requests_total.agent.echo.method.message/send.binding.jsonrpc.state.completed".replace("message/send", "message_send"), 1)), "{:?}", r.counters);
-    assert!(r.counters.contains(&("ai_a2a_tasks_total.agent.echo.state.completed".into(), 1)));
     assert_eq!(r.histograms, vec![("ai_a2a_task_duration_ms.agent.echo.state.completed".into(), 5)]);
     assert!(r.properties.is_empty(), "access-log keys only with log_statistics");
 
@@ -170,7 +169,7 @@ fn streams_are_read_event_by_event_whatever_the_split() {
         let (a, b) = stream.as_bytes().split_at(split);
         x.response_chunk(a, false, &|| Some(130));
         x.response_chunk(b, true, &|| Some(900));
-        assert_eq!(x.task_updates(), &[("t1".to_string(), State::Completed)], "split at {split}");
+        assert_eq!(x.task_updates().iter().map(|u| (u.id, u.state)).collect::<Vec<_>>(), vec![("t1", State::Completed)], "split at {split}");
         let r = x.report("echo", &mut Labels::default(), &[]);
         let prop = |k: &str| r.properties.iter().find(|(key, _)| *key == k).map(|(_, v)| v.as_str());
         assert_eq!((prop("ai.a2a.task_id"), prop("ai.a2a.context_id"), prop("ai.a2a.task_state"), prop("ai.a2a.sse_events_count")), (Some("t1"), Some("c1"), Some("completed"), Some("4")));
@@ -209,17 +208,23 @@ fn cards_are_rewritten_for_the_route_they_were_asked_on() {
 
 #[test]
 fn a_tasks_clock_runs_from_its_first_request_to_its_end_once() {
-    let (slot, done) = task_clock(None, "t1", State::Working, 1000, 1010);
-    assert_eq!((slot.as_deref(), done), (Some("1000 0 t1"), None));
+    let update = |state, fresh, driving| TaskUpdate { id: "t1", state, fresh, driving };
+    // Created and ended by one send: no shared state at all.
+    assert_eq!(task_clock(&update(State::Completed, true, true), None, 100, 130), Tick { write: None, ended_ms: Some(30) });
+    // Created, still working: its start is kept.
+    let t = task_clock(&update(State::Working, true, true), None, 1000, 1010);
+    assert_eq!(t, Tick { write: Some("1000 0 t1".into()), ended_ms: None });
+    let slot = t.write;
     // Polled later: still working, then completed.
-    assert_eq!(task_clock(slot.as_deref(), "t1", State::Working, 2000, 2001), (None, None));
-    let (slot, done) = task_clock(slot.as_deref(), "t1", State::Completed, 5000, 5003);
-    assert_eq!((slot.as_deref(), done), (Some("1000 1 t1"), Some(Some(4003))));
+    assert_eq!(task_clock(&update(State::Working, false, false), slot.as_deref(), 2000, 2001), Tick { write: None, ended_ms: None });
+    let t = task_clock(&update(State::Completed, false, false), slot.as_deref(), 5000, 5003);
+    assert_eq!(t, Tick { write: Some("1000 1 t1".into()), ended_ms: Some(4003) });
     // Polled again after its end: not counted twice.
-    assert_eq!(task_clock(slot.as_deref(), "t1", State::Completed, 6000, 6001), (None, None));
-    // Ended within one request; a slot held by another task is taken over.
-    assert_eq!(task_clock(Some("7 0 other"), "t2", State::Failed, 100, 150), (Some("100 1 t2".into()), Some(Some(50))));
-    assert_eq!(task_clock(Some("garbage"), "t3", State::Submitted, 1, 1).0.as_deref(), Some("1 0 t3"));
+    assert_eq!(task_clock(&update(State::Completed, false, false), t.write.as_deref(), 6000, 6001), Tick { write: None, ended_ms: None });
+    // A poll of a task whose start was never seen counts nothing; a cancel of one counts.
+    assert_eq!(task_clock(&update(State::Completed, false, false), Some("7 0 other"), 1, 2).ended_ms, None);
+    assert_eq!(task_clock(&update(State::Canceled, false, true), None, 100, 150).ended_ms, Some(50));
+    assert_eq!(task_clock(&update(State::Submitted, false, false), Some("garbage"), 1, 1).write.as_deref(), Some("1 0 t1"));
     assert_eq!(task_slot("a", "t1"), task_slot("a", "t1"));
     assert!(task_slot("a", "t1").starts_with("ai-a2a-proxy.a.task."));
 }

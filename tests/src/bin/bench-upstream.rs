@@ -1,6 +1,7 @@
 //! The benchmark's upstream: answers OpenAI chat (whole or as a 50-event
-//! stream), Anthropic Messages and MCP (`tools/list` of 100 tools, and
-//! `tools/call`, as JSON or, with a progress token, as an SSE stream) from
+//! stream), Anthropic Messages, MCP (`tools/list` of 100 tools, and
+//! `tools/call`, as JSON or, with a progress token, as an SSE stream) and
+//! A2A (`SendMessage`, `SendStreamingMessage`, the agent card) from
 //! precomputed bytes, so it costs far less per request than the gateway it
 //! measures. `bench-upstream PORT`.
 
@@ -69,11 +70,44 @@ fn mcp_answer<'a>(compact: &[u8], mcp: &'a Mcp) -> Option<&'a [u8]> {
     }
 }
 
+/// A2A 1.0 answers: a completed task, the same as a stream of status
+/// updates, and an agent card with both bindings' interfaces.
+struct A2a {
+    task: Vec<u8>,
+    events: Vec<u8>,
+    card: Vec<u8>,
+}
+
+fn a2a() -> A2a {
+    let task = r#"{"jsonrpc":"2.0","id":1,"result":{"task":{"id":"t-bench","contextId":"c-bench","status":{"state":"TASK_STATE_COMPLETED"},"artifacts":[{"artifactId":"a","parts":[{"text":"The quick brown fox jumps over the lazy dog."}]}]}}}"#;
+    let mut events = String::new();
+    for state in ["SUBMITTED", "WORKING", "WORKING", "COMPLETED"] {
+        events.push_str(&format!("data: {{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{{\"statusUpdate\":{{\"taskId\":\"t-bench\",\"contextId\":\"c-bench\",\"status\":{{\"state\":\"TASK_STATE_{state}\"}}}}}}}}\n\n"));
+    }
+    let events = format!("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{events}\r\n0\r\n\r\n", events.len()).into_bytes();
+    let skills: Vec<String> = (0..10).map(|i| format!(r#"{{"id":"skill-{i}","name":"Skill {i}","description":"Does thing {i}.","tags":["bench"]}}"#)).collect();
+    let card = format!(r#"{{"name":"bench-agent","description":"An agent.","supportedInterfaces":[{{"url":"http://127.0.0.1:18100","protocolBinding":"JSONRPC","protocolVersion":"1.0"}},{{"url":"http://127.0.0.1:18100","protocolBinding":"HTTP+JSON","protocolVersion":"1.0"}}],"version":"1.0.0","capabilities":{{"streaming":true}},"defaultInputModes":["text/plain"],"defaultOutputModes":["text/plain"],"skills":[{}]}}"#, skills.join(","));
+    A2a { task: whole(task), events, card: whole(&card) }
+}
+
+fn a2a_answer<'a>(path: &str, compact: &[u8], a2a: &'a A2a) -> Option<&'a [u8]> {
+    let has = |needle: &[u8]| compact.windows(needle.len()).any(|w| w == needle);
+    if path.ends_with("/.well-known/agent-card.json") {
+        Some(&a2a.card)
+    } else if has(br#""method":"SendStreamingMessage""#) {
+        Some(&a2a.events)
+    } else if has(br#""method":"SendMessage""#) {
+        Some(&a2a.task)
+    } else {
+        None
+    }
+}
+
 fn whole(body: &str) -> Vec<u8> {
     format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len()).into_bytes()
 }
 
-fn serve(stream: TcpStream, chat: &[u8], anthropic: &[u8], openai_events: &[u8], anthropic_events: &[u8], mcp: &Mcp) {
+fn serve(stream: TcpStream, chat: &[u8], anthropic: &[u8], openai_events: &[u8], anthropic_events: &[u8], mcp: &Mcp, a2a: &A2a) {
     let _ = stream.set_nodelay(true);
     let Ok(mut out) = stream.try_clone() else { return };
     let mut reader = BufReader::new(stream);
@@ -87,7 +121,7 @@ fn serve(stream: TcpStream, chat: &[u8], anthropic: &[u8], openai_events: &[u8],
             None if req.path.starts_with("/v1/messages") => anthropic_events,
             None => openai_events,
         };
-        let result = if let Some(answer) = mcp_answer(&compact, mcp) {
+        let result = if let Some(answer) = mcp_answer(&compact, mcp).or_else(|| a2a_answer(&req.path, &compact, a2a)) {
             out.write_all(answer)
         } else if streamed {
             // Headers and the first event at once, the rest right after: a
@@ -122,7 +156,8 @@ fn main() {
     let openai_events: &'static [u8] = stream_body().leak();
     let anthropic_events: &'static [u8] = anthropic_stream_body().leak();
     let mcp: &'static Mcp = Box::leak(Box::new(mcp()));
+    let a2a: &'static A2a = Box::leak(Box::new(a2a()));
     for stream in listener.incoming().flatten() {
-        thread::spawn(move || serve(stream, chat, anthropic, openai_events, anthropic_events, mcp));
+        thread::spawn(move || serve(stream, chat, anthropic, openai_events, anthropic_events, mcp, a2a));
     }
 }
