@@ -246,3 +246,62 @@ fn thirty_concurrent_tasks_on_both_workers_are_all_answered_and_counted() {
     setup().envoy.assert_no_vm_crash(setup().vms);
 }
 
+
+/// The A2A dashboard's panels against a real Prometheus: every query
+/// answers after known traffic, and the counts are the traffic's. Its own
+/// Envoy, so the other tests' traffic does not count.
+#[test]
+fn the_a2a_dashboard_shows_the_traffic() {
+    use ai_gateway_tests::prometheus::Prometheus;
+    use std::time::{Duration, Instant};
+    let s = setup();
+    let envoy = Envoy::start_mapped("a2a.yaml", s.agent.port, 2, &[], &|yaml| yaml, &[(8003, s.agent.port)]);
+    let base = format!("http://127.0.0.1:{}/echo", envoy.ports.listener);
+    let port = envoy.ports.listener;
+    let round = || {
+        let sent = json!({"jsonrpc":"2.0","id":1,"method":"SendMessage","params":{"message":{"messageId":"d1","role":"ROLE_USER","parts":[{"text":"dash"}]}}});
+        let answer = send(port, &Request::post_json("/echo", &sent).header("a2a-version", "1.0")).json();
+        assert_eq!(answer["result"]["task"]["status"]["state"], "TASK_STATE_COMPLETED", "{answer}");
+        let streamed = client(&base, &["--op", "stream", "--binding", "rest", "--text", "dash"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(streamed["final_state"], "TASK_STATE_COMPLETED");
+        let cancel = json!({"jsonrpc":"2.0","id":2,"method":"CancelTask","params":{"id":"t"}});
+        let refused = send(port, &Request::post_json("/echo", &cancel).header("a2a-version", "1.0").header("x-consumer-id", "dash-dev")).json();
+        assert_eq!(refused["error"]["code"], -32004, "{refused}");
+    };
+    round(); // every series is born before the first scrape
+    let prom = Prometheus::start(envoy.ports.admin, "1s");
+    prom.wait_for("count_over_time(ai_a2a_requests_total[1m])", Duration::from_secs(30), |x| !x.is_empty());
+    prom.wait_for("sum(ai_a2a_task_duration_ms_count)", Duration::from_secs(30), |x| x.first().is_some_and(|x| x.value == 2.0));
+    let started = Instant::now();
+    round();
+    prom.wait_for("sum(ai_a2a_task_duration_ms_count)", Duration::from_secs(30), |x| x.first().is_some_and(|x| x.value == 4.0));
+    std::thread::sleep(Duration::from_secs(15).saturating_sub(started.elapsed()));
+    let span = started.elapsed().as_secs_f64();
+
+    let path = ai_gateway_tests::envoy::repo_root().join("envoy/grafana/ai-gateway-a2a-dashboard.json");
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_default()).unwrap_or_default();
+    let mut answers = std::collections::BTreeMap::new();
+    for panel in dashboard["panels"].as_array().into_iter().flatten() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap_or_default().to_string();
+            let samples = prom.query(&expr);
+            assert!(!samples.is_empty() && samples.iter().all(|x| x.value.is_finite()), "panel {}: {expr} answered {:?}", panel["title"], samples.iter().map(|x| x.value).collect::<Vec<_>>());
+            answers.insert(expr, samples);
+        }
+    }
+    assert!(answers.len() >= 6, "{answers:?}");
+    let value = |expr: &str, want: &[(&str, &str)]| -> f64 {
+        let samples = answers.get(expr).unwrap_or_else(|| panic!("the dashboard no longer has {expr}"));
+        samples.iter().filter(|x| want.iter().all(|(k, v)| x.labels[k] == *v)).map(|x| x.value).sum()
+    };
+    // rate × 300 s is the count in the window, stretched by up to 1.5 scrapes of extrapolation.
+    let calls = "sum by (agent, method, binding, state) (rate(ai_a2a_requests_total[5m]))";
+    let sends = value(calls, &[("method", "message_send"), ("binding", "jsonrpc"), ("state", "completed")]) * 300.0;
+    assert!((1.0..=(span + 1.5) / span + 1e-9).contains(&sends), "sends shown as {sends}");
+    let ended = "round(sum by (agent, state) (increase(ai_a2a_task_duration_ms_count[1h])))";
+    assert_eq!(value(ended, &[("agent", "a2a-echo"), ("state", "completed")]), 2.0);
+    let denials = "round(sum by (agent, consumer) (increase(ai_a2a_acl_denials_total[1h])))";
+    assert_eq!(value(denials, &[("agent", "a2a-echo"), ("consumer", "dash-dev")]), 1.0);
+    let p95 = "histogram_quantile(0.95, sum by (le, agent, method) (rate(ai_a2a_stream_first_event_ms_bucket[5m])))";
+    assert!(answers[p95].iter().all(|x| x.value >= 0.0 && x.value < 60_000.0));
+}
