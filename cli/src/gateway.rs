@@ -332,6 +332,18 @@ pub struct McpServer {
     pub upstream_path: String,
 }
 
+/// An MCP server's or agent's upstream (its own cluster) and URL path.
+fn upstream(kind: &str, identifier: &str, url: &str) -> Result<(Upstream, String), String> {
+    let parsed = codec::proxy::config::parse_upstream_url(url).map_err(|err| format!("url: {err}"))?;
+    let tls = url.starts_with("https://");
+    let (host, port) = match parsed.authority.rsplit_once(':') {
+        Some((h, p)) => (h.to_string(), p.parse::<u16>().map_err(|_| format!("url: bad port `{p}`"))?),
+        None => (parsed.authority.clone(), if tls { 443 } else { 80 }),
+    };
+    let cluster = format!("{kind}-{identifier}-{}-{port}", host.replace(['.', ':'], "-"));
+    Ok((Upstream { cluster, host, port, tls }, parsed.path))
+}
+
 fn mcp_server(e: &McpEntry, where_: &str) -> Result<McpServer, FileError> {
     let fail = |e: String| FileError(format!("{where_}: {e}"));
     if !valid_identifier(&e.identifier) {
@@ -346,13 +358,8 @@ fn mcp_server(e: &McpEntry, where_: &str) -> Result<McpServer, FileError> {
     let config = Value::Object(config);
     let parsed = codec::mcp::config::McpConfig::from_json(config.to_string().as_bytes()).map_err(|e| fail(format!("aiMcpProxy.{}: {}", e.path.trim_start_matches('.'), e.message)))?;
     let conversion = parsed.mode == codec::mcp::config::Mode::Conversion;
-    let url = codec::proxy::config::parse_upstream_url(&e.url).map_err(|err| fail(format!("url: {err}")))?;
-    let tls = e.url.starts_with("https://");
-    let (host, port) = match url.authority.rsplit_once(':') {
-        Some((h, p)) => (h.to_string(), p.parse::<u16>().map_err(|_| fail(format!("url: bad port `{p}`")))?),
-        None => (url.authority.clone(), if tls { 443 } else { 80 }),
-    };
-    if conversion && url.path != "/" {
+    let (upstream, path) = upstream("mcp", &e.identifier, &e.url).map_err(fail)?;
+    if conversion && path != "/" {
         return Err(fail("url: a REST API's base without a path (`http://host:port`): the tools' `path`s are absolute".into()));
     }
     Ok(McpServer {
@@ -360,8 +367,8 @@ fn mcp_server(e: &McpEntry, where_: &str) -> Result<McpServer, FileError> {
         path: format!("/{}/mcp", e.identifier),
         conversion,
         config,
-        upstream: Upstream { cluster: format!("mcp-{}-{}-{port}", e.identifier, host.replace(['.', ':'], "-")), host, port, tls },
-        upstream_path: url.path.clone(),
+        upstream,
+        upstream_path: path,
     })
 }
 
@@ -400,16 +407,11 @@ fn a2a_agent(e: &A2aEntry, where_: &str) -> Result<A2aAgent, FileError> {
     }
     let config = Value::Object(config);
     codec::a2a::config::A2aConfig::from_json(config.to_string().as_bytes()).map_err(|e| fail(format!("aiA2aProxy.{}: {}", e.path.trim_start_matches('.'), e.message)))?;
-    let url = codec::proxy::config::parse_upstream_url(&e.url).map_err(|err| fail(format!("url: {err}")))?;
-    if url.path != "/" {
+    let (upstream, path) = upstream("a2a", &e.identifier, &e.url).map_err(fail)?;
+    if path != "/" {
         return Err(fail("url: the agent's base without a path (`http://host:port`): the gateway serves it at `/<identifier>` and its card's URLs are rewritten from its root".into()));
     }
-    let tls = e.url.starts_with("https://");
-    let (host, port) = match url.authority.rsplit_once(':') {
-        Some((h, p)) => (h.to_string(), p.parse::<u16>().map_err(|_| fail(format!("url: bad port `{p}`")))?),
-        None => (url.authority.clone(), if tls { 443 } else { 80 }),
-    };
-    Ok(A2aAgent { identifier: e.identifier.clone(), config, upstream: Upstream { cluster: format!("a2a-{}-{}-{port}", e.identifier, host.replace(['.', ':'], "-")), host, port, tls } })
+    Ok(A2aAgent { identifier: e.identifier.clone(), config, upstream })
 }
 
 /// One model, ready to render.

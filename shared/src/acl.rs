@@ -35,6 +35,17 @@ impl Subject {
     }
 }
 
+/// Most names one ACL list holds, and the longest name.
+const MAX_SUBJECTS: usize = 1024;
+
+/// An ACL list from a configuration, checked: the error names `path`.
+pub fn checked_list(path: &str, list: &Option<Vec<String>>) -> Result<Option<Vec<String>>, crate::config::ConfigError> {
+    if let Some(items) = list {
+        crate::config::check_strings(path, items, MAX_SUBJECTS, 256)?;
+    }
+    Ok(list.clone())
+}
+
 impl Acl {
     pub fn new(allow: Option<Vec<String>>, deny: Option<Vec<String>>) -> Acl {
         // An empty allow list allows no one: a list that names nobody is

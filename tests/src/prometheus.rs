@@ -107,6 +107,24 @@ impl Prometheus {
         self.query_at(expr, None)
     }
 
+    /// Runs every query of every panel of the dashboard at `path` (relative
+    /// to the repository); each must answer with finite values. Returns the
+    /// answers by query.
+    pub fn dashboard_answers(&self, path: &str) -> std::collections::BTreeMap<String, Vec<Sample>> {
+        let path = crate::envoy::repo_root().join(path);
+        let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_default()).unwrap_or_default();
+        let mut answers = std::collections::BTreeMap::new();
+        for panel in dashboard["panels"].as_array().into_iter().flatten() {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                let expr = target["expr"].as_str().unwrap_or_default().to_string();
+                let samples = self.query(&expr);
+                assert!(!samples.is_empty() && samples.iter().all(|x| x.value.is_finite()), "panel {}: {expr} answered {:?}", panel["title"], samples.iter().map(|x| x.value).collect::<Vec<_>>());
+                answers.insert(expr, samples);
+            }
+        }
+        answers
+    }
+
     /// Polls `expr` until `done` holds for its answer, or panics at the deadline.
     pub fn wait_for(&self, expr: &str, within: Duration, done: impl Fn(&[Sample]) -> bool) -> Vec<Sample> {
         let deadline = Instant::now() + within;

@@ -237,17 +237,7 @@ fn the_mcp_dashboard_shows_the_traffic() {
     std::thread::sleep(Duration::from_secs(15).saturating_sub(started.elapsed()));
     let span = started.elapsed().as_secs_f64();
 
-    let path = ai_gateway_tests::envoy::repo_root().join("envoy/grafana/ai-gateway-mcp-dashboard.json");
-    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_default()).unwrap_or_default();
-    let mut answers = std::collections::BTreeMap::new();
-    for panel in dashboard["panels"].as_array().into_iter().flatten() {
-        for target in panel["targets"].as_array().into_iter().flatten() {
-            let expr = target["expr"].as_str().unwrap_or_default().to_string();
-            let samples = prom.query(&expr);
-            assert!(!samples.is_empty() && samples.iter().all(|x| x.value.is_finite()), "panel {}: {expr} answered {:?}", panel["title"], samples.iter().map(|x| x.value).collect::<Vec<_>>());
-            answers.insert(expr, samples);
-        }
-    }
+    let answers = prom.dashboard_answers("envoy/grafana/ai-gateway-mcp-dashboard.json");
     assert!(answers.len() >= 6, "{answers:?}");
     let value = |expr: &str, want: &[(&str, &str)]| -> f64 {
         let samples = answers.get(expr).unwrap_or_else(|| panic!("the dashboard no longer has {expr}"));

@@ -5,14 +5,13 @@
 //! per-entry `acl.allow/deny`).
 
 use super::Method;
-use crate::acl::Acl;
-use crate::config::{check_range, check_strings, is_header_name, parse_strict, ConfigError};
+use crate::acl::{checked_list, Acl};
+use crate::config::{check_range, is_header_name, parse_strict, ConfigError};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
 /// Kong's default `max_request_body_size` and `max_payload_size` (1 MiB).
 const ONE_MIB: u64 = 1024 * 1024;
-const MAX_SUBJECTS: usize = 1024;
 const MAX_ENTRIES: usize = 1024;
 
 #[derive(Debug, Deserialize)]
@@ -122,7 +121,7 @@ impl A2aConfig {
         let (mut default_methods, mut default_skills) = (Acl::default(), Acl::default());
         for (i, rule) in raw.default_acl.iter().enumerate() {
             let at = |f: &str| format!("default_acl[{i}].{f}");
-            let acl = Acl::new(list(&at("allow"), &rule.allow)?, list(&at("deny"), &rule.deny)?);
+            let acl = Acl::new(checked_list(&at("allow"), &rule.allow)?, checked_list(&at("deny"), &rule.deny)?);
             if raw.default_acl.iter().take(i).any(|r| r.scope == rule.scope) {
                 return Err(ConfigError::new(at("scope"), "one rule per scope"));
             }
@@ -141,7 +140,7 @@ impl A2aConfig {
                 let known: Vec<&str> = Method::KNOWN.iter().map(|m| m.as_str()).collect();
                 ConfigError::new(at("name"), format!("unknown A2A method `{}`: one of {} (or A2A 1.0's names, such as SendMessage)", m.name, known.join(", ")))
             })?;
-            let acl = Acl::new(list(&at("acl.allow"), &m.acl.allow)?, list(&at("acl.deny"), &m.acl.deny)?);
+            let acl = Acl::new(checked_list(&at("acl.allow"), &m.acl.allow)?, checked_list(&at("acl.deny"), &m.acl.deny)?);
             if method_acls.insert(method.as_str(), acl).is_some() {
                 return Err(ConfigError::new(at("name"), format!("method `{}` is listed twice", method.as_str())));
             }
@@ -152,7 +151,7 @@ impl A2aConfig {
             if s.id.is_empty() || s.id.len() > 256 {
                 return Err(ConfigError::new(at("id"), "must be 1 to 256 characters"));
             }
-            let acl = Acl::new(list(&at("acl.allow"), &s.acl.allow)?, list(&at("acl.deny"), &s.acl.deny)?);
+            let acl = Acl::new(checked_list(&at("acl.allow"), &s.acl.allow)?, checked_list(&at("acl.deny"), &s.acl.deny)?);
             if skill_acls.insert(s.id.clone(), acl).is_some() {
                 return Err(ConfigError::new(at("id"), format!("skill `{}` is listed twice", s.id)));
             }
@@ -203,13 +202,6 @@ fn check_public_url(url: &str) -> Result<String, ConfigError> {
         return bad("must be an absolute URL with a host, no query, fragment, spaces or quotes");
     }
     Ok(url.trim_end_matches('/').to_string())
-}
-
-fn list(path: &str, list: &Option<Vec<String>>) -> Result<Option<Vec<String>>, ConfigError> {
-    if let Some(items) = list {
-        check_strings(path, items, MAX_SUBJECTS, 256)?;
-    }
-    Ok(list.clone())
 }
 
 #[cfg(test)]

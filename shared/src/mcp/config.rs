@@ -2,9 +2,9 @@
 //! (`mode`, `default_acl`, `tools[].acl`, `logging`), plus the header
 //! convention of the other filters here for who the consumer is.
 
-use crate::acl::Acl;
+use crate::acl::{checked_list, Acl};
 use super::convert::{Annotations, Parameter, RequestBody, RestTool, ToolFields};
-use crate::config::{check_range, check_strings, is_header_name, parse_strict, ConfigError};
+use crate::config::{check_range, is_header_name, parse_strict, ConfigError};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 /// Kong's default `max_request_body_size` for this plugin (1 MiB).
 const DEFAULT_MAX_BODY: u64 = 1024 * 1024;
 const MAX_TOOLS: usize = 1024;
-const MAX_SUBJECTS: usize = 1024;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -209,7 +208,7 @@ impl McpConfig {
             if raw.default_acl.iter().take(i).any(|r| r.scope == rule.scope) {
                 return Err(ConfigError::new(at("scope"), "one rule per scope"));
             }
-            default_acl = Acl::new(lists(&at("allow"), &rule.allow)?, lists(&at("deny"), &rule.deny)?);
+            default_acl = Acl::new(checked_list(&at("allow"), &rule.allow)?, checked_list(&at("deny"), &rule.deny)?);
         }
         check_range("tools", Some(raw.tools.len()), 0, MAX_TOOLS)?;
         let mut tool_acls = BTreeMap::new();
@@ -250,7 +249,7 @@ impl McpConfig {
                 }
             }
             if let Some(acl) = &tool.acl {
-                let acl = Acl::new(lists(&at("acl.allow"), &acl.allow)?, lists(&at("acl.deny"), &acl.deny)?);
+                let acl = Acl::new(checked_list(&at("acl.allow"), &acl.allow)?, checked_list(&at("acl.deny"), &acl.deny)?);
                 if tool_acls.insert(name.to_string(), acl).is_some() {
                     return Err(ConfigError::new(at("name"), format!("tool `{name}` is listed twice")));
                 }
@@ -275,13 +274,6 @@ impl McpConfig {
     pub fn acl_for(&self, tool: &str) -> &Acl {
         self.tool_acls.get(tool).unwrap_or(&self.default_acl)
     }
-}
-
-fn lists(path: &str, list: &Option<Vec<String>>) -> Result<Option<Vec<String>>, ConfigError> {
-    if let Some(items) = list {
-        check_strings(path, items, MAX_SUBJECTS, 256)?;
-    }
-    Ok(list.clone())
 }
 
 #[cfg(test)]
