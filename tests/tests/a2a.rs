@@ -92,6 +92,7 @@ fn the_sdk_finds_the_agent_through_the_gateway_and_sends_every_call_through_it()
     let resp = send(setup().envoy.ports.listener, &Request { method: "GET", path: "/echo/.well-known/agent-card.json", headers: vec![("x-forwarded-host", "gw.example.com, proxy.internal".into())], body: vec![] });
     assert_eq!(resp.status, 200);
     assert!(resp.header("etag").is_none());
+    assert_eq!(resp.header("cache-control"), Some("private"), "a card made for this consumer is kept by no shared cache");
     let card = resp.json();
     assert_eq!(card["url"], "http://gw.example.com/echo", "0.3's url too, from the host the client asked for: {card}");
     assert_eq!(card["additionalInterfaces"][0]["url"], "http://gw.example.com/echo");
@@ -149,6 +150,16 @@ fn denied_methods_and_skills_are_refused_in_each_bindings_shape_and_never_reach_
         let ok = run(&["--op", "send", "--binding", binding, "--text", "q", "--skill", "echo", "--header", INTERN]);
         assert_eq!(ok["state"], "TASK_STATE_COMPLETED", "other skills are theirs: {ok}");
     }
+    // A path the agent's router decodes is read decoded here too: the
+    // encoded cancel is refused, the encoded card is rewritten.
+    let listener = setup().envoy.ports.listener;
+    let refused = send(listener, &Request { method: "POST", path: "/echo/tasks/t1%3Acancel", headers: vec![("a2a-version", "1.0".into())], body: vec![] });
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    let card = send(listener, &Request { method: "GET", path: "/echo/.well-known/agent-card%2Ejson", headers: vec![("x-consumer-groups", "interns".into())], body: vec![] }).json();
+    assert_eq!(card["url"], "http://localhost/echo", "the test client's Host: {card}");
+    assert!(!card.to_string().contains(r#""id":"ask""#), "and filtered for the consumer: {card}");
+    let slash = send(listener, &Request { method: "DELETE", path: "/echo/tasks/t1%2FpushNotificationConfigs%2Fc", headers: vec![], body: vec![] });
+    assert_eq!(slash.status, 400, "an encoded `/` cannot be read one way");
     // Interns do not see the skill in the card; others do.
     let skills = |headers: Vec<(&'static str, String)>| {
         let card = send(setup().envoy.ports.listener, &Request { method: "GET", path: "/echo/.well-known/agent-card.json", headers, body: vec![] }).json();

@@ -38,7 +38,7 @@ impl RootContext for Root {
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         let config = self.config.clone()?;
         let exchange = A2aExchange::new(config, Subject::default());
-        Some(Box::new(A2aRequest { exchange, agent: self.agent.clone(), labels: self.labels.clone(), body_size: 0, awaiting_body: false, response_size: 0, replied: false }))
+        Some(Box::new(A2aRequest { exchange, agent: self.agent.clone(), labels: self.labels.clone(), body_size: 0, awaiting_body: false, response_size: 0, replied: false, card_done: false }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -55,6 +55,7 @@ struct A2aRequest {
     awaiting_body: bool,
     response_size: usize,
     replied: bool,
+    card_done: bool,
 }
 
 impl A2aRequest {
@@ -73,8 +74,12 @@ impl A2aRequest {
         }
     }
 
-    /// The held card is complete: rewritten, or refused.
+    /// The held card is complete: rewritten, or refused (once: a body
+    /// may end in the body callback or with trailers).
     fn card_held(&mut self) {
+        if std::mem::replace(&mut self.card_done, true) {
+            return;
+        }
         let body = host::response_body(self.response_size);
         match self.exchange.card_body(&body) {
             Ok(Some(card)) => {
@@ -196,8 +201,9 @@ impl HttpContext for A2aRequest {
             return Action::Continue;
         }
         // The card changes: its length and validators go (an encoded card
-        // is replaced by an error, so its encoding goes too).
-        host::edit_response_headers(Some(headers), &[("content-length", None), ("etag", None), ("content-encoding", None)]);
+        // is replaced by an error, so its encoding goes too). It is made
+        // for this consumer and this public address: no shared cache keeps it.
+        host::edit_response_headers(Some(headers), &[("content-length", None), ("etag", None), ("content-encoding", None), ("cache-control", Some("private"))]);
         Action::Pause
     }
 

@@ -15,10 +15,12 @@ use serde_json::value::RawValue;
 struct CardView<'a> {
     #[serde(borrow)]
     url: Option<&'a RawValue>,
+    // Clients parse cards as proto JSON, which takes either spelling.
+    #[serde(alias = "preferred_transport")]
     preferred_transport: Option<String>,
-    #[serde(borrow)]
+    #[serde(borrow, alias = "additional_interfaces")]
     additional_interfaces: Option<Vec<InterfaceView<'a>>>,
-    #[serde(borrow)]
+    #[serde(borrow, alias = "supported_interfaces")]
     supported_interfaces: Option<Vec<InterfaceView<'a>>>,
     #[serde(borrow)]
     skills: Option<&'a RawValue>,
@@ -32,6 +34,7 @@ struct InterfaceView<'a> {
     /// 0.3's name of the binding.
     transport: Option<String>,
     /// 1.0's.
+    #[serde(alias = "protocol_binding")]
     protocol_binding: Option<String>,
 }
 
@@ -114,7 +117,8 @@ pub fn rewrite(text: &str, asked: &Asked, keep_skill: &dyn Fn(&str) -> bool) -> 
 
 /// `http(s)://authority` and the rest (path, query); None for other URLs.
 fn split_url(url: &str) -> Option<(&str, &str)> {
-    let after_scheme = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"))?;
+    let scheme_len = ["http://", "https://"].into_iter().find(|s| url.get(..s.len()).is_some_and(|p| p.eq_ignore_ascii_case(s)))?.len();
+    let after_scheme = url.get(scheme_len..)?;
     let cut = after_scheme.find(['/', '?', '#']).unwrap_or(after_scheme.len());
     let origin_len = url.len() - after_scheme.len() + cut;
     Some((url.get(..origin_len)?, url.get(origin_len..)?))
@@ -160,5 +164,9 @@ mod tests {
         assert!(rewrite(r#"{"url":"a","url":"b"}"#, &well_known("/"), &|_| true).is_err(), "a repeated key is never passed on unrewritten");
         assert!(rewrite("{", &well_known("/"), &|_| true).is_err());
         assert!(rewrite(r#"{"skills":{}}"#, &well_known("/"), &|_| true).is_err());
+        // Proto JSON's field names and any scheme case are agent URLs too.
+        let r = rewrite(r#"{"supported_interfaces":[{"url":"HTTP://10.9.9.9:1/a","protocol_binding":"JSONRPC"}]}"#, &well_known("/x/.well-known/agent-card.json"), &|_| true).unwrap();
+        assert_eq!(r.text.unwrap(), r#"{"supported_interfaces":[{"url":"https://gw.example.com/x/a","protocol_binding":"JSONRPC"}]}"#);
+        assert!(rewrite(r#"{"supportedInterfaces":[],"supported_interfaces":[{"url":"http://a/"}]}"#, &well_known("/"), &|_| true).is_err(), "both spellings: not read one way");
     }
 }

@@ -137,11 +137,28 @@ pub fn rest_route(method: &str, path: &str) -> Option<(Method, Option<String>, &
         }
     }
     // `/tasks`, `/tasks/{id}`, `/tasks/{id}:cancel`, `/tasks/{id}:subscribe`,
-    // `/tasks/{id}/pushNotificationConfigs[/{configId}]`.
-    let at = path.rfind("/tasks")?;
-    let rest = path.get(at + "/tasks".len()..)?;
+    // `/tasks/{id}/pushNotificationConfigs[/{configId}]`: the first whole
+    // `tasks` segment after which the rest is one of these (a route
+    // prefix may hold one too; ids may start with `tasks`).
+    let mut from = 0;
+    while let Some(found) = path.get(from..).and_then(|p| p.find("/tasks")) {
+        let at = from + found;
+        from = at + 1;
+        let Some(rest) = path.get(at + "/tasks".len()..) else { break };
+        if !(rest.is_empty() || rest.starts_with('/')) {
+            continue;
+        }
+        if let Some(route) = task_route(rest, get, post, delete) {
+            return Some(route);
+        }
+    }
+    None
+}
+
+/// What follows a `/tasks` segment.
+fn task_route(rest: &str, get: bool, post: bool, delete: bool) -> Option<(Method, Option<String>, &'static str)> {
     if rest.is_empty() {
-        return (get || post).then_some((Method::ListTasks, None, ""));
+        return get.then_some((Method::ListTasks, None, ""));
     }
     let rest = rest.strip_prefix('/')?;
     let mut parts = rest.splitn(3, '/');
@@ -169,6 +186,33 @@ pub fn rest_route(method: &str, path: &str) -> Option<(Method, Option<String>, &
         },
         _ => None,
     }
+}
+
+/// A path as the agent's router reads it: `%XX` escapes decoded (uvicorn
+/// decodes them before routing; Envoy does not). None when it cannot be
+/// read one way: a bad escape, an encoded `/` (`%2F`), or not UTF-8.
+pub fn decoded_path(path: &str) -> Option<String> {
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    if !path.contains('%') {
+        return Some(path.to_string());
+    }
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b != b'%' {
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok())?;
+        if hex == b'/' {
+            return None;
+        }
+        out.push(hex);
+        i += 3;
+    }
+    String::from_utf8(out).ok()
 }
 
 /// The request's head, as the filter read it.
@@ -219,6 +263,8 @@ struct Call {
     context_id: Option<String>,
     message_id: Option<String>,
     skill: Option<String>,
+    /// Every skill the message names (params and message metadata).
+    skills: Vec<String>,
     /// The latest task state the answer carried.
     state: Option<State>,
     message: bool,
@@ -310,8 +356,20 @@ impl A2aExchange {
     pub fn request_headers(&mut self, head: Head, now_ms: Option<u64>) -> Step {
         self.sent_ms = now_ms;
         self.origin = head.origin;
-        self.client_path = head.path.to_string();
-        if let Some((method, task_id, suffix)) = rest_route(head.method, head.path) {
+        let Some(path) = decoded_path(head.path) else {
+            // Read one way by the filter and another by the agent: refused
+            // where ACLs decide; otherwise other traffic.
+            if !self.config.governs {
+                return Step::Forward;
+            }
+            let mut call = Call::new(Method::Unknown, Binding::Rest, None, None);
+            call.refused = Some("invalid");
+            self.call = Some(call);
+            return Step::Reply(rest_error(400, "INVALID_ARGUMENT", "INVALID_REQUEST", "the request path has an encoded `/` or a bad `%` escape"));
+        };
+        let route = rest_route(head.method, &path);
+        self.client_path = path;
+        if let Some((method, task_id, suffix)) = route {
             let mut call = Call::new(method, Binding::Rest, task_id, (!suffix.is_empty()).then_some(suffix));
             call.names_task = call.task_id.is_some();
             self.call = Some(call);
@@ -417,8 +475,16 @@ impl A2aExchange {
             call.names_task = call.task_id.is_some();
             call.context_id = message.and_then(|m| m.context_id.clone());
             call.message_id = message.and_then(|m| m.message_id.clone());
-            let skill_of = |meta: &Option<serde_json::Map<String, serde_json::Value>>| meta.as_ref().and_then(|m| m.get(&key)).and_then(|v| v.as_str()).map(str::to_string);
-            call.skill = skill_of(&p.metadata).or_else(|| message.and_then(|m| skill_of(&m.metadata)));
+            // Every place a message may name its skill: each is checked.
+            let named = [p.metadata.as_ref(), message.and_then(|m| m.metadata.as_ref())];
+            for meta in named.into_iter().flatten() {
+                match meta.get(&key) {
+                    None => {}
+                    Some(serde_json::Value::String(skill)) => call.skills.push(skill.clone()),
+                    Some(_) => call.skills.push(String::new()), // not a name: matches no skill, refused by any skill ACL below
+                }
+            }
+            call.skill = call.skills.first().cloned();
         }
         self.admit()
     }
@@ -427,7 +493,8 @@ impl A2aExchange {
     fn admit(&mut self) -> Option<Reply> {
         let call = self.call.as_mut()?;
         let method_ok = self.config.method_acl(call.method).allows(&self.subject);
-        let skill_ok = call.skill.as_deref().is_none_or(|s| self.config.skill_acl(s).allows(&self.subject));
+        let denied_skill = call.skills.iter().find(|s| s.is_empty() && self.config.governs || !self.config.skill_acl(s).allows(&self.subject)).cloned();
+        let skill_ok = denied_skill.is_none();
         if method_ok && skill_ok {
             return None;
         }
@@ -437,7 +504,10 @@ impl A2aExchange {
             None => "anonymous requests".to_string(),
         };
         let why = if method_ok {
-            format!("Skill '{}' is not available for {who}", call.skill.as_deref().unwrap_or_default())
+            match denied_skill.as_deref() {
+                Some("") | None => format!("A message's `{}` must name a skill", self.config.skill_metadata_key),
+                Some(skill) => format!("Skill '{skill}' is not available for {who}"),
+            }
         } else {
             format!("Method '{}' is not available for {who}", call.method.as_str())
         };
@@ -667,7 +737,7 @@ impl A2aExchange {
 
 impl Call {
     fn new(method: Method, binding: Binding, task_id: Option<String>, card_suffix: Option<&'static str>) -> Call {
-        Call { method, binding, rpc_id: None, task_id, context_id: None, message_id: None, skill: None, state: None, message: false, error: None, refused: None, card_suffix: card_suffix.filter(|_| method.is_card()), names_task: false }
+        Call { method, binding, rpc_id: None, task_id, context_id: None, message_id: None, skill: None, skills: Vec::new(), state: None, message: false, error: None, refused: None, card_suffix: card_suffix.filter(|_| method.is_card()), names_task: false }
     }
 }
 
@@ -765,6 +835,8 @@ pub fn task_clock(update: &TaskUpdate, slot: Option<&str>, started_ms: u64, now_
     });
     match (mine, terminal) {
         (Some((_, true)), _) | (Some(_), false) => Tick { write: None, ended_ms: None },
+        // A poll of a live task whose start was not seen: not timed.
+        (None, false) if !update.driving => Tick { write: None, ended_ms: None },
         (None, false) => Tick { write: Some(format!("{started_ms} 0 {id}")), ended_ms: None },
         (Some((start, false)), true) => Tick { write: Some(format!("{start} 1 {id}")), ended_ms: Some(now_ms.saturating_sub(start)) },
         // Ended by a follow-up or a cancel of a task whose start is not

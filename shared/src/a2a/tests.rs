@@ -35,7 +35,13 @@ fn rest_paths_of_both_versions_are_told_apart() {
     assert_eq!(r("GET", "/.well-known/agent.json"), Some((Method::GetCard, None)));
     assert_eq!(r("GET", "/extendedAgentCard"), Some((Method::GetExtendedCard, None)));
     assert_eq!(r("GET", "/v1/card"), Some((Method::GetExtendedCard, None)));
-    for (m, p) in [("GET", "/"), ("POST", "/"), ("GET", "/tasks/"), ("POST", "/tasks/:cancel"), ("GET", "/tasks/a/b"), ("PUT", "/tasks/t"), ("GET", "/health")] {
+    // Ids that start with `tasks`, and a prefix holding a `tasks` segment.
+    assert_eq!(r("DELETE", "/tasks/t1/pushNotificationConfigs/tasksX"), Some((Method::PushDelete, task("t1"))));
+    assert_eq!(r("GET", "/tasks/t1/pushNotificationConfigs/tasks"), Some((Method::PushGet, task("t1"))));
+    assert_eq!(r("GET", "/team/tasks/tasks/t9"), Some((Method::GetTask, task("t9"))));
+    assert_eq!(decoded_path("/echo/tasks/t1%3Acancel?x=%2F").as_deref(), Some("/echo/tasks/t1:cancel"));
+    assert_eq!((decoded_path("/a%2Fb"), decoded_path("/a%zz"), decoded_path("/a%ff")), (None, None, None));
+    for (m, p) in [("GET", "/"), ("POST", "/"), ("GET", "/tasks/"), ("POST", "/tasks/:cancel"), ("GET", "/tasks/a/b"), ("PUT", "/tasks/t"), ("GET", "/health"), ("POST", "/tasks")] {
         assert_eq!(r(m, p), None, "{m} {p}");
     }
     assert_eq!(Method::from_rpc("SendStreamingMessage"), Method::Stream);
@@ -117,6 +123,20 @@ fn acls_refuse_methods_and_skills_in_each_bindings_shape() {
     x.request_headers(head("POST", "/message:send", true), None);
     let reply = x.request_body(br#"{"message":{"messageId":"m","metadata":{"skillId":"echo"},"metadata":{"skillId":"admin"}}}"#).unwrap();
     assert_eq!(reply.status, 400);
+    // An encoded path is read as the agent's router reads it.
+    let mut x = exchange(acl, Some("bob"));
+    assert!(matches!(x.request_headers(head("POST", "/echo/tasks/t1%3Acancel", false), None), Step::Reply(r) if r.status == 403));
+    let mut x = exchange(acl, Some("bob"));
+    assert!(matches!(x.request_headers(head("DELETE", "/tasks/t1%2FpushNotificationConfigs%2Fc", false), None), Step::Reply(r) if r.status == 400));
+    // Every place a skill is named is checked; a name that is not a string is refused.
+    for body in [
+        r#"{"jsonrpc":"2.0","id":"a","method":"SendMessage","params":{"metadata":{"skillId":"echo"},"message":{"messageId":"m","metadata":{"skillId":"admin"}}}}"#,
+        r#"{"jsonrpc":"2.0","id":"a","method":"SendMessage","params":{"message":{"messageId":"m","metadata":{"skillId":["admin"]}}}}"#,
+    ] {
+        let mut x = exchange(acl, Some("bob"));
+        x.request_headers(head("POST", "/", true), None);
+        assert!(x.request_body(body.as_bytes()).is_some(), "{body}");
+    }
     // The operator may cancel.
     let mut x = exchange(acl, Some("ops"));
     assert_eq!(x.request_headers(head("POST", "/tasks/t1:cancel", false), None), Step::Forward);
@@ -224,7 +244,8 @@ fn a_tasks_clock_runs_from_its_first_request_to_its_end_once() {
     // A poll of a task whose start was never seen counts nothing; a cancel of one counts.
     assert_eq!(task_clock(&update(State::Completed, false, false), Some("7 0 other"), 1, 2).ended_ms, None);
     assert_eq!(task_clock(&update(State::Canceled, false, true), None, 100, 150).ended_ms, Some(50));
-    assert_eq!(task_clock(&update(State::Submitted, false, false), Some("garbage"), 1, 1).write.as_deref(), Some("1 0 t1"));
+    assert_eq!(task_clock(&update(State::Submitted, false, false), Some("garbage"), 1, 1).write, None, "a poll of a task whose start was not seen is not timed");
+    assert_eq!(task_clock(&update(State::Working, false, true), None, 1, 1).write.as_deref(), Some("1 0 t1"), "a follow-up starts its clock");
     assert_eq!(task_slot("a", "t1"), task_slot("a", "t1"));
     assert!(task_slot("a", "t1").starts_with("ai-a2a-proxy.a.task."));
 }
