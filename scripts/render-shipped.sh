@@ -7,6 +7,6 @@ cd "$(dirname "$0")/.."
 cargo build --quiet -p ai-gateway-cli --bin aigw
 for gateway in envoy/*.gateway.yaml; do
     out="${gateway%.gateway.yaml}.yaml"
-    target/debug/aigw render "$gateway" -o "$out"
+    target/debug/aigw render --for docker "$gateway" -o "$out"
     echo "rendered $gateway -> $out"
 done

@@ -57,6 +57,53 @@ struct Spec {
     a2a_agents: Vec<A2aEntry>,
     #[serde(default)]
     cloud_provider_credentials: Option<Credentials>,
+    /// Not Kong's AIGateway: the clients, each with its own keys (Envoy's
+    /// api_key_auth), optional allowed models and a budget.
+    #[serde(default)]
+    consumers: Vec<ConsumerEntry>,
+    /// The header that carries the consumer's name to every filter.
+    #[serde(default)]
+    consumer_header: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ConsumerEntry {
+    name: String,
+    keys: Vec<KeyRef>,
+    /// Model identifiers it may use; all without it.
+    #[serde(default)]
+    models: Option<Vec<String>>,
+    /// ai-token-ratelimit's `limits` (and optionally
+    /// `tokens_count_strategy`) for this consumer across every model.
+    #[serde(default)]
+    token_budget: Option<Map<String, Value>>,
+}
+
+/// Where a consumer's key is: a Secret of the file (Kubernetes'
+/// `secretKeyRef`), or an environment variable read when rendering.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct KeyRef {
+    #[serde(default)]
+    secret_key_ref: Option<SecretKeyRef>,
+    #[serde(default)]
+    env: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretKeyRef {
+    name: String,
+    key: String,
+}
+
+/// A consumer, ready to render.
+#[derive(Debug, Clone)]
+pub struct Consumer {
+    pub name: String,
+    pub keys: Vec<String>,
+    pub models: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -143,6 +190,10 @@ struct ModelEntry {
     /// and `/<identifier>/v1/...`.
     #[serde(default)]
     paths: Option<Vec<String>>,
+    /// More names clients may send in `model` on the gateway's root API
+    /// paths (besides the identifier).
+    #[serde(default)]
+    aliases: Vec<String>,
     /// `openai` (default) or `anthropic`: the API clients speak.
     #[serde(default)]
     llm_format: Option<String>,
@@ -447,12 +498,30 @@ pub struct Model {
     pub balanced: Option<Balanced>,
     /// Environment variables the rendered config reads for this model.
     pub env: Vec<String>,
+    /// The names clients send in `model` on the root API path (identifier,
+    /// then aliases); empty when the model is not routed by name.
+    pub names: Vec<String>,
+}
+
+impl Model {
+    /// The root API path its clients post to.
+    pub fn api(&self) -> &'static str {
+        if self.anthropic_format {
+            "/v1/messages"
+        } else {
+            api_path(self.prompt_type)
+        }
+    }
 }
 
 #[derive(Debug)]
 pub struct Gateway {
     pub name: String,
     pub models: Vec<Model>,
+    /// Empty: no keys are asked for.
+    pub consumers: Vec<Consumer>,
+    /// The header naming the consumer to every filter.
+    pub consumer_header: String,
     pub mcp_servers: Vec<McpServer>,
     pub a2a_agents: Vec<A2aAgent>,
 }
@@ -675,7 +744,6 @@ fn count_tokens(provider: &str, options: &Map<String, Value>, anthropic_format: 
     Some(with_statistics(json!({"route_type": "preserve", "auth": auth, "model": model_json("anthropic", None, o)})))
 }
 
-/// Parses and checks a gateway file. `text` may hold several YAML documents.
 /// One cloudHosted model: one provider, or balanced targets.
 fn cloud_model(m: &ModelEntry, where_: &str, credentials: Option<&Credentials>, keys: &BTreeMap<String, String>) -> Result<Model, FileError> {
     let fail = |e: String| FileError(format!("{where_}: {e}"));
@@ -710,6 +778,7 @@ fn cloud_model(m: &ModelEntry, where_: &str, credentials: Option<&Credentials>, 
         upstream,
         balanced,
         env,
+        names: Vec::new(),
     };
     match (&m.ai_cloud_provider, m.targets.is_empty()) {
         (Some(p), true) => {
@@ -794,10 +863,53 @@ fn self_hosted_model(m: &ModelEntry, where_: &str) -> Result<Model, FileError> {
         balanced: None,
         filters: r.filters,
         env: Vec::new(),
+        names: Vec::new(),
     })
 }
 
+/// A name clients may send in `model` (and that renders safely in a header
+/// match).
+fn valid_model_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 256 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._:/@+".contains(&b))
+}
+
+/// The names a model answers to on the root API paths: its identifier and
+/// aliases, when the gateway decides its model (pinned, or balanced). Its
+/// ai-proxy takes the aliases for the pinned model.
+fn route_by_name(mut model: Model, entry: &ModelEntry, where_: &str) -> Result<Model, FileError> {
+    let fail = |e: String| FileError(format!("{where_}: {e}"));
+    if let Some((i, bad)) = entry.aliases.iter().enumerate().find(|(_, a)| !valid_model_name(a)) {
+        return Err(fail(format!("aliases[{i}]: `{bad}` (1 to 256 letters, digits, `-._:/@+`)")));
+    }
+    let pinned = model.balanced.is_some() || (model.passthrough.is_none() && model.model.is_some());
+    if !pinned {
+        if !entry.aliases.is_empty() {
+            return Err(fail("aliases: this model takes `model` from the request, so the gateway cannot route by name: give it `model`".into()));
+        }
+        return Ok(model);
+    }
+    let mut names = vec![model.identifier.clone()];
+    for a in &entry.aliases {
+        if !names.contains(a) {
+            names.push(a.clone());
+        }
+    }
+    if let (Some(config), Some(pinned)) = (model.proxy.as_object_mut(), model.model.as_deref()) {
+        let aliases: Vec<&String> = names.iter().filter(|n| n.as_str() != pinned).collect();
+        config.insert("model_aliases".into(), json!(aliases));
+    }
+    model.names = names;
+    Ok(model)
+}
+
+/// Parses and checks a gateway file; consumers' `env` keys come from the
+/// process environment.
 pub fn parse(text: &str) -> Result<Gateway, FileError> {
+    parse_with_env(text, &|name| std::env::var(name).ok())
+}
+
+/// As `parse`, with the environment given.
+pub fn parse_with_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Gateway, FileError> {
     let mut docs = Vec::new();
     for (i, de) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
         let doc: Option<Document> = serde_path_to_error::deserialize(de).map_err(|e| FileError(format!("document {}: at `{}`: {}", i + 1, e.path(), e.inner())))?;
@@ -806,16 +918,18 @@ pub fn parse(text: &str) -> Result<Gateway, FileError> {
         }
     }
     let secrets: BTreeMap<String, (usize, &Document)> = docs.iter().filter(|(_, d)| d.kind == "Secret").map(|(i, d)| (d.metadata.name.clone(), (*i, d))).collect();
-    let gateways: Vec<&(usize, Document)> = docs.iter().filter(|(_, d)| d.kind == "AIGateway").collect();
-    let [(n, doc)] = gateways.as_slice() else {
-        return Err(FileError(format!("the file needs exactly one AIGateway document (found {})", gateways.len())));
-    };
-    let at = format!("document {n} (AIGateway {})", doc.metadata.name);
+    // An unknown kind first: `kind: AIGatway` is a typo, not a missing gateway.
     for (i, d) in &docs {
         if !matches!(d.kind.as_str(), "AIGateway" | "Secret" | "GatewayClass") {
             return Err(FileError(format!("document {i}: kind `{}` is not part of a gateway file (AIGateway, Secret, GatewayClass)", d.kind)));
         }
     }
+    let gateways: Vec<&(usize, Document)> = docs.iter().filter(|(_, d)| d.kind == "AIGateway").collect();
+    let [(n, doc)] = gateways.as_slice() else {
+        let at: Vec<String> = gateways.iter().map(|(i, d)| format!("document {i} ({})", d.metadata.name)).collect();
+        return Err(FileError(format!("the file needs exactly one AIGateway document (found {}{})", gateways.len(), if at.is_empty() { String::new() } else { format!(": {}", at.join(", ")) })));
+    };
+    let at = format!("document {n} (AIGateway {})", doc.metadata.name);
     let spec_value = doc.spec.clone().ok_or_else(|| FileError(format!("{at}: `spec` is required")))?;
     let spec: Spec = serde_path_to_error::deserialize(spec_value).map_err(|e| FileError(format!("{at}: at `spec.{}`: {}", e.path(), e.inner())))?;
     let _ = &spec.gateway_class_name;
@@ -835,12 +949,12 @@ pub fn parse(text: &str) -> Result<Gateway, FileError> {
     for (i, m) in spec.large_language_models.cloud_hosted.iter().enumerate() {
         let where_ = format!("{at}: largeLanguageModels.cloudHosted[{i}] ({})", m.identifier);
         m.check_list(true).map_err(|e| FileError(format!("{where_}: {e}")))?;
-        models.push(cloud_model(m, &where_, spec.cloud_provider_credentials.as_ref(), &keys)?);
+        models.push(route_by_name(cloud_model(m, &where_, spec.cloud_provider_credentials.as_ref(), &keys)?, m, &where_)?);
     }
     for (i, m) in spec.large_language_models.self_hosted.iter().enumerate() {
         let where_ = format!("{at}: largeLanguageModels.selfHosted[{i}] ({})", m.identifier);
         m.check_list(false).map_err(|e| FileError(format!("{where_}: {e}")))?;
-        models.push(self_hosted_model(m, &where_)?);
+        models.push(route_by_name(self_hosted_model(m, &where_)?, m, &where_)?);
     }
     let mut mcp_servers = Vec::new();
     for (i, e) in spec.mcp_servers.iter().enumerate() {
@@ -869,7 +983,10 @@ pub fn parse(text: &str) -> Result<Gateway, FileError> {
             return Err(FileError(format!("{at}: model `{}`: identifier must be one URL path segment (letters, digits, `-`, `_`; not `v1`)", m.identifier)));
         }
         if !seen.insert(m.identifier.clone()) {
-            return Err(FileError(format!("{at}: model `{}`: identifier is used twice", m.identifier)));
+            let lists: Vec<String> = spec.large_language_models.cloud_hosted.iter().enumerate().filter(|(_, e)| e.identifier == m.identifier).map(|(i, _)| format!("cloudHosted[{i}]"))
+                .chain(spec.large_language_models.self_hosted.iter().enumerate().filter(|(_, e)| e.identifier == m.identifier).map(|(i, _)| format!("selfHosted[{i}]")))
+                .collect();
+            return Err(FileError(format!("{at}: model `{}`: identifier is used twice ({})", m.identifier, lists.join(" and "))));
         }
         for p in &m.paths {
             if p.ends_with("/v1/models") || p.ends_with("/count_tokens") {
@@ -880,7 +997,152 @@ pub fn parse(text: &str) -> Result<Gateway, FileError> {
             }
         }
     }
-    Ok(Gateway { name: doc.metadata.name.clone(), models, mcp_servers, a2a_agents })
+    let mut by_name: BTreeMap<(&str, &str), &str> = BTreeMap::new();
+    for m in &models {
+        if m.names.len() > 64 {
+            return Err(FileError(format!("{at}: model `{}`: aliases: at most 63", m.identifier)));
+        }
+        for n in &m.names {
+            if let Some(other) = by_name.insert((m.api(), n), &m.identifier) {
+                return Err(FileError(format!("{at}: model `{}`: the name `{n}` on {} is also model `{other}`'s (an alias names one model per API)", m.identifier, m.api())));
+            }
+        }
+    }
+    let consumer_header = spec.consumer_header.clone().unwrap_or_else(|| "x-consumer-id".into()).to_ascii_lowercase();
+    let consumers = consumers(&spec.consumers, &secrets, env, &models, &at)?;
+    if !consumers.is_empty() {
+        let budgets = consumer_budgets(&spec.consumers, &consumer_header, &at)?;
+        for m in &mut models {
+            m.with_consumers(&consumer_header, budgets.as_ref()).map_err(|e| FileError(format!("{at}: model `{}`: {e}", m.identifier)))?;
+        }
+        for s in &mut mcp_servers {
+            set_consumer_header(&mut s.config, &consumer_header).map_err(|e| FileError(format!("{at}: mcpServers ({}): aiMcpProxy.{e}", s.identifier)))?;
+        }
+        for a in &mut a2a_agents {
+            set_consumer_header(&mut a.config, &consumer_header).map_err(|e| FileError(format!("{at}: a2aAgents ({}): aiA2aProxy.{e}", a.identifier)))?;
+        }
+    }
+    Ok(Gateway { name: doc.metadata.name.clone(), models, consumers, consumer_header, mcp_servers, a2a_agents })
+}
+
+/// The consumers, their keys resolved (a Secret of the file, or the
+/// environment when rendering: Envoy's api_key_auth takes literal keys).
+fn consumers(entries: &[ConsumerEntry], secrets: &BTreeMap<String, (usize, &Document)>, env: &dyn Fn(&str) -> Option<String>, models: &[Model], at: &str) -> Result<Vec<Consumer>, FileError> {
+    let mut out: Vec<Consumer> = Vec::new();
+    for (i, c) in entries.iter().enumerate() {
+        let fail = |e: String| FileError(format!("{at}: consumers[{i}] ({}): {e}", c.name));
+        if !valid_identifier(&c.name) {
+            return Err(fail("name: letters, digits, `-` and `_` (it is a header value and a metrics label)".into()));
+        }
+        if out.iter().any(|o| o.name == c.name) {
+            return Err(fail("name is used twice".into()));
+        }
+        if c.keys.is_empty() {
+            return Err(fail("keys: at least one".into()));
+        }
+        let mut keys = Vec::new();
+        for (k, key) in c.keys.iter().enumerate() {
+            let value = match (&key.secret_key_ref, &key.env) {
+                (Some(r), None) => {
+                    let (_, secret) = secrets.get(&r.name).ok_or_else(|| fail(format!("keys[{k}].secretKeyRef.name: no Secret named `{}` in the file", r.name)))?;
+                    secret.string_data.get(&r.key).cloned().ok_or_else(|| fail(format!("keys[{k}].secretKeyRef.key: the Secret `{}` has no `{}` in stringData", r.name, r.key)))?
+                }
+                (None, Some(var)) => env(var).ok_or_else(|| fail(format!("keys[{k}].env: `{var}` is not set in the environment aigw runs in")))?,
+                _ => return Err(fail(format!("keys[{k}]: give `secretKeyRef` or `env`"))),
+            };
+            if value.len() < 8 || value.len() > 256 || !value.bytes().all(|b| b.is_ascii_graphic()) || (value.starts_with('<') && value.ends_with('>')) {
+                return Err(fail(format!("keys[{k}]: a key is 8 to 256 printable characters without spaces (not a placeholder)")));
+            }
+            if out.iter().any(|o| o.keys.contains(&value)) || keys.contains(&value) {
+                return Err(fail(format!("keys[{k}]: the same key is given twice")));
+            }
+            keys.push(value);
+        }
+        if let Some(allowed) = &c.models {
+            if let Some(bad) = allowed.iter().find(|id| !models.iter().any(|m| &m.identifier == *id)) {
+                return Err(fail(format!("models: no model `{bad}`")));
+            }
+        }
+        out.push(Consumer { name: c.name.clone(), keys, models: c.models.clone() });
+    }
+    if !out.is_empty() {
+        if let Some(m) = models.iter().find(|m| !out.iter().any(|c| c.may_use(&m.identifier))) {
+            return Err(FileError(format!("{at}: model `{}`: no consumer may use it (add it to a consumer's `models`, or remove it)", m.identifier)));
+        }
+    }
+    Ok(out)
+}
+
+impl Consumer {
+    pub fn may_use(&self, model: &str) -> bool {
+        self.models.as_ref().is_none_or(|m| m.iter().any(|id| id == model))
+    }
+}
+
+/// One ai-token-ratelimit configuration with a policy per consumer that
+/// has a budget, for every model's routes.
+fn consumer_budgets(entries: &[ConsumerEntry], header: &str, at: &str) -> Result<Option<Value>, FileError> {
+    let mut policies = Vec::new();
+    for (i, c) in entries.iter().enumerate() {
+        let Some(budget) = &c.token_budget else { continue };
+        if let Some(bad) = budget.keys().find(|k| !matches!(k.as_str(), "limits" | "tokens_count_strategy")) {
+            return Err(FileError(format!("{at}: consumers[{i}] ({}): tokenBudget.{bad}: unknown (limits, tokens_count_strategy)", c.name)));
+        }
+        let mut policy = budget.clone();
+        policy.insert("name".into(), json!(format!("consumer-{}", c.name)));
+        policy.insert("match".into(), json!({"consumer": [c.name]}));
+        policies.push(Value::Object(policy));
+    }
+    if policies.is_empty() {
+        return Ok(None);
+    }
+    let config = json!({"consumer_header": header, "policies": policies});
+    codec::ratelimit::RateLimitConfig::from_json(config.to_string().as_bytes()).map_err(|e| {
+        let index: usize = e.path.strip_prefix("policies[").and_then(|p| p.split(']').next()).and_then(|n| n.parse().ok()).unwrap_or(0);
+        let consumer = entries.iter().filter(|c| c.token_budget.is_some()).nth(index).map(|c| c.name.as_str()).unwrap_or_default();
+        let field = e.path.split_once("].").map(|(_, f)| f).unwrap_or(&e.path);
+        FileError(format!("{at}: consumer `{consumer}`: tokenBudget.{field}: {}", e.message))
+    })?;
+    Ok(Some(config))
+}
+
+/// A filter's `consumer_header`: the consumers' header, set where absent;
+/// another one would read a header nothing trusted sets.
+fn set_consumer_header(config: &mut Value, header: &str) -> Result<(), String> {
+    let Some(config) = config.as_object_mut() else { return Ok(()) };
+    match config.get("consumer_header").and_then(Value::as_str) {
+        Some(h) if !h.eq_ignore_ascii_case(header) => Err(format!("consumer_header: `{h}`, but the consumers' header is `{header}` (spec.consumerHeader)")),
+        _ => {
+            config.insert("consumer_header".into(), json!(header));
+            Ok(())
+        }
+    }
+}
+
+impl Model {
+    /// Every filter of the model reads the consumers' header, and the
+    /// consumers' budgets count its requests.
+    fn with_consumers(&mut self, header: &str, budgets: Option<&Value>) -> Result<(), String> {
+        if !self.proxy.is_null() {
+            set_consumer_header(&mut self.proxy, header).map_err(|e| format!("aiProxy.{e}"))?;
+        }
+        if let Some(b) = &mut self.balanced {
+            set_consumer_header(&mut b.config, header).map_err(|e| format!("aiProxy.{e}"))?;
+        }
+        for f in self.filters.iter_mut().filter(|f| f.kind == FilterKind::Budgets) {
+            set_consumer_header(&mut f.config, header).map_err(|e| format!("tokenBudgets.{e}"))?;
+            if let (Some(own), Some(theirs)) = (f.config["policies"].as_array(), budgets.and_then(|b| b["policies"].as_array())) {
+                if let Some(clash) = own.iter().find(|p| theirs.iter().any(|t| t["name"] == p["name"])) {
+                    return Err(format!("tokenBudgets: policy `{}` is a consumer budget's name", clash["name"].as_str().unwrap_or_default()));
+                }
+            }
+        }
+        if let Some(b) = budgets {
+            let at = self.filters.iter().position(|f| f.kind >= FilterKind::Budgets).unwrap_or(self.filters.len());
+            self.filters.insert(at, Filter { kind: FilterKind::Budgets, config: b.clone() });
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -48,76 +48,132 @@ const STATS_TAGS: &str = r#"stats_config:
   - { tag_name: state, regex: '^wasmcustom\.ai_a2a_.*?(\.state\.([^.]+))' }
 "#;
 
-const ACCESS_LOG_AND_LOCAL_REPLY: &str = r#"          access_log:
-          # One JSON line per request with its AI facts (docs/observability.md, access-log keys).
-          - name: envoy.access_loggers.stdout
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
-              log_format:
-                json_format:
-                  time: "%START_TIME%"
-                  method: "%REQ(:METHOD)%"
-                  client_path: "%FILTER_STATE(wasm.ai.client_path:PLAIN)%"
-                  upstream_path: "%PATH(NQ)%"
-                  status: "%RESPONSE_CODE%"
-                  duration_ms: "%DURATION%"
-                  request_id: "%REQ(X-REQUEST-ID)%"
-                  ai_provider: "%FILTER_STATE(wasm.ai.provider:PLAIN)%"
-                  ai_route_type: "%FILTER_STATE(wasm.ai.route_type:PLAIN)%"
-                  ai_consumer: "%FILTER_STATE(wasm.ai.consumer:PLAIN)%"
-                  ai_request_model: "%FILTER_STATE(wasm.ai.request_model:PLAIN)%"
-                  ai_response_model: "%FILTER_STATE(wasm.ai.response_model:PLAIN)%"
-                  ai_prompt_tokens: "%FILTER_STATE(wasm.ai.prompt_tokens:PLAIN)%"
-                  ai_completion_tokens: "%FILTER_STATE(wasm.ai.completion_tokens:PLAIN)%"
-                  ai_total_tokens: "%FILTER_STATE(wasm.ai.total_tokens:PLAIN)%"
-                  ai_usage_estimated: "%FILTER_STATE(wasm.ai.usage_estimated:PLAIN)%"
-                  ai_cached_tokens: "%FILTER_STATE(wasm.ai.cached_tokens:PLAIN)%"
-                  ai_reasoning_tokens: "%FILTER_STATE(wasm.ai.reasoning_tokens:PLAIN)%"
-                  ai_cost: "%FILTER_STATE(wasm.ai.cost:PLAIN)%"
-                  ai_upstream_latency_ms: "%FILTER_STATE(wasm.ai.upstream_latency_ms:PLAIN)%"
-                  ai_ttft_ms: "%FILTER_STATE(wasm.ai.ttft_ms:PLAIN)%"
-                  ai_template: "%FILTER_STATE(wasm.ai.template:PLAIN)%"
-                  ai_decorator: "%FILTER_STATE(wasm.ai.decorator:PLAIN)%"
-                  ai_guard: "%FILTER_STATE(wasm.ai.guard:PLAIN)%"
-                  ai_ratelimit: "%FILTER_STATE(wasm.ai.ratelimit:PLAIN)%"
-                  ai_request_payload: "%FILTER_STATE(wasm.ai.request_payload:PLAIN)%"
-                  ai_response_payload: "%FILTER_STATE(wasm.ai.response_payload:PLAIN)%"
-                  ai_target: "%FILTER_STATE(wasm.ai.target:PLAIN)%"
-                  ai_tries: "%FILTER_STATE(wasm.ai.tries:PLAIN)%"
-                  ai_failed_targets: "%FILTER_STATE(wasm.ai.failed_targets:PLAIN)%"
-                  ai_fallback_skipped: "%FILTER_STATE(wasm.ai.fallback_skipped:PLAIN)%"
-                  ai_mcp_method: "%FILTER_STATE(wasm.ai.mcp.method:PLAIN)%"
-                  ai_mcp_tool: "%FILTER_STATE(wasm.ai.mcp.tool:PLAIN)%"
-                  ai_mcp_outcome: "%FILTER_STATE(wasm.ai.mcp.outcome:PLAIN)%"
-                  ai_mcp_error_code: "%FILTER_STATE(wasm.ai.mcp.error_code:PLAIN)%"
-                  ai_mcp_session: "%FILTER_STATE(wasm.ai.mcp.session:PLAIN)%"
-                  ai_mcp_consumer: "%FILTER_STATE(wasm.ai.mcp.consumer:PLAIN)%"
-                  ai_mcp_audit: "%FILTER_STATE(wasm.ai.mcp.audit:PLAIN)%"
-                  ai_a2a_method: "%FILTER_STATE(wasm.ai.a2a.method:PLAIN)%"
-                  ai_a2a_binding: "%FILTER_STATE(wasm.ai.a2a.binding:PLAIN)%"
-                  ai_a2a_task_id: "%FILTER_STATE(wasm.ai.a2a.task_id:PLAIN)%"
-                  ai_a2a_context_id: "%FILTER_STATE(wasm.ai.a2a.context_id:PLAIN)%"
-                  ai_a2a_task_state: "%FILTER_STATE(wasm.ai.a2a.task_state:PLAIN)%"
-                  ai_a2a_outcome: "%FILTER_STATE(wasm.ai.a2a.outcome:PLAIN)%"
-                  ai_a2a_error: "%FILTER_STATE(wasm.ai.a2a.error:PLAIN)%"
-                  ai_a2a_consumer: "%FILTER_STATE(wasm.ai.a2a.consumer:PLAIN)%"
-                  ai_a2a_skill: "%FILTER_STATE(wasm.ai.a2a.skill:PLAIN)%"
-          # Envoy's own answers to upstream failures (connect error, reset,
-          # timeout, no healthy host) in OpenAI's error shape, also when a
-          # filter was holding the upstream's headers when it failed.
-          local_reply_config:
-            mappers:
-            - filter:
-                response_flag_filter:
-                  flags: [UH, UF, UO, UC, UT, URX, UPE, UMSDR, DT, NC, NR]
-              body_format_override:
-                content_type: application/json
-                json_format:
-                  error:
-                    message: "%LOCAL_REPLY_BODY%"
-                    type: upstream_error
-                    code: "%RESPONSE_FLAGS%"
+/// The access log's keys (docs/observability.md, access-log keys); absent
+/// values are left out of the line.
+const ACCESS_LOG_FIELDS: &str = r#"time: "%START_TIME%"
+method: "%REQ(:METHOD)%"
+client_path: "%FILTER_STATE(wasm.ai.client_path:PLAIN)%"
+upstream_path: "%PATH(NQ)%"
+status: "%RESPONSE_CODE%"
+response_flags: "%RESPONSE_FLAGS%"
+details: "%RESPONSE_CODE_DETAILS%"
+upstream_host: "%UPSTREAM_HOST%"
+duration_ms: "%DURATION%"
+request_id: "%REQ(X-REQUEST-ID)%"
+ai_provider: "%FILTER_STATE(wasm.ai.provider:PLAIN)%"
+ai_route_type: "%FILTER_STATE(wasm.ai.route_type:PLAIN)%"
+ai_consumer: "%FILTER_STATE(wasm.ai.consumer:PLAIN)%"
+ai_request_model: "%FILTER_STATE(wasm.ai.request_model:PLAIN)%"
+ai_response_model: "%FILTER_STATE(wasm.ai.response_model:PLAIN)%"
+ai_prompt_tokens: "%FILTER_STATE(wasm.ai.prompt_tokens:PLAIN)%"
+ai_completion_tokens: "%FILTER_STATE(wasm.ai.completion_tokens:PLAIN)%"
+ai_total_tokens: "%FILTER_STATE(wasm.ai.total_tokens:PLAIN)%"
+ai_usage_estimated: "%FILTER_STATE(wasm.ai.usage_estimated:PLAIN)%"
+ai_cached_tokens: "%FILTER_STATE(wasm.ai.cached_tokens:PLAIN)%"
+ai_reasoning_tokens: "%FILTER_STATE(wasm.ai.reasoning_tokens:PLAIN)%"
+ai_cost: "%FILTER_STATE(wasm.ai.cost:PLAIN)%"
+ai_upstream_latency_ms: "%FILTER_STATE(wasm.ai.upstream_latency_ms:PLAIN)%"
+ai_ttft_ms: "%FILTER_STATE(wasm.ai.ttft_ms:PLAIN)%"
+ai_template: "%FILTER_STATE(wasm.ai.template:PLAIN)%"
+ai_decorator: "%FILTER_STATE(wasm.ai.decorator:PLAIN)%"
+ai_guard: "%FILTER_STATE(wasm.ai.guard:PLAIN)%"
+ai_ratelimit: "%FILTER_STATE(wasm.ai.ratelimit:PLAIN)%"
+ai_request_payload: "%FILTER_STATE(wasm.ai.request_payload:PLAIN)%"
+ai_response_payload: "%FILTER_STATE(wasm.ai.response_payload:PLAIN)%"
+ai_target: "%FILTER_STATE(wasm.ai.target:PLAIN)%"
+ai_tries: "%FILTER_STATE(wasm.ai.tries:PLAIN)%"
+ai_failed_targets: "%FILTER_STATE(wasm.ai.failed_targets:PLAIN)%"
+ai_fallback_skipped: "%FILTER_STATE(wasm.ai.fallback_skipped:PLAIN)%"
+ai_mcp_method: "%FILTER_STATE(wasm.ai.mcp.method:PLAIN)%"
+ai_mcp_tool: "%FILTER_STATE(wasm.ai.mcp.tool:PLAIN)%"
+ai_mcp_outcome: "%FILTER_STATE(wasm.ai.mcp.outcome:PLAIN)%"
+ai_mcp_error_code: "%FILTER_STATE(wasm.ai.mcp.error_code:PLAIN)%"
+ai_mcp_session: "%FILTER_STATE(wasm.ai.mcp.session:PLAIN)%"
+ai_mcp_consumer: "%FILTER_STATE(wasm.ai.mcp.consumer:PLAIN)%"
+ai_mcp_audit: "%FILTER_STATE(wasm.ai.mcp.audit:PLAIN)%"
+ai_a2a_method: "%FILTER_STATE(wasm.ai.a2a.method:PLAIN)%"
+ai_a2a_binding: "%FILTER_STATE(wasm.ai.a2a.binding:PLAIN)%"
+ai_a2a_task_id: "%FILTER_STATE(wasm.ai.a2a.task_id:PLAIN)%"
+ai_a2a_context_id: "%FILTER_STATE(wasm.ai.a2a.context_id:PLAIN)%"
+ai_a2a_task_state: "%FILTER_STATE(wasm.ai.a2a.task_state:PLAIN)%"
+ai_a2a_outcome: "%FILTER_STATE(wasm.ai.a2a.outcome:PLAIN)%"
+ai_a2a_error: "%FILTER_STATE(wasm.ai.a2a.error:PLAIN)%"
+ai_a2a_consumer: "%FILTER_STATE(wasm.ai.a2a.consumer:PLAIN)%"
+ai_a2a_skill: "%FILTER_STATE(wasm.ai.a2a.skill:PLAIN)%"
 "#;
+
+/// The access log: one JSON line per request with its AI facts. `filter`:
+/// an access-log filter (the root route's hand-over is logged once, by the
+/// model's route).
+fn access_log(filter: Option<&str>) -> String {
+    let mut out = String::from("          access_log:\n          - name: envoy.access_loggers.stdout\n");
+    if let Some(f) = filter {
+        out.push_str(f);
+    }
+    out.push_str("            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog\n              log_format:\n                omit_empty_values: true\n                json_format:\n");
+    for line in ACCESS_LOG_FIELDS.lines() {
+        let _ = writeln!(out, "                  {line}");
+    }
+    out
+}
+
+/// Envoy's own answers to upstream failures: the flag, its code for
+/// clients, and what it means.
+const UPSTREAM_FAILURES: [(&str, &str, &str); 11] = [
+    ("UH", "no_healthy_upstream", "no healthy upstream host for this route"),
+    ("UF", "upstream_connect_failed", "the gateway could not connect to the upstream"),
+    ("UO", "upstream_overflow", "the upstream's connection or request limit is reached"),
+    ("UC", "upstream_connection_terminated", "the upstream closed the connection"),
+    ("UT", "upstream_timeout", "the upstream did not answer in time"),
+    ("URX", "upstream_retries_exhausted", "every try failed"),
+    ("UPE", "upstream_protocol_error", "the upstream broke the HTTP protocol"),
+    ("UMSDR", "upstream_max_stream_duration", "the upstream stream exceeded its maximum duration"),
+    ("DT", "request_timeout", "the request exceeded its maximum duration"),
+    ("NC", "no_cluster", "the route's upstream cluster does not exist"),
+    ("NR", "no_route", "no route for this request"),
+];
+
+/// A CEL test for requests in Anthropic's Messages format.
+const MESSAGES_PATH: &str = "request.url_path.endsWith('/v1/messages') || request.url_path.endsWith('/v1/messages/count_tokens')";
+
+fn cel(expression: &str) -> String {
+    format!("{{ extension_filter: {{ name: envoy.access_loggers.extension_filters.cel, typed_config: {{ \"@type\": type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter, expression: \"{expression}\" }} }} }}")
+}
+
+/// One local-reply mapper: the replies `filter` matches get this JSON body
+/// (Envoy's format strings allowed in its strings). A text format, as
+/// json_format cannot write OpenAI's `"param": null`.
+fn mapper(filter: &str, body: &Value) -> String {
+    format!("            - filter: {filter}\n              body_format_override:\n                content_type: application/json\n                text_format_source: {{ inline_string: {} }}\n", quoted(body))
+}
+
+/// Envoy's own answers in the client's error shape: upstream failures
+/// (connect error, reset, timeout, no healthy host, also when a filter was
+/// holding the upstream's headers), and with consumers, a missing or
+/// wrong key (401) and a model the key may not use (403).
+fn local_replies(g: &Gateway, anchor: bool) -> String {
+    let mut out = format!("          local_reply_config:{}\n            mappers:\n", if anchor { " &local_replies" } else { "" });
+    let anthropic = |kind: &str, message: &str| json!({"type": "error", "error": {"type": kind, "message": message}});
+    let openai = |kind: &str, message: &str, param: Option<&str>, code: &str| json!({"error": {"message": message, "type": kind, "param": param, "code": code}});
+    if !g.consumers.is_empty() {
+        for (details, status_kind, message, code, param) in [
+            ("response.code_details in ['missing_api_key', 'unknown_api_key']", "authentication_error", "missing or unknown API key (send it as `Authorization: Bearer <key>` or `x-api-key`)", "invalid_api_key", None),
+            ("response.code_details == 'client_not_allowed'", "permission_error", "this API key may not use this model", "model_not_allowed", Some("model")),
+        ] {
+            let is_auth = details.to_string();
+            out.push_str(&mapper(&cel(&format!("({is_auth}) && ({MESSAGES_PATH})")), &anthropic(status_kind, message)));
+            out.push_str(&mapper(&cel(&is_auth), &openai("invalid_request_error", message, param, code)));
+        }
+    }
+    for (flag, code, meaning) in UPSTREAM_FAILURES {
+        let message = format!("{meaning} (%LOCAL_REPLY_BODY%)");
+        let flag_filter = format!("{{ response_flag_filter: {{ flags: [{flag}] }} }}");
+        let messages = format!("{{ and_filter: {{ filters: [{flag_filter}, {}] }} }}", cel(MESSAGES_PATH));
+        out.push_str(&mapper(&messages, &anthropic("api_error", &message)));
+        out.push_str(&mapper(&flag_filter, &openai("upstream_error", &message, None, code)));
+    }
+    out
+}
 
 const ADVANCED_VM: &str = "ai-proxy-advanced";
 
@@ -126,12 +182,39 @@ fn quoted(v: &Value) -> String {
     format!("'{}'", v.to_string().replace('\'', "''"))
 }
 
-fn enable(names: &[String]) -> String {
+/// The route's filters: the disabled-by-default ones it enables, and
+/// api_key_auth's per-route configuration when consumers have keys.
+fn enable(names: &[String], auth: Option<String>) -> String {
     let mut out = String::from("                typed_per_filter_config:\n");
     for n in names {
         let _ = writeln!(out, "                  {n}: {{ \"@type\": type.googleapis.com/envoy.config.route.v3.FilterConfig, config: {{}} }}");
     }
+    if let Some(auth) = auth {
+        out.push_str(&auth);
+    }
     out
+}
+
+const KEY_AUTH: &str = "envoy.filters.http.api_key_auth";
+
+/// api_key_auth on one route: the consumers that may use its model, and
+/// the forwarding every per-route configuration must repeat (without it,
+/// Envoy 1.40 forwards no consumer name and a client's own header passes).
+/// `hide`: the key is removed here; the root route keeps it for the
+/// model's route to check again.
+fn key_auth(g: &Gateway, model: Option<&Model>, hide: bool) -> Option<String> {
+    if g.consumers.is_empty() {
+        return None;
+    }
+    let mut out = format!("                  {KEY_AUTH}:\n                    \"@type\": type.googleapis.com/envoy.extensions.filters.http.api_key_auth.v3.ApiKeyAuthPerRoute\n");
+    if let Some(m) = model {
+        if g.consumers.iter().any(|c| !c.may_use(&m.identifier)) {
+            let allowed: Vec<&str> = g.consumers.iter().filter(|c| c.may_use(&m.identifier)).map(|c| c.name.as_str()).collect();
+            let _ = writeln!(out, "                    allowed_clients: [{}]", allowed.join(", "));
+        }
+    }
+    let _ = writeln!(out, "                    forwarding: {{ header: {}, hide_credentials: {hide} }}", g.consumer_header);
+    Some(out)
 }
 
 fn metadata(m: &Model) -> String {
@@ -243,10 +326,33 @@ fn model_list(models: &[&Model]) -> Value {
 }
 
 fn direct_json(path: &str, status: u16, body: &Value) -> String {
+    direct_json_match(&format!("{{ path: \"{path}\" }}"), status, body)
+}
+
+fn direct_json_match(matcher: &str, status: u16, body: &Value) -> String {
     format!(
-        "              - match: {{ path: \"{path}\" }}\n                direct_response:\n                  status: {status}\n                  body: {{ inline_string: {} }}\n                response_headers_to_add:\n                - header: {{ key: content-type, value: application/json }}\n",
+        "              - match: {matcher}\n                direct_response:\n                  status: {status}\n                  body: {{ inline_string: {} }}\n                response_headers_to_add:\n                - header: {{ key: content-type, value: application/json }}\n",
         quoted(body)
     )
+}
+
+/// `GET /v1/models`: the names clients may send on the root API paths,
+/// once each; without any, every model's own name.
+fn root_model_list(g: &Gateway) -> Value {
+    let apis = root_apis(g);
+    if apis.is_empty() {
+        let all: Vec<&Model> = g.models.iter().collect();
+        return model_list(&all);
+    }
+    let mut seen = BTreeSet::new();
+    let data: Vec<Value> = apis
+        .values()
+        .flatten()
+        .flat_map(|m| m.names.iter().map(move |n| (n, m)))
+        .filter(|(n, _)| seen.insert(n.as_str()))
+        .map(|(n, m)| json!({"id": n, "object": "model", "created": 0, "owned_by": m.provider}))
+        .collect();
+    json!({"object": "list", "data": data})
 }
 
 fn wasm_filter(name: &str, module: &str, vm_id: &str, env: &[String], config: &Value, o: &Options) -> String {
@@ -312,7 +418,7 @@ fn a2a_routes(g: &Gateway) -> String {
             h = a.upstream.host,
             p = a.upstream.port,
             c = a.upstream.cluster,
-            e = enable(&[a2a_name(a)])
+            e = enable(&[a2a_name(a)], key_auth(g, None, true))
         );
     }
     out
@@ -335,7 +441,7 @@ fn mcp_routes(g: &Gateway) -> String {
                 "              # {id}: a REST API as MCP tools; the stamped route takes each tools/call's REST request.\n              - match: {{ prefix: \"/\", headers: [{{ name: x-ai-mcp-proxy, string_match: {{ exact: {name} }} }}] }}\n                route: {{ cluster: {c}, timeout: 60s }}\n                request_headers_to_remove: [x-ai-mcp-proxy]\n{e}              - match: {{ path: \"{p}\" }}\n                route: {{ cluster: {c}, timeout: 60s }}\n{e}",
                 id = m.identifier,
                 p = m.path,
-                e = enable(std::slice::from_ref(&name))
+                e = enable(std::slice::from_ref(&name), key_auth(g, None, true))
             );
         } else {
             // No route timeout: a GET stream lasts as long as its session.
@@ -345,11 +451,83 @@ fn mcp_routes(g: &Gateway) -> String {
                 id = m.identifier,
                 p = m.path,
                 up = m.upstream_path,
-                e = enable(std::slice::from_ref(&name))
+                e = enable(std::slice::from_ref(&name), key_auth(g, None, true))
             );
         }
     }
     out
+}
+
+/// The header the root route sets from the body's `model` (Envoy's
+/// json_to_metadata) before handing the request to the internal listener,
+/// whose routes pick the model by it.
+const MODEL_HEADER: &str = "x-ai-model";
+const INTERNAL: &str = "ai-gateway-internal";
+
+/// The root API paths routed by the body's `model`, each with its models:
+/// those the gateway decides the model of, on every API path no model
+/// claims as its own `paths`.
+pub fn root_apis(g: &Gateway) -> BTreeMap<&'static str, Vec<&Model>> {
+    let mut apis: BTreeMap<&'static str, Vec<&Model>> = BTreeMap::new();
+    for m in g.models.iter().filter(|m| !m.names.is_empty()) {
+        apis.entry(m.api()).or_default().push(m);
+    }
+    apis.retain(|api, _| !g.models.iter().any(|m| m.paths.iter().any(|p| p == api)));
+    apis
+}
+
+/// An error body in the shape of the API at `api`.
+fn client_error(api: &str, kind: &str, message: &str, param: Option<&str>, code: &str) -> Value {
+    if api == "/v1/messages" {
+        json!({"type": "error", "error": {"type": if kind == "not_found" { "not_found_error" } else { "invalid_request_error" }, "message": message}})
+    } else {
+        json!({"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}})
+    }
+}
+
+/// The root API paths: the body's `model` names the model. The root route
+/// reads it (json_to_metadata), sets `x-ai-model` and sends the request to
+/// the gateway's internal listener, where the route of that name runs the
+/// model's own filters, exactly as on its `/<identifier>` path. (A route's
+/// filters are fixed when its headers arrive, before any body is read: a
+/// second pass is how a body picks them.)
+fn root_routes(g: &Gateway, filters: &Instances) -> String {
+    let mut out = String::new();
+    for (api, models) in root_apis(g) {
+        let names: Vec<&str> = models.iter().flat_map(|m| m.names.iter().map(String::as_str)).collect();
+        let _ = writeln!(out, "              # {api} for every model by the body's `model`: {}.", names.join(", "));
+        for m in &models {
+            let route = model_route(m);
+            for n in &m.names {
+                let _ = write!(
+                    out,
+                    "              - match: {{ path: \"{api}\", headers: [{{ name: {MODEL_HEADER}, string_match: {{ exact: \"{n}\" }} }}] }}\n{}{route}                request_headers_to_remove: [{MODEL_HEADER}]\n{}",
+                    metadata(m),
+                    enable(&filters.chain(m), key_auth(g, Some(m), true))
+                );
+            }
+        }
+        let listed = names.join(", ");
+        let missing = client_error(api, "invalid", &format!("`model` is required in a JSON body (content-type: application/json): one of {listed}"), Some("model"), "model_required");
+        out.push_str(&direct_json_match(&format!("{{ path: \"{api}\", headers: [{{ name: {MODEL_HEADER}, string_match: {{ exact: \"\" }} }}] }}"), 400, &missing));
+        let unknown = client_error(api, "not_found", &format!("no model of that name on {api}: one of {listed} (GET /v1/models lists them)"), Some("model"), "model_not_found");
+        out.push_str(&direct_json_match(&format!("{{ path: \"{api}\", headers: [{{ name: {MODEL_HEADER}, present_match: true }}] }}"), 404, &unknown));
+        let _ = write!(
+            out,
+            "              - name: by-model\n                match: {{ path: \"{api}\" }}\n                route: {{ cluster: {INTERNAL}, timeout: 0s, idle_timeout: 300s }}\n                request_headers_to_add:\n                - header: {{ key: {MODEL_HEADER}, value: \"%DYNAMIC_METADATA(ai_gateway:model)%\" }}\n                  keep_empty_value: true\n                  append_action: OVERWRITE_IF_EXISTS_OR_ADD\n{}",
+            enable(&["envoy.filters.http.json_to_metadata".to_string()], key_auth(g, None, false))
+        );
+    }
+    out
+}
+
+/// The route action of a model's public paths.
+fn model_route(m: &Model) -> String {
+    match (&m.balanced, &m.passthrough) {
+        (Some(b), _) => balanced_route(b),
+        (None, Some(upstream_path)) => format!("                route: {{ cluster: {}, timeout: 300s, prefix_rewrite: \"{upstream_path}\" }}\n", m.upstream.cluster),
+        (None, None) => format!("                route: {{ cluster: {}, timeout: 300s }}\n", m.upstream.cluster),
+    }
 }
 
 fn routes(g: &Gateway, filters: &Instances) -> String {
@@ -362,7 +540,7 @@ fn routes(g: &Gateway, filters: &Instances) -> String {
             out,
             "              - match: {{ prefix: \"/\", headers: [{{ name: x-ai-proxy, string_match: {{ exact: {p} }} }}] }}\n{}                route: {{ cluster: {c}, timeout: 300s }}\n                request_headers_to_remove: [x-ai-proxy]\n{}",
             metadata(m),
-            enable(&filters.chain(m)),
+            enable(&filters.chain(m), key_auth(g, Some(m), true)),
             p = proxy_name(m),
             c = m.upstream.cluster
         );
@@ -371,7 +549,7 @@ fn routes(g: &Gateway, filters: &Instances) -> String {
                 out,
                 "              - match: {{ prefix: \"/\", headers: [{{ name: x-ai-proxy, string_match: {{ exact: {p} }} }}] }}\n{}                route: {{ cluster: {c}, timeout: 300s, regex_rewrite: {{ pattern: {{ regex: \"^.*$\" }}, substitution: /v1/messages/count_tokens }} }}\n                request_headers_to_remove: [x-ai-proxy]\n{}",
                 metadata(m),
-                enable(&[count_tokens_name(m)]),
+                enable(&[count_tokens_name(m)], key_auth(g, Some(m), true)),
                 p = count_tokens_name(m),
                 c = m.upstream.cluster
             );
@@ -382,12 +560,8 @@ fn routes(g: &Gateway, filters: &Instances) -> String {
         let filter_list = filters.chain(m);
         let _ = writeln!(out, "              # {}: {} {} ({}{})", m.identifier, m.provider, m.model.as_deref().unwrap_or("model from the request"), m.prompt_type, if m.anthropic_format { ", Anthropic's Messages API" } else { "" });
         for path in &m.paths {
-            let route = match (&m.balanced, &m.passthrough) {
-                (Some(b), _) => balanced_route(b),
-                (None, Some(upstream_path)) => format!("                route: {{ cluster: {}, timeout: 300s, prefix_rewrite: \"{upstream_path}\" }}\n", m.upstream.cluster),
-                (None, None) => format!("                route: {{ cluster: {}, timeout: 300s }}\n", m.upstream.cluster),
-            };
-            let _ = write!(out, "              - match: {{ path: \"{path}\" }}\n{}{route}{}", metadata(m), enable(&filter_list));
+            let route = model_route(m);
+            let _ = write!(out, "              - match: {{ path: \"{path}\" }}\n{}{route}{}", metadata(m), enable(&filter_list, key_auth(g, Some(m), true)));
             let base = match api_suffix(path) {
                 Some(suffix) => &path[..path.len() - suffix.len()],
                 None if path == &format!("/{}", m.identifier) => path.as_str(),
@@ -410,7 +584,7 @@ fn routes(g: &Gateway, filters: &Instances) -> String {
                         "              - match: {{ path: \"{counting}\" }}\n{}                route: {{ cluster: {}, timeout: 300s, regex_rewrite: {{ pattern: {{ regex: \"^.*$\" }}, substitution: /v1/messages/count_tokens }} }}\n{}",
                         metadata(m),
                         m.upstream.cluster,
-                        enable(&[count_tokens_name(m)])
+                        enable(&[count_tokens_name(m)], key_auth(g, Some(m), true))
                     );
                 }
                 None => {
@@ -420,11 +594,11 @@ fn routes(g: &Gateway, filters: &Instances) -> String {
             }
         }
     }
+    out.push_str(&root_routes(g, filters));
     for (base, models) in bases.iter().filter(|(b, _)| !b.is_empty()) {
         out.push_str(&direct_json(&format!("{base}/v1/models"), 200, &model_list(models)));
     }
-    let all: Vec<&Model> = g.models.iter().collect();
-    out.push_str(&direct_json("/v1/models", 200, &model_list(&all)));
+    out.push_str(&direct_json("/v1/models", 200, &root_model_list(g)));
     let not_found = json!({"error": {"message": "no such route on this gateway (GET /v1/models lists its models)", "type": "invalid_request_error", "param": null, "code": "not_found"}});
     let _ = write!(
         out,
@@ -434,8 +608,38 @@ fn routes(g: &Gateway, filters: &Instances) -> String {
     out
 }
 
-fn http_filters(g: &Gateway, filters: &Instances, o: &Options) -> String {
-    let mut out = String::from("          http_filters:\n          # Each route enables its model's filters: template, decorator, guard,\n          # budgets, then ai-proxy.\n");
+/// Envoy's health answer on the gateway's own port: 200 while it serves,
+/// 503 once it drains or the admin's `/healthcheck/fail` says so.
+const HEALTH: &str = "          - name: envoy.filters.http.health_check\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck\n              pass_through_mode: false\n              headers:\n              - name: \":path\"\n                string_match: { safe_regex: { regex: \"^/(healthz|readyz|ready|health)$\" } }\n";
+
+/// The consumers' keys: `Authorization: Bearer` (OpenAI's SDKs) or
+/// `x-api-key` (Anthropic's), the consumer's name forwarded in the
+/// consumers' header (a client's own value replaced), the key removed.
+fn key_auth_filter(g: &Gateway) -> String {
+    let mut out = format!("          - name: {KEY_AUTH}\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.api_key_auth.v3.ApiKeyAuth\n              credentials:\n");
+    for c in &g.consumers {
+        for k in &c.keys {
+            let _ = writeln!(out, "              - {{ key: '{}', client: {} }}", k.replace('\'', "''"), c.name);
+        }
+    }
+    let _ = write!(out, "              key_sources: [{{ header: authorization }}, {{ header: x-api-key }}]\n              forwarding: {{ header: {}, hide_credentials: true }}\n", g.consumer_header);
+    out
+}
+
+/// The body's `model` as dynamic metadata, on the root routes only; a
+/// missing model or a body that is not JSON reads as "".
+const MODEL_TO_METADATA: &str = "          - name: envoy.filters.http.json_to_metadata\n            disabled: true\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.json_to_metadata.v3.JsonToMetadata\n              request_rules:\n                rules:\n                - selectors: [{ key: model }]\n                  on_present: { metadata_namespace: ai_gateway, key: model, type: STRING }\n                  on_missing: { metadata_namespace: ai_gateway, key: model, value: \"\" }\n                  on_error: { metadata_namespace: ai_gateway, key: model, value: \"\" }\n";
+
+fn http_filters(g: &Gateway, filters: &Instances, o: &Options, anchor: bool) -> String {
+    let mut out = format!("          http_filters:{}\n", if anchor { " &filters" } else { "" });
+    out.push_str(HEALTH);
+    if !g.consumers.is_empty() {
+        out.push_str(&key_auth_filter(g));
+    }
+    if anchor {
+        out.push_str(MODEL_TO_METADATA);
+    }
+    out.push_str("          # Each route enables its model's filters: template, decorator, guard,\n          # budgets, then ai-proxy.\n");
     for (f, name) in &filters.list {
         let module = format!("{}.wasm", f.kind.module().replace('-', "_"));
         out.push_str(&wasm_filter(name, &module, f.kind.module(), &[], &f.config, o));
@@ -520,23 +724,59 @@ fn clusters(g: &Gateway) -> String {
     out
 }
 
+/// The main listener's HTTP connection manager up to its routes; with
+/// root routing, its routes, filters and local replies are YAML anchors
+/// the internal listener's manager repeats.
+fn connection_manager(g: &Gateway, stat_prefix: &str, log_filter: Option<&str>, anchor: bool) -> String {
+    let mut out = format!(
+        "      - name: envoy.filters.network.http_connection_manager\n        typed_config:\n          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager\n          stat_prefix: {stat_prefix}\n          # Keep the caller's x-request-id so logs correlate across services.\n          preserve_external_request_id: true\n"
+    );
+    out.push_str(&access_log(log_filter));
+    out.push_str(&local_replies(g, anchor));
+    out
+}
+
+/// The internal listener the root routes hand requests to (no socket: an
+/// in-process hop), and the cluster that reaches it.
+fn internal_listener(g: &Gateway) -> String {
+    let mut out = format!("  - name: {INTERNAL}\n    internal_listener: {{}}\n    per_connection_buffer_limit_bytes: 16777216\n    filter_chains:\n    - filters:\n");
+    out.push_str(&connection_manager(g, "ai_gateway_internal", None, false).replace(&local_replies(g, false), "          local_reply_config: *local_replies\n"));
+    out.push_str("          route_config: *routes\n          http_filters: *filters\n");
+    out
+}
+
+/// The cluster the root routes send to: the internal listener, in process.
+const INTERNAL_CLUSTER: &str = "  - name: ai-gateway-internal\n    connect_timeout: 1s\n    per_connection_buffer_limit_bytes: 16777216\n    load_assignment:\n      cluster_name: ai-gateway-internal\n      endpoints:\n      - lb_endpoints:\n        - endpoint: { address: { envoy_internal_address: { server_listener_name: ai-gateway-internal } } }\n";
+
 pub fn render(g: &Gateway, o: &Options) -> String {
     let filters = Instances::new(&g.models);
+    let internal = !root_apis(g).is_empty();
     let mut out = header(g, o);
+    if internal {
+        out.push_str("bootstrap_extensions:\n- name: envoy.bootstrap.internal_listener\n  typed_config:\n    \"@type\": type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener\n");
+    }
     out.push_str(STATS_TAGS);
     let _ = write!(
         out,
-        "static_resources:\n  listeners:\n  - name: gateway\n    address:\n      socket_address: {{ address: {}, port_value: {} }}\n    # Chat histories with images exceed Envoy's 1 MiB default buffer.\n    per_connection_buffer_limit_bytes: 16777216\n    filter_chains:\n    - filters:\n      - name: envoy.filters.network.http_connection_manager\n        typed_config:\n          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager\n          stat_prefix: ai_gateway\n          # Keep the caller's x-request-id so logs correlate across services.\n          preserve_external_request_id: true\n",
+        "static_resources:\n  listeners:\n  - name: gateway\n    address:\n      socket_address: {{ address: {}, port_value: {} }}\n    # Chat histories with images exceed Envoy's 1 MiB default buffer.\n    per_connection_buffer_limit_bytes: 16777216\n    filter_chains:\n    - filters:\n",
         o.address, o.port
     );
-    out.push_str(ACCESS_LOG_AND_LOCAL_REPLY);
-    out.push_str("          route_config:\n            name: gateway\n            virtual_hosts:\n            - name: gateway\n              domains: [\"*\"]\n");
+    // The root route's hand-over is logged by the model's route, once.
+    let handed_over = format!("            filter: {}\n", cel("!(xds.route_name == 'by-model' && response.code_details == 'via_upstream')"));
+    out.push_str(&connection_manager(g, "ai_gateway", internal.then_some(handed_over.as_str()), internal));
+    out.push_str(&format!("          route_config:{}\n            name: gateway\n            virtual_hosts:\n            - name: gateway\n              domains: [\"*\"]\n", if internal { " &routes" } else { "" }));
     if g.models.iter().any(|m| m.balanced.is_some()) {
         out.push_str("              # ai-proxy-advanced's matchers read the try's number.\n              include_request_attempt_count: true\n");
     }
     out.push_str(&routes(g, &filters));
-    out.push_str(&http_filters(g, &filters, o));
+    out.push_str(&http_filters(g, &filters, o, internal));
+    if internal {
+        out.push_str(&internal_listener(g));
+    }
     out.push_str(&clusters(g));
+    if internal {
+        out.push_str(INTERNAL_CLUSTER);
+    }
     let _ = write!(out, "admin:\n  address:\n    socket_address: {{ address: 127.0.0.1, port_value: {} }}\n", o.admin_port);
     out
 }
@@ -567,9 +807,11 @@ mod tests {
         ] {
             assert!(a.contains(needle), "{needle} missing");
         }
-        // The rendered YAML parses, and its one cluster serves both models.
+        // The rendered YAML parses, and its one provider cluster serves
+        // both models (the other is the root routes' internal hop).
         let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&a).unwrap();
-        assert_eq!(v["static_resources"]["clusters"].as_sequence().map(Vec::len), Some(1));
+        let clusters: Vec<&str> = v["static_resources"]["clusters"].as_sequence().into_iter().flatten().filter_map(|c| c["name"].as_str()).collect();
+        assert_eq!(clusters, ["openai-api-openai-com", INTERNAL]);
     }
 
     fn routes_of(yaml: &str) -> Vec<serde_yaml_ng::Value> {

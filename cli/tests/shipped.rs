@@ -16,7 +16,7 @@ fn shipped_envoy_configs_are_fresh_renders_of_their_gateway_files() {
         let Some(stem) = name.strip_suffix(".gateway.yaml") else { continue };
         let text = std::fs::read_to_string(&path).unwrap();
         let g = gateway::parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
-        // `aigw render`'s defaults: what the compose file runs.
+        // `aigw render --for docker`: what the compose file runs.
         let options = render::Options {
             address: "0.0.0.0".into(),
             port: 10000,

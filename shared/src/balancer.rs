@@ -230,6 +230,8 @@ impl AdvancedConfig {
                     logging: t.logging,
                     consumer_header: raw.consumer_header.clone(),
                     llm_format: raw.llm_format,
+                    // The balancer replaces every client's model.
+                    model_aliases: Vec::new(),
                 },
                 env,
             )

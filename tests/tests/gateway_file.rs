@@ -21,7 +21,12 @@ struct Gw {
 /// Renders a gateway file as `aigw render` does (default address, ports
 /// and module path, which the test runner rewrites as for shipped files).
 fn start(name: &str, text: &str, env: &[(&str, &str)]) -> Gw {
-    let g = gateway::parse(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+    start_mapped(name, text, env, &[])
+}
+
+/// As `start`, with some upstream ports mapped elsewhere than the fake.
+fn start_mapped(name: &str, text: &str, env: &[(&str, &str)], mapped: ai_gateway_tests::envoy::PortMap) -> Gw {
+    let g = gateway::parse_with_env(text, &|var| env.iter().find(|(k, _)| *k == var).map(|(_, v)| v.to_string())).unwrap_or_else(|e| panic!("{name}: {e}"));
     let options = render::Options { address: "0.0.0.0".into(), port: 10000, admin_port: 9901, wasm_dir: "/etc/envoy/wasm".into(), source: name.into(), notes: String::new() };
     let dir = repo_root().join("target/e2e");
     std::fs::create_dir_all(&dir).ok();
@@ -29,7 +34,7 @@ fn start(name: &str, text: &str, env: &[(&str, &str)]) -> Gw {
     std::fs::write(&path, render::render(&g, &options)).unwrap_or_else(|e| panic!("{e}"));
     let fake = FakeProvider::start();
     // An absolute path: the runner reads it instead of envoy/<file>.
-    let envoy = Envoy::start(&path.to_string_lossy(), fake.port, 2, env);
+    let envoy = Envoy::start_mapped(&path.to_string_lossy(), fake.port, 2, env, &|y| y, mapped);
     let vms = envoy.vm_baseline();
     Gw { fake, envoy, vms }
 }
@@ -82,12 +87,12 @@ fn kongs_classic_model_is_a_completions_route() {
 }
 
 #[test]
-fn the_model_list_names_the_configured_models() {
+fn the_model_list_names_what_clients_may_send() {
     let gw = kong();
     let all = get(gw, "/v1/models");
     assert_eq!(all.status, 200);
     let ids: Vec<String> = all.json()["data"].as_array().into_iter().flatten().filter_map(|m| m["id"].as_str().map(str::to_string)).collect();
-    assert_eq!(ids, ["gpt-3.5-turbo-instruct", "gpt-4"]);
+    assert_eq!(ids, ["devteam-chatgpt", "marketing-team-classic-chatgpt"], "the names the root API paths take");
     let one = get(gw, "/devteam-chatgpt/v1/models");
     assert_eq!(one.json()["data"][0]["id"], "gpt-4");
     assert_eq!(get(gw, "/nope").status, 404);
@@ -228,4 +233,247 @@ fn aigw_validate_runs_envoys_own_check() {
     let refused = Command::new(&aigw).args(["validate"]).arg(&bad).output().unwrap_or_else(|e| panic!("{e}"));
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("identifier is used twice"), "{}", String::from_utf8_lossy(&refused.stderr));
+}
+
+/// One base URL for every model, consumers with their own keys: the
+/// gateway a LiteLLM or Portkey user expects.
+const ONE_BASE_URL: &str = r#"
+kind: Secret
+metadata: {name: consumer-keys}
+stringData: {alice: alice-key-0001, bob: bob-key-0002}
+---
+kind: AIGateway
+metadata: {name: one-base-url}
+spec:
+  consumers:
+  - name: alice
+    keys: [{secretKeyRef: {name: consumer-keys, key: alice}}]
+    tokenBudget: {limits: [{limit: 40, window_size: 3600}]}
+  - name: bob
+    keys: [{secretKeyRef: {name: consumer-keys, key: bob}}, {env: BOB_SECOND_KEY}]
+    models: [local, local-messages, local-responses, guarded, down]
+    tokenBudget: {limits: [{limit: 100000, window_size: 3600}]}
+  largeLanguageModels:
+    selfHosted:
+    - {identifier: local, model: fake-model, url: 'http://127.0.0.1:8000', aliases: [fake-small]}
+    - {identifier: local-responses, promptType: responses, model: fake-model, url: 'http://127.0.0.1:8000', aliases: [local]}
+    - {identifier: local-messages, llmFormat: anthropic, model: fake-model, url: 'http://127.0.0.1:8000', aliases: [local]}
+    - {identifier: guarded, model: fake-guarded, url: 'http://127.0.0.1:8000', promptGuard: {deny_patterns: [secret]}}
+    - {identifier: alice-only, model: fake-alice, url: 'http://127.0.0.1:8000'}
+    - {identifier: down, model: m, url: 'http://127.0.0.1:1'}
+"#;
+
+const ALICE: &str = "alice-key-0001";
+const BOB: &str = "bob-key-0002";
+const BOB_SECOND: &str = "bob-second-key-0003";
+
+fn one_base_url() -> &'static Gw {
+    static GW: OnceLock<Gw> = OnceLock::new();
+    GW.get_or_init(|| {
+        // `down` goes to a port nothing listens on; every other upstream
+        // is the fake.
+        start_mapped("one-base-url", ONE_BASE_URL, &[("BOB_SECOND_KEY", BOB_SECOND)], &[(1, ai_gateway_tests::envoy::free_port())])
+    })
+}
+
+fn call(gw: &Gw, path: &str, key: Option<&str>, body: Value, headers: &[(&'static str, &str)]) -> (Response, Vec<Recorded>) {
+    let id = test_id("root");
+    let mut req = Request::post_json(path, &body).header("x-test-id", id.clone());
+    if let Some(k) = key {
+        req = req.header("authorization", format!("Bearer {k}"));
+    }
+    for (n, v) in headers {
+        req = req.header(n, v.to_string());
+    }
+    let resp = send(gw.envoy.ports.listener, &req);
+    (resp, gw.fake.requests(&id))
+}
+
+fn hello(model: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": "hello"}]})
+}
+
+#[test]
+fn one_base_url_serves_every_model_by_the_bodys_model() {
+    let gw = one_base_url();
+    for name in ["local", "fake-small"] {
+        let (resp, got) = call(gw, "/v1/chat/completions", Some(BOB), hello(name), &[]);
+        assert_eq!(resp.status, 200, "{name}: {}", resp.text());
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].json()["model"], "fake-model", "the alias becomes the model");
+    }
+    // The same name on another API is that API's model.
+    let (resp, got) = call(gw, "/v1/responses", Some(BOB), json!({"model": "local", "input": "hello"}), &[]);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!((got[0].path.as_str(), resp.json()["object"].clone()), ("/v1/responses", json!("response")));
+    let (resp, got) = call(gw, "/v1/messages", Some(BOB), json!({"model": "local", "max_tokens": 50, "messages": [{"role": "user", "content": "hello"}]}), &[]);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!((got[0].path.as_str(), resp.json()["type"].clone()), ("/v1/chat/completions", json!("message")));
+    // The model's own filters run: its guard refuses, nothing goes upstream.
+    let (resp, got) = call(gw, "/v1/chat/completions", Some(BOB), json!({"model": "guarded", "messages": [{"role": "user", "content": "a secret"}]}), &[]);
+    assert_eq!((resp.status, resp.json()["error"]["code"].clone()), (400, json!("content_blocked")));
+    assert!(got.is_empty());
+    // Streams pass through the hand-over.
+    let mut body = hello("local");
+    body["stream"] = json!(true);
+    let (resp, _) = call(gw, "/v1/chat/completions", Some(BOB), body, &[]);
+    assert_eq!(resp.status, 200);
+    assert!(resp.text().trim_end().ends_with("data: [DONE]"), "{}", resp.text());
+    gw.envoy.assert_no_vm_crash(gw.vms);
+}
+
+#[test]
+fn unknown_and_missing_models_are_refused_in_the_clients_shape_listing_the_names() {
+    let gw = one_base_url();
+    let (resp, got) = call(gw, "/v1/chat/completions", Some(BOB), hello("gpt-9"), &[]);
+    assert_eq!(resp.status, 404);
+    let e = &resp.json()["error"];
+    assert_eq!((e["code"].clone(), e["param"].clone()), (json!("model_not_found"), json!("model")));
+    assert!(e["message"].as_str().unwrap_or_default().contains("local, fake-small, guarded, alice-only, down"), "{e}");
+    assert!(got.is_empty());
+    let (resp, _) = call(gw, "/v1/messages", Some(BOB), json!({"model": "gpt-9", "max_tokens": 5, "messages": []}), &[]);
+    assert_eq!((resp.status, resp.json()["error"]["type"].clone()), (404, json!("not_found_error")));
+    for (body, status, code) in [(json!({"messages": []}), 400, "model_required"), (json!({"model": "", "messages": []}), 400, "model_required"), (json!({"model": 7, "messages": []}), 404, "model_not_found")] {
+        let (resp, got) = call(gw, "/v1/chat/completions", Some(BOB), body.clone(), &[]);
+        assert_eq!((resp.status, resp.json()["error"]["code"].clone()), (status, json!(code)), "{body}");
+        assert!(got.is_empty());
+    }
+    let req = Request { method: "POST", path: "/v1/chat/completions", headers: vec![("authorization", format!("Bearer {BOB}")), ("content-type", "application/json".into())], body: b"{not json".to_vec() };
+    assert_eq!(send(gw.envoy.ports.listener, &req).status, 400);
+    // The names a client may send, once each.
+    let req = Request { method: "GET", path: "/v1/models", headers: vec![("authorization", format!("Bearer {BOB}"))], body: vec![] };
+    let ids: Vec<String> = send(gw.envoy.ports.listener, &req).json()["data"].as_array().into_iter().flatten().filter_map(|m| m["id"].as_str().map(str::to_string)).collect();
+    assert_eq!(ids, ["local", "fake-small", "guarded", "alice-only", "down", "local-messages", "local-responses"]);
+}
+
+#[test]
+fn consumers_keys_are_checked_forwarded_as_their_name_and_never_reach_a_provider() {
+    let gw = one_base_url();
+    // A forged consumer header is replaced by the key's consumer on every
+    // kind of route: the root API path, the model's own path, and the route
+    // ai-proxy's rewritten requests take (a client may forge its header too).
+    for (path, extra) in [("/v1/chat/completions", None), ("/local/v1/chat/completions", None), ("/anything", Some(("x-ai-proxy", "ai-proxy-local")))] {
+        let mut headers = vec![("x-consumer-id", "alice")];
+        headers.extend(extra);
+        let (resp, got) = call(gw, path, Some(BOB), hello("local"), &headers);
+        assert_eq!(resp.status, 200, "{path}: {}", resp.text());
+        assert_eq!(got[0].header("x-consumer-id"), Some("bob"), "{path}");
+        assert!(got[0].headers.iter().all(|(_, v)| !v.contains(BOB)), "{path}: the key reached the provider: {:?}", got[0].headers);
+    }
+    // Anthropic's SDK sends x-api-key; a consumer's second key works.
+    let (resp, got) = call(gw, "/v1/messages", None, json!({"model": "local", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}), &[("x-api-key", BOB_SECOND)]);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert!(got[0].header("x-api-key").is_none());
+    // No key, a wrong key: 401 in the client's shape, nothing upstream.
+    for key in [None, Some("not-a-key-000")] {
+        let (resp, got) = call(gw, "/v1/chat/completions", key, hello("local"), &[]);
+        assert_eq!(resp.status, 401);
+        assert_eq!((resp.json()["error"]["code"].clone(), resp.json()["error"]["param"].clone()), (json!("invalid_api_key"), Value::Null));
+        assert!(got.is_empty());
+    }
+    let (resp, _) = call(gw, "/v1/messages", None, json!({"model": "local", "max_tokens": 5, "messages": []}), &[]);
+    assert_eq!((resp.status, resp.json()["error"]["type"].clone()), (401, json!("authentication_error")));
+    // A model the key may not use: 403, on the root path and the model's own.
+    for path in ["/v1/chat/completions", "/alice-only/v1/chat/completions"] {
+        let (resp, got) = call(gw, path, Some(BOB), hello("alice-only"), &[]);
+        assert_eq!((resp.status, resp.json()["error"]["code"].clone()), (403, json!("model_not_allowed")), "{path}");
+        assert!(got.is_empty());
+    }
+    let (resp, _) = call(gw, "/v1/chat/completions", Some(ALICE), hello("alice-only"), &[]);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    // The health endpoint asks for no key.
+    let health = send(gw.envoy.ports.listener, &Request { method: "GET", path: "/healthz", headers: vec![], body: vec![] });
+    assert_eq!(health.status, 200);
+    gw.envoy.assert_no_vm_crash(gw.vms);
+}
+
+#[test]
+fn each_consumers_budget_is_counted_apart_and_one_line_is_logged_per_request() {
+    let gw = one_base_url();
+    let remaining = |r: &Response| r.header("x-ai-ratelimit-remaining-3600").and_then(|v| v.parse::<u64>().ok());
+    let (first, _) = call(gw, "/v1/chat/completions", Some(BOB), hello("local"), &[]);
+    let bob_before = remaining(&first).unwrap_or_else(|| panic!("no budget header: {:?}", first.headers));
+    // Alice spends her 40 tokens; Bob's budget does not move with hers.
+    let mut refused = None;
+    for i in 0..40 {
+        let (resp, got) = call(gw, "/v1/chat/completions", Some(ALICE), hello("local"), &[]);
+        if resp.status == 429 {
+            assert!(got.is_empty());
+            refused = Some(i);
+            break;
+        }
+        assert_eq!(resp.status, 200, "{}", resp.text());
+    }
+    assert!(refused.is_some_and(|i| i > 0), "alice was never refused");
+    let (resp, _) = call(gw, "/v1/chat/completions", Some(BOB), hello("local"), &[]);
+    assert_eq!(resp.status, 200, "bob is not refused for alice's spending");
+    let bob_after = remaining(&resp).unwrap_or_default();
+    assert!(bob_before - bob_after < 40, "bob's budget moved by {} with alice's requests", bob_before - bob_after);
+    // The hand-over to the model's route is logged once, by that route.
+    let id = "root-log-once-1";
+    let req = Request::post_json("/v1/chat/completions", &hello("local")).header("authorization", format!("Bearer {BOB}")).header("x-request-id", id);
+    assert_eq!(send(gw.envoy.ports.listener, &req).status, 200);
+    let line = gw.envoy.access_log(id);
+    assert_eq!((line["ai_consumer"].clone(), line["client_path"].clone(), line["status"].clone()), (json!("bob"), json!("/v1/chat/completions"), json!(200)));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(gw.envoy.log().matches(&format!("\"request_id\":\"{id}\"")).count(), 1, "one line per request");
+}
+
+#[test]
+fn upstream_failures_name_their_cause_with_param_set() {
+    let gw = one_base_url();
+    let (resp, _) = call(gw, "/v1/chat/completions", Some(BOB), hello("down"), &[]);
+    assert_eq!(resp.status, 503, "{}", resp.text());
+    let e = &resp.json()["error"];
+    assert_eq!((e["code"].clone(), e["type"].clone(), e["param"].clone()), (json!("upstream_connect_failed"), json!("upstream_error"), Value::Null), "{e}");
+    assert!(e["message"].as_str().unwrap_or_default().starts_with("the gateway could not connect to the upstream"), "{e}");
+}
+
+#[test]
+fn the_sdks_work_at_the_gateways_root() {
+    let gw = one_base_url();
+    let base = format!("http://127.0.0.1:{}", gw.envoy.ports.listener);
+    let script = r#"
+import json, sys, openai, anthropic
+base, key = sys.argv[1], sys.argv[2]
+client = openai.OpenAI(base_url=base + "/v1", api_key=key, max_retries=0)
+models = [m.id for m in client.models.list()]
+chat = client.chat.completions.create(model="local", messages=[{"role": "user", "content": "one base url"}])
+streamed = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(model="fake-small", messages=[{"role": "user", "content": "streamed"}], stream=True) if c.choices)
+claude = anthropic.Anthropic(base_url=base, api_key=key, max_retries=0)
+msg = claude.messages.create(model="local", max_tokens=50, messages=[{"role": "user", "content": "from claude"}])
+errors = []
+try:
+    openai.OpenAI(base_url=base + "/v1", api_key="wrong-key-0000", max_retries=0).chat.completions.create(model="local", messages=[{"role": "user", "content": "x"}])
+except openai.AuthenticationError as e:
+    errors.append("openai-401")
+try:
+    claude.messages.create(model="nope", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+except anthropic.NotFoundError as e:
+    errors.append("anthropic-404")
+print(json.dumps({"models": models, "chat": chat.choices[0].message.content, "streamed": streamed, "claude": msg.content[0].text, "errors": errors}))
+"#;
+    let out = Command::new(repo_root().join(".venv/bin/python")).args(["-c", script, &base, BOB]).output().unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r["models"][0], "local");
+    assert!(r["chat"].as_str().is_some_and(|t| t.contains("one base url")), "{r}");
+    assert!(r["streamed"].as_str().is_some_and(|t| t.contains("streamed")), "{r}");
+    assert!(r["claude"].as_str().is_some_and(|t| t.contains("from claude")), "{r}");
+    assert_eq!(r["errors"], json!(["openai-401", "anthropic-404"]));
+}
+
+#[test]
+fn a_revoked_key_is_refused_once_aigw_renders_again() {
+    let gw = one_base_url();
+    let (resp, _) = call(gw, "/v1/chat/completions", Some(ALICE), hello("local"), &[]);
+    assert_ne!(resp.status, 401);
+    // Alice's key is rotated in the Secret and the file rendered again.
+    let rotated = ONE_BASE_URL.replace("alice: alice-key-0001", "alice: alice-key-0009");
+    let again = start("one-base-url-rotated", &rotated, &[("BOB_SECOND_KEY", BOB_SECOND)]);
+    let (resp, got) = call(&again, "/v1/chat/completions", Some(ALICE), hello("local"), &[]);
+    assert_eq!(resp.status, 401, "{}", resp.text());
+    assert!(got.is_empty());
+    let (resp, _) = call(&again, "/v1/chat/completions", Some("alice-key-0009"), hello("local"), &[]);
+    assert_eq!(resp.status, 200, "{}", resp.text());
 }

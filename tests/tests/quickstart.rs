@@ -120,13 +120,14 @@ fn quickstart_with_typed_answers_then_from_the_environment() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     // Typed: OpenAI with a key, nothing else; the local model answers.
     let dir = repo_root().join("target/e2e/quickstart-pty");
+    let _ = std::fs::remove_dir_all(&dir);
     let port = free_port();
     {
         let _gw = quickstart(&dir, port, &[("OPENAI_API_KEY", "")], How::Typed("y|sk-typed-key|n|n|n|n"));
         chat_through(port, "/local/v1/chat/completions");
         let models = send(port, &Request { method: "GET", path: "/v1/models", headers: vec![], body: vec![] }).json();
-        let ids: Vec<String> = models["data"].as_array().into_iter().flatten().filter_map(|m| m["owned_by"].as_str().map(str::to_string)).collect();
-        assert_eq!(ids, ["openai", "openai"], "the OpenAI model and the local OpenAI-compatible one: {models}");
+        let ids: Vec<String> = models["data"].as_array().into_iter().flatten().filter_map(|m| m["id"].as_str().map(str::to_string)).collect();
+        assert_eq!(ids, ["openai", "local", "local-messages", "local-responses"], "the names the root API paths take: {models}");
         let env = std::fs::read_to_string(dir.join(".env")).unwrap_or_default();
         assert_eq!(env.trim(), "OPENAI_API_KEY=sk-typed-key");
         let mode = std::fs::metadata(dir.join(".env")).map(|m| m.permissions().mode() & 0o777).unwrap_or(0);
@@ -137,12 +138,50 @@ fn quickstart_with_typed_answers_then_from_the_environment() {
     }
     // Non-interactive: the same from environment variables.
     let dir = repo_root().join("target/e2e/quickstart-env");
+    let _ = std::fs::remove_dir_all(&dir);
     let port = free_port();
-    let _gw = quickstart(&dir, port, &[("QUICKSTART_PROVIDERS", "anthropic"), ("ANTHROPIC_API_KEY", "sk-ant-env")], How::FromEnvironment);
-    chat_through(port, "/local");
+    {
+        let _gw = quickstart(&dir, port, &[("QUICKSTART_PROVIDERS", "anthropic"), ("ANTHROPIC_API_KEY", "sk-ant-env")], How::FromEnvironment);
+        chat_through(port, "/local");
+    }
     let gateway = std::fs::read_to_string(dir.join("gateway.yaml")).unwrap_or_default();
     assert!(gateway.contains("identifier: anthropic"), "{gateway}");
     assert!(!gateway.contains("sk-ant-env"), "keys stay in .env");
+    // Run again without providers: the existing file is kept, not replaced.
+    let port = free_port();
+    {
+        let _gw = quickstart(&dir, port, &[("ANTHROPIC_API_KEY", "")], How::FromEnvironment);
+        chat_through(port, "/local");
+    }
+    assert_eq!(std::fs::read_to_string(dir.join("gateway.yaml")).unwrap_or_default(), gateway, "an existing gateway.yaml was replaced");
+    assert!(std::fs::read_to_string(dir.join("quickstart.log")).unwrap_or_default().contains("Keeping"));
+}
+
+#[test]
+fn the_quickstarts_files_are_ignored_by_git_and_a_taken_port_is_named() {
+    for file in ["gateway.yaml", ".env"] {
+        let ignored = Command::new("git").args(["check-ignore", "-q", file]).current_dir(repo_root()).status();
+        assert!(ignored.is_ok_and(|s| s.success()), "{file} (keys) must be in .gitignore");
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = repo_root().join("target/e2e/quickstart-taken");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).ok();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let port = taken.local_addr().map(|a| a.port()).unwrap_or_default();
+    let out = Command::new(repo_root().join("quickstart.sh"))
+        .current_dir(repo_root())
+        .stdin(Stdio::null())
+        .env("QUICKSTART_NONINTERACTIVE", "1")
+        .env("QUICKSTART_DIR", &dir)
+        .env("QUICKSTART_PORT", port.to_string())
+        .env("QUICKSTART_ADMIN_PORT", free_port().to_string())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains(&format!("the port {port} is taken")), "{text}");
+    assert!(!text.contains("curl http"), "printed how to call a gateway that is not running:\n{text}");
 }
 
 #[test]
@@ -160,7 +199,13 @@ fn run_sh_serves_the_quickstart_default_without_a_key() {
     assert_eq!(resp.json()["object"], "response", "{}", resp.text());
     assert!(resp.text().contains("hello responses"), "{}", resp.text());
     let models = send(port, &Request { method: "GET", path: "/v1/models", headers: vec![], body: vec![] }).json();
-    assert_eq!(models["data"].as_array().map(Vec::len), Some(1), "the local model only, once: {models}");
+    let ids: Vec<String> = models["data"].as_array().into_iter().flatten().filter_map(|m| m["id"].as_str().map(str::to_string)).collect();
+    assert_eq!(ids, ["local", "local-messages", "local-responses"], "{models}");
+    // One base URL: the same name on the OpenAI and Anthropic APIs.
+    let resp = send(port, &Request::post_json("/v1/chat/completions", &json!({"model": "local", "messages": [{"role": "user", "content": "hello root"}]})));
+    assert!(resp.status == 200 && resp.text().contains("hello root"), "{}", resp.text());
+    let resp = send(port, &Request::post_json("/v1/messages", &json!({"model": "local", "max_tokens": 20, "messages": [{"role": "user", "content": "hello claude"}]})));
+    assert!(resp.status == 200 && resp.json()["type"] == "message", "{}", resp.text());
     let gateway = std::fs::read_to_string(repo_root().join("target/run/gateway.yaml")).unwrap_or_default();
     assert!(gateway.contains("identifier: local") || gateway.contains("identifier: ollama"), "{gateway}");
 }

@@ -70,6 +70,11 @@ pub struct RawConfig {
     pub consumer_header: Option<String>,
     #[serde(default)]
     pub llm_format: LlmFormat,
+    /// Other names clients may send in `model` for `model.name` (the
+    /// gateway file's identifier and aliases, for one base URL): replaced
+    /// by it, where any other name is refused.
+    #[serde(default)]
+    pub model_aliases: Vec<String>,
 }
 
 pub(crate) fn default_route_type() -> RouteType {
@@ -124,6 +129,8 @@ pub struct ProxyConfig {
     /// different one (ai-proxy-advanced: the balancer picks the model).
     pub replace_client_model: bool,
     pub llm_format: LlmFormat,
+    /// Names a client may send for `model_name`, replaced by it.
+    pub model_aliases: Vec<String>,
 }
 
 /// A parsed `upstream_url`.
@@ -173,6 +180,15 @@ impl ProxyConfig {
             if name.is_empty() || name.len() > 256 || !is_header_value(name) {
                 return Err(ConfigError::new("model.name", "must be 1 to 256 printable characters"));
             }
+        }
+        if !raw.model_aliases.is_empty() && raw.model.name.is_none() {
+            return Err(ConfigError::new("model_aliases", "needs model.name (the model the aliases stand for)"));
+        }
+        if raw.model_aliases.len() > 64 {
+            return Err(ConfigError::new("model_aliases", "at most 64 names"));
+        }
+        if let Some(i) = raw.model_aliases.iter().position(|a| a.is_empty() || a.len() > 256 || !is_header_value(a)) {
+            return Err(ConfigError::new(format!("model_aliases[{i}]"), "must be 1 to 256 printable characters"));
         }
         let upstream = match &o.upstream_url {
             Some(url) => Some(
@@ -283,7 +299,14 @@ impl ProxyConfig {
             consumer_header: raw.consumer_header.map(|h| h.to_ascii_lowercase()),
             replace_client_model: false,
             llm_format: raw.llm_format,
+            model_aliases: raw.model_aliases,
         })
+    }
+
+    /// Whether a client's `model` must become the configured one: another
+    /// name is replaced when the balancer picks the model or it is an alias.
+    pub fn replaces_model(&self, asked: &str) -> bool {
+        self.replace_client_model || self.model_aliases.iter().any(|a| a == asked)
     }
 
     /// The upstream path for one request: fixed for most providers; Gemini

@@ -319,7 +319,7 @@ impl Exchange {
         let (mut req, stream) = messages::check_native(body)?;
         let asked = req.get("model").and_then(|m| m.as_str()).map(str::to_string);
         let model = match (&cfg.model_name, asked) {
-            (Some(pinned), Some(asked)) if &asked != pinned && !cfg.replace_client_model => {
+            (Some(pinned), Some(asked)) if &asked != pinned && !cfg.replaces_model(&asked) => {
                 return Err(GatewayError::bad_request(format!("cannot use own model - must be: {pinned}")).with_code("model_not_allowed"))
             }
             (Some(pinned), _) => pinned.clone(),

@@ -77,7 +77,7 @@ fn route_mismatch_hint(body: &[u8], route: RouteType) -> &'static str {
 /// else required from the client.
 fn pin_model(cfg: &ProxyConfig, model: &mut Option<String>, changed: &mut bool) -> Result<(), GatewayError> {
     match (&cfg.model_name, model.as_deref()) {
-        (Some(pinned), Some(asked)) if asked != pinned && cfg.replace_client_model => {
+        (Some(pinned), Some(asked)) if asked != pinned && cfg.replaces_model(asked) => {
             *model = Some(pinned.clone());
             *changed = true;
             Ok(())
@@ -343,6 +343,19 @@ mod tests {
         let cfg = ProxyConfig { replace_client_model: true, ..cfg(OPENAI) };
         let t = translate_request(&cfg, br#"{"model":"gpt-3.5","messages":[]}"#).unwrap();
         assert_eq!(body_json(&t)["model"], "gpt-4o");
+    }
+
+    #[test]
+    fn an_alias_becomes_the_configured_model_and_other_names_are_still_refused() {
+        let cfg = cfg(r#"{"model_aliases":["team-gpt","gpt"],"model":{"provider":"openai","name":"gpt-4o"}}"#);
+        let t = translate_request(&cfg, br#"{"model":"team-gpt","messages":[]}"#).unwrap();
+        assert_eq!(body_json(&t)["model"], "gpt-4o");
+        let e = translate_request(&cfg, br#"{"model":"gpt-3.5","messages":[]}"#).err().unwrap();
+        assert_eq!(e.message, "cannot use own model - must be: gpt-4o");
+        let err = ProxyConfig::from_json(br#"{"model_aliases":["a"],"model":{"provider":"openai"}}"#, &|_| None).err().unwrap();
+        assert_eq!(err.path, "model_aliases");
+        let err = ProxyConfig::from_json(br#"{"model_aliases":["a","b\nc"],"model":{"provider":"openai","name":"m"}}"#, &|_| None).err().unwrap();
+        assert_eq!(err.path, "model_aliases[1]");
     }
 
     #[test]
