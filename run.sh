@@ -42,6 +42,15 @@ fi
 # The compose file mounts the modules at /etc/envoy/wasm; here they are in dist/.
 sed "s#/etc/envoy/wasm/#$PWD/dist/#; s#address: 0.0.0.0, port_value: 10000#address: 127.0.0.1, port_value: 10000#" \
     "envoy/$config" > target/envoy.local.yaml
+# One line for every credential the config reads but the environment lacks
+# (their routes answer 500; Envoy logs each at info level).
+unset_vars=()
+for var in $(grep -o 'host_env_keys: \[[^]]*\]' target/envoy.local.yaml | sed 's/.*\[//; s/\]//; s/,/ /g' | tr ' ' '\n' | sort -u); do
+    [ -n "${!var:-}" ] || unset_vars+=("$var")
+done
+if [ ${#unset_vars[@]} -gt 0 ]; then
+    echo "not set (the routes that need them answer 500): ${unset_vars[*]}"
+fi
 if [ "$config" = mcp.yaml ]; then
 cat <<'MSG'
 

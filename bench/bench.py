@@ -103,6 +103,7 @@ TARGETS = [
     ("floor: 1 parse-and-rewrite filter", ["rewrite"]),
     ("floor: 5 parse-and-rewrite filters", ["rewrite"] * 5),
     ("ai-proxy openai passthrough", ["proxy"]),
+    ("ai-proxy by the body's model (one base URL)", ["by_model", "proxy"]),
     ("ai-proxy passthrough, statistics off", ["proxy_quiet"]),
     ("ai-proxy to anthropic", ["anthropic"]),
     ("ai-proxy responses to anthropic", ["responses_anthropic"]),
@@ -161,7 +162,84 @@ def native_ratelimit():
 {rate_limits}"""
 
 
+def by_model_config(target_filters, upstream, port, admin):
+    """The gateway file's root API path: json_to_metadata reads `model`, the
+    request goes through the internal listener to the model's route, where
+    its filters run (cli/src/render.rs, root_routes)."""
+    fs = filters(upstream)
+    chain = "".join(wasm_filter(f"{fs[f][0]}-{i}", *fs[f][1:]) for i, f in enumerate(target_filters))
+    hcm = lambda prefix, routes, http_filters: f"""
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: {prefix}
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:{routes}
+          http_filters:{http_filters}
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"""
+    root = """
+              - match: { prefix: "/" }
+                route: { cluster: internal, timeout: 60s }
+                request_headers_to_add:
+                - header: { key: x-ai-model, value: "%DYNAMIC_METADATA(ai_gateway:model)%" }
+                  keep_empty_value: true"""
+    to_metadata = """
+          - name: envoy.filters.http.json_to_metadata
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.json_to_metadata.v3.JsonToMetadata
+              request_rules:
+                rules:
+                - selectors: [{ key: model }]
+                  on_present: { metadata_namespace: ai_gateway, key: model, type: STRING }
+                  on_missing: { metadata_namespace: ai_gateway, key: model, value: "" }"""
+    model = """
+              - match: { prefix: "/", headers: [{ name: x-ai-model, string_match: { exact: bench-model } }] }
+                route: { cluster: upstream, timeout: 60s }
+                request_headers_to_remove: [x-ai-model]"""
+    return f"""bootstrap_extensions:
+- name: envoy.bootstrap.internal_listener
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener
+static_resources:
+  listeners:
+  - address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    per_connection_buffer_limit_bytes: 16777216
+    filter_chains:
+    - filters:{hcm("bench", root, to_metadata)}
+  - name: internal
+    internal_listener: {{}}
+    per_connection_buffer_limit_bytes: 16777216
+    filter_chains:
+    - filters:{hcm("bench_internal", model, chain)}
+  clusters:
+  - name: upstream
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: upstream
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream} }} }} }}
+  - name: internal
+    connect_timeout: 1s
+    per_connection_buffer_limit_bytes: 16777216
+    load_assignment:
+      cluster_name: internal
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ envoy_internal_address: {{ server_listener_name: internal }} }} }}
+admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}
+"""
+
+
 def config(target_filters, upstream, port, admin):
+    if "by_model" in target_filters:
+        return by_model_config([f for f in target_filters if f != "by_model"], upstream, port, admin)
     fs = filters(upstream)
     # A filter used more than once gets a name per instance.
     chain = "".join(wasm_filter(f"{fs[f][0]}-{i}", *fs[f][1:]) for i, f in enumerate(target_filters))

@@ -11,6 +11,16 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
+/// A filter parser's message without serde's position (`at line 1 column
+/// 41`), which points into the JSON aigw made, not into the user's file:
+/// the error's path names the field instead.
+fn plain(message: &str) -> &str {
+    match message.rfind(" at line ") {
+        Some(i) if message[i + 9..].split(" column ").all(|n| n.trim().parse::<u64>().is_ok()) => &message[..i],
+        _ => message,
+    }
+}
+
 /// A file error: the document, the model and the field.
 #[derive(Debug, PartialEq)]
 pub struct FileError(pub String);
@@ -322,7 +332,7 @@ struct Governance<'a> {
 fn governance(g: &Governance, at: &str) -> Result<Vec<Filter>, FileError> {
     let mut out = Vec::new();
     let check = |field: &str, kind: FilterKind, config: &Value, parse: &dyn Fn(&[u8]) -> Result<(), codec::config::ConfigError>| {
-        parse(config.to_string().as_bytes()).map_err(|e| FileError(format!("{at}: {field}.{}: {}", e.path, e.message)))?;
+        parse(config.to_string().as_bytes()).map_err(|e| FileError(format!("{at}: {field}.{}: {}", e.path, plain(&e.message))))?;
         Ok::<Filter, FileError>(Filter { kind, config: config.clone() })
     };
     if let Some(t) = g.templates {
@@ -407,7 +417,7 @@ fn mcp_server(e: &McpEntry, where_: &str) -> Result<McpServer, FileError> {
         logging.entry("log_statistics").or_insert(json!(true));
     }
     let config = Value::Object(config);
-    let parsed = codec::mcp::config::McpConfig::from_json(config.to_string().as_bytes()).map_err(|e| fail(format!("aiMcpProxy.{}: {}", e.path.trim_start_matches('.'), e.message)))?;
+    let parsed = codec::mcp::config::McpConfig::from_json(config.to_string().as_bytes()).map_err(|e| fail(format!("aiMcpProxy.{}: {}", e.path.trim_start_matches('.'), plain(&e.message))))?;
     let conversion = parsed.mode == codec::mcp::config::Mode::Conversion;
     let (upstream, path) = upstream("mcp", &e.identifier, &e.url).map_err(fail)?;
     if conversion && path != "/" {
@@ -457,7 +467,7 @@ fn a2a_agent(e: &A2aEntry, where_: &str) -> Result<A2aAgent, FileError> {
         logging.entry("log_statistics").or_insert(json!(true));
     }
     let config = Value::Object(config);
-    codec::a2a::config::A2aConfig::from_json(config.to_string().as_bytes()).map_err(|e| fail(format!("aiA2aProxy.{}: {}", e.path.trim_start_matches('.'), e.message)))?;
+    codec::a2a::config::A2aConfig::from_json(config.to_string().as_bytes()).map_err(|e| fail(format!("aiA2aProxy.{}: {}", e.path.trim_start_matches('.'), plain(&e.message))))?;
     let (upstream, path) = upstream("a2a", &e.identifier, &e.url).map_err(fail)?;
     if path != "/" {
         return Err(fail("url: the agent's base without a path (`http://host:port`): the gateway serves it at `/<identifier>` and its card's URLs are rewritten from its root".into()));
@@ -644,7 +654,7 @@ fn decorator(prompts: &[Prompt], at: &str) -> Result<Option<Value>, FileError> {
     }
     let prepend: Vec<Value> = prompts.iter().map(|p| json!({"role": p.role, "content": p.content})).collect();
     let config = json!({"prompts": {"prepend": prepend}});
-    Decorator::from_json(config.to_string().as_bytes()).map_err(|e| FileError(format!("{at}: defaultPrompts: {}", e.message)))?;
+    Decorator::from_json(config.to_string().as_bytes()).map_err(|e| FileError(format!("{at}: defaultPrompts: {}", plain(&e.message))))?;
     Ok(Some(config))
 }
 
@@ -760,7 +770,7 @@ fn cloud_model(m: &ModelEntry, where_: &str, credentials: Option<&Credentials>, 
         let (auth, env) = auth(provider, vertex, key).map_err(|e| fail(format!("{field}.name: {e}")))?;
         let tokens = count_tokens(provider, &opts, r.anthropic_format, &auth);
         let proxy = proxy_config(r.route, r.anthropic_format, Some(auth), model_json(provider, model, opts), m.ai_proxy.as_ref());
-        let parsed = ProxyConfig::from_json(proxy.to_string().as_bytes(), &|_| Some("set".into())).map_err(|e| fail(format!("{}: {}", e.path, e.message)))?;
+        let parsed = ProxyConfig::from_json(proxy.to_string().as_bytes(), &|_| Some("set".into())).map_err(|e| fail(format!("{}: {}", e.path, plain(&e.message))))?;
         Ok((proxy, tokens, env, hosted_upstream(provider, &parsed)))
     };
     let model = |proxy: Value, provider: String, route_provider: String, upstream: Upstream, balanced: Option<Balanced>, count_tokens: Option<Value>, env: Vec<String>| Model {
@@ -805,7 +815,7 @@ fn cloud_model(m: &ModelEntry, where_: &str, credentials: Option<&Credentials>, 
             }
             let config = json!({"balancer": m.balancer.clone().unwrap_or_else(|| json!({})), "targets": targets});
             let parsed = codec::balancer::AdvancedConfig::from_json(config.to_string().as_bytes(), &|_| Some("set".into()))
-                .map_err(|e| fail(format!("{}: {}", e.path, e.message)))?;
+                .map_err(|e| fail(format!("{}: {}", e.path, plain(&e.message))))?;
             let first = upstreams.first().cloned().ok_or_else(|| fail("targets: empty".into()))?;
             let providers: Vec<String> = m.targets.iter().map(|t| t.ai_cloud_provider.name.clone()).collect();
             let balanced = Balanced { config, tries: parsed.tries, targets: upstreams };
@@ -834,7 +844,7 @@ fn self_hosted_model(m: &ModelEntry, where_: &str) -> Result<Model, FileError> {
             // OpenAI-compatible servers (vLLM, llama.cpp...) speak OpenAI's API as is.
             let provider = if format == "openai" { "openai" } else { "ollama" };
             let proxy = proxy_config(r.route, r.anthropic_format, None, model_json(provider, m.model.as_deref(), opts), m.ai_proxy.as_ref());
-            ProxyConfig::from_json(proxy.to_string().as_bytes(), &|_| None).map_err(|e| fail(format!("{}: {}", e.path, e.message)))?;
+            ProxyConfig::from_json(proxy.to_string().as_bytes(), &|_| None).map_err(|e| fail(format!("{}: {}", e.path, plain(&e.message))))?;
             (proxy, provider, None)
         }
         "passthrough" => {
@@ -1101,7 +1111,7 @@ fn consumer_budgets(entries: &[ConsumerEntry], header: &str, at: &str) -> Result
         let index: usize = e.path.strip_prefix("policies[").and_then(|p| p.split(']').next()).and_then(|n| n.parse().ok()).unwrap_or(0);
         let consumer = entries.iter().filter(|c| c.token_budget.is_some()).nth(index).map(|c| c.name.as_str()).unwrap_or_default();
         let field = e.path.split_once("].").map(|(_, f)| f).unwrap_or(&e.path);
-        FileError(format!("{at}: consumer `{consumer}`: tokenBudget.{field}: {}", e.message))
+        FileError(format!("{at}: consumer `{consumer}`: tokenBudget.{field}: {}", plain(&e.message)))
     })?;
     Ok(Some(config))
 }
@@ -1131,10 +1141,12 @@ impl Model {
         }
         for f in self.filters.iter_mut().filter(|f| f.kind == FilterKind::Budgets) {
             set_consumer_header(&mut f.config, header).map_err(|e| format!("tokenBudgets.{e}"))?;
-            if let (Some(own), Some(theirs)) = (f.config["policies"].as_array(), budgets.and_then(|b| b["policies"].as_array())) {
-                if let Some(clash) = own.iter().find(|p| theirs.iter().any(|t| t["name"] == p["name"])) {
-                    return Err(format!("tokenBudgets: policy `{}` is a consumer budget's name", clash["name"].as_str().unwrap_or_default()));
-                }
+            let names = |config: Option<&Value>| -> Vec<String> {
+                config.and_then(|c| c.get("policies")).and_then(Value::as_array).into_iter().flatten().filter_map(|p| p.get("name").and_then(Value::as_str).map(str::to_string)).collect()
+            };
+            let theirs = names(budgets);
+            if let Some(clash) = names(Some(&f.config)).into_iter().find(|n| theirs.contains(n)) {
+                return Err(format!("tokenBudgets: policy `{clash}` is a consumer budget's name"));
             }
         }
         if let Some(b) = budgets {
@@ -1204,6 +1216,7 @@ mod tests {
         for (models, needle) in cases {
             let err = with_models(models).unwrap_err();
             assert!(err.0.contains(needle), "{models}: {err}");
+            assert!(!err.0.contains(" column "), "a position in aigw's own JSON, not the file: {err}");
             assert!(err.0.contains("AIGateway g"), "names the document: {err}");
         }
         let err = parse("kind: AIGateway\nmetadata: {name: g}\nspec:\n  largeLanguageModels: {}\n  cloudProviderCredentials: {name: keys}\n").unwrap_err();
@@ -1211,6 +1224,46 @@ mod tests {
         let missing = "kind: Secret\nmetadata: {name: k}\nstringData: {openai: sk-1}\n---\nkind: AIGateway\nmetadata: {name: g}\nspec:\n  cloudProviderCredentials: {name: k}\n  largeLanguageModels:\n    cloudHosted:\n    - {identifier: c, model: claude, aiCloudProvider: {name: anthropic}}\n";
         let err = parse(missing).unwrap_err();
         assert!(err.0.contains("cloudHosted[0] (c): aiCloudProvider.name: the Secret `k` has no `anthropic` key"), "{err}");
+    }
+
+    #[test]
+    fn aliases_and_consumers_are_checked_naming_the_field() {
+        let file = |spec: &str| parse_with_env(&format!("kind: Secret\nmetadata: {{name: k}}\nstringData: {{a: key-aaaa-1, b: key-bbbb-2, short: abc}}\n---\nkind: AIGateway\nmetadata: {{name: g}}\nspec:\n{spec}"), &|v| (v == "SET").then(|| "key-env-0001".to_string()));
+        let models = "  largeLanguageModels:\n    selfHosted:\n    - {identifier: m, model: x, url: 'http://h:1', aliases: [mm]}\n    - {identifier: n, model: y, url: 'http://h:1'}\n";
+        let g = file(&format!("  consumers:\n  - {{name: alice, keys: [{{secretKeyRef: {{name: k, key: a}}}}, {{env: SET}}], models: [m], tokenBudget: {{limits: [{{limit: 10, window_size: 60}}]}}}}\n  - {{name: bob, keys: [{{secretKeyRef: {{name: k, key: b}}}}]}}\n{models}")).unwrap();
+        assert_eq!(g.consumers[0].keys, ["key-aaaa-1", "key-env-0001"]);
+        assert_eq!(g.models[0].names, ["m", "mm"]);
+        assert_eq!(g.models[0].proxy["model_aliases"], json!(["m", "mm"]));
+        assert_eq!(g.models[0].proxy["consumer_header"], "x-consumer-id", "every filter reads the consumers' header");
+        let budgets: Vec<&Filter> = g.models[1].filters.iter().filter(|f| f.kind == FilterKind::Budgets).collect();
+        assert_eq!(budgets[0].config["policies"][0]["name"], "consumer-alice", "consumer budgets apply on every model");
+        for (spec, want) in [
+            ("  consumers:\n  - {name: a, keys: [{env: UNSET}]}\n", "consumers[0] (a): keys[0].env: `UNSET` is not set"),
+            ("  consumers:\n  - {name: a, keys: [{secretKeyRef: {name: k, key: short}}]}\n", "keys[0]: a key is 8 to 256 printable characters"),
+            ("  consumers:\n  - {name: a, keys: [{secretKeyRef: {name: k, key: a}}]}\n  - {name: b, keys: [{secretKeyRef: {name: k, key: a}}]}\n", "consumers[1] (b): keys[0]: the same key is given twice"),
+            ("  consumers:\n  - {name: a, keys: [{secretKeyRef: {name: nope, key: a}}]}\n", "keys[0].secretKeyRef.name: no Secret named `nope`"),
+            ("  consumers:\n  - {name: a, keys: [{secretKeyRef: {name: k, key: a}}], models: [zz]}\n", "consumers[0] (a): models: no model `zz`"),
+            ("  consumers:\n  - {name: a, keys: [{secretKeyRef: {name: k, key: a}}], models: [m]}\n", "model `n`: no consumer may use it"),
+            ("  consumers:\n  - {name: 'a b', keys: [{secretKeyRef: {name: k, key: a}}]}\n", "consumers[0] (a b): name"),
+            ("  consumers:\n  - {name: a, keys: [{secretKeyRef: {name: k, key: a}}], tokenBudget: {limits: []}}\n", "consumer `a`: tokenBudget.limits"),
+            ("  consumers:\n  - {name: a, keys: [{secretKeyRef: {name: k, key: a}}], tokenBudget: {policies: []}}\n", "tokenBudget.policies: unknown"),
+        ] {
+            let err = file(&format!("{spec}{models}")).unwrap_err().0;
+            assert!(err.contains(want), "{spec}: {err}");
+        }
+        for (models, want) in [
+            ("    - {identifier: m, url: 'http://h:1', aliases: [x]}\n", "aliases: this model takes `model` from the request"),
+            ("    - {identifier: m, model: x, url: 'http://h:1', aliases: ['a b']}\n", "aliases[0]: `a b`"),
+            ("    - {identifier: m, model: x, url: 'http://h:1', aliases: [n]}\n    - {identifier: n, model: y, url: 'http://h:1'}\n", "model `n`: the name `n` on /v1/chat/completions is also model `m`'s"),
+            ("    - {identifier: m, model: x, url: 'http://h:1'}\n    - {identifier: m, model: y, url: 'http://h:1'}\n", "identifier is used twice (selfHosted[0] and selfHosted[1])"),
+        ] {
+            let err = file(&format!("  largeLanguageModels:\n    selfHosted:\n{models}")).unwrap_err().0;
+            assert!(err.contains(want), "{models}: {err}");
+        }
+        // The same alias on two APIs is two names.
+        assert!(file("  largeLanguageModels:\n    selfHosted:\n    - {identifier: m, model: x, url: 'http://h:1'}\n    - {identifier: r, promptType: responses, model: x, url: 'http://h:1', aliases: [m]}\n").is_ok());
+        let err = parse("kind: AIGatway\nmetadata: {name: g}\n").unwrap_err().0;
+        assert!(err.contains("kind `AIGatway` is not part of a gateway file"), "{err}");
     }
 
     #[test]

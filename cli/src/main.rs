@@ -230,6 +230,10 @@ fn run(file: &Path, port: u16, admin_port: u16, wasm: Option<&Path>) -> Result<(
     let config = dir.join(format!("envoy-{port}.yaml"));
     write_private(&config, &yaml)?;
     println!("gateway {} on http://127.0.0.1:{port} (config: {}; health: /healthz)", g.name, config.display());
+    let unset: std::collections::BTreeSet<&str> = g.models.iter().flat_map(|m| m.env.iter().map(String::as_str)).filter(|v| std::env::var_os(v).is_none()).collect();
+    if !unset.is_empty() {
+        println!("not set (the models that need them answer 500): {}", unset.into_iter().collect::<Vec<_>>().join(", "));
+    }
     let key = if g.consumers.is_empty() { String::new() } else { " -H 'authorization: Bearer <a consumer key>'".to_string() };
     let apis = render::root_apis(&g);
     if !apis.is_empty() {
@@ -239,8 +243,8 @@ fn run(file: &Path, port: u16, admin_port: u16, wasm: Option<&Path>) -> Result<(
             let sdk = if *api == "/v1/messages" { format!("Anthropic SDK: base_url=\"http://127.0.0.1:{port}\"") } else { format!("OpenAI SDK: base_url=\"http://127.0.0.1:{port}/v1\"") };
             println!("  {api}: {} ({sdk})", names.join(", "));
         }
-        if let Some(m) = apis.get("/v1/chat/completions").and_then(|m| m.first()) {
-            println!("  curl http://127.0.0.1:{port}/v1/chat/completions -H 'content-type: application/json'{key} -d '{{\"model\":\"{}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Say hello\"}}]}}'", m.names[0]);
+        if let Some(name) = apis.get("/v1/chat/completions").and_then(|m| m.first()).and_then(|m| m.names.first()) {
+            println!("  curl http://127.0.0.1:{port}/v1/chat/completions -H 'content-type: application/json'{key} -d '{{\"model\":\"{}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Say hello\"}}]}}'", name);
         }
         println!("Each model at its own path too:");
     }

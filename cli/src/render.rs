@@ -854,6 +854,36 @@ mod tests {
     }
 
     #[test]
+    fn every_route_with_its_own_key_check_forwards_the_consumer() {
+        // Envoy 1.40 drops the listener's forwarding for a per-route
+        // configuration without its own: a forged consumer header would pass.
+        let file = "kind: Secret\nmetadata: {name: k}\nstringData: {a: key-aaaa-1, b: key-bbbb-2}\n---\nkind: AIGateway\nmetadata: {name: g}\nspec:\n  consumers:\n  - {name: a, keys: [{secretKeyRef: {name: k, key: a}}]}\n  - {name: b, keys: [{secretKeyRef: {name: k, key: b}}], models: [claude]}\n  mcpServers:\n  - {identifier: tools, url: 'http://127.0.0.1:8001/mcp'}\n  a2aAgents:\n  - {identifier: agent, url: 'http://127.0.0.1:8003'}\n  largeLanguageModels:\n    cloudHosted:\n    - {identifier: claude, model: c, llmFormat: anthropic, aiCloudProvider: {name: anthropic}}\n    - {identifier: both, targets: [{model: g, aiCloudProvider: {name: openai}}, {model: c, aiCloudProvider: {name: anthropic}}]}\n    selfHosted:\n    - {identifier: raw, url: 'http://127.0.0.1:8000', format: passthrough}\n";
+        let g = crate::gateway::parse(file).unwrap();
+        let yaml = render(&g, &options());
+        let routes = routes_of(&yaml);
+        let mut checked = 0;
+        for r in &routes {
+            let auth = &r["typed_per_filter_config"][KEY_AUTH];
+            if auth.is_null() {
+                assert!(r["direct_response"].is_mapping(), "a route without its own key check that is not a direct answer: {r:?}");
+                continue;
+            }
+            assert_eq!(auth["forwarding"]["header"].as_str(), Some("x-consumer-id"), "{r:?}");
+            checked += 1;
+        }
+        assert!(checked >= 10, "{checked}");
+        // b may use claude only: the other models' routes say who may.
+        let claude = routes.iter().find(|r| r["match"]["path"].as_str() == Some("/claude/v1/messages")).unwrap();
+        assert!(claude["typed_per_filter_config"][KEY_AUTH]["allowed_clients"].is_null(), "everyone may");
+        let both = routes.iter().find(|r| r["match"]["path"].as_str() == Some("/both")).unwrap();
+        assert_eq!(both["typed_per_filter_config"][KEY_AUTH]["allowed_clients"][0].as_str(), Some("a"));
+        // The root route keeps the key for the model's route to check again.
+        let root = routes.iter().find(|r| r["name"].as_str() == Some("by-model")).unwrap();
+        assert_eq!(root["typed_per_filter_config"][KEY_AUTH]["forwarding"]["hide_credentials"].as_bool(), Some(false));
+        assert!(yaml.contains("internal_listener: {}"));
+    }
+
+    #[test]
     fn claude_clients_get_messages_routes_and_count_tokens_where_anthropic_counts() {
         let file = "kind: AIGateway\nmetadata: {name: g}\nspec:\n  largeLanguageModels:\n    cloudHosted:\n    - {identifier: claude, llmFormat: anthropic, aiCloudProvider: {name: anthropic}}\n    - {identifier: vertex-claude, llmFormat: anthropic, aiCloudProvider: {name: anthropic, options: {gemini: {project_id: p, location_id: us-east5}}}}\n    selfHosted:\n    - {identifier: local, url: 'http://127.0.0.1:8000', llmFormat: anthropic}\n";
         let g = crate::gateway::parse(file).unwrap();

@@ -507,10 +507,13 @@ pub fn client_headers(states: &[LimitState], retry_after_s: Option<u64>) -> Vec<
         }
     }
     if let Some(tightest) = states.iter().min_by_key(|s| (s.remaining, s.reset_s)) {
-        out.push(("x-ai-ratelimit-reset".into(), tightest.reset_s.to_string()));
+        // A spent budget resets when a request is admitted again: with a
+        // sliding window that is Retry-After, later than the window's end.
+        let reset = retry_after_s.filter(|_| tightest.remaining == 0).unwrap_or(tightest.reset_s);
+        out.push(("x-ai-ratelimit-reset".into(), reset.to_string()));
         out.push(("ratelimit-limit".into(), tightest.limit.to_string()));
         out.push(("ratelimit-remaining".into(), tightest.remaining.to_string()));
-        out.push(("ratelimit-reset".into(), tightest.reset_s.to_string()));
+        out.push(("ratelimit-reset".into(), reset.to_string()));
     }
     if let Some(r) = retry_after_s {
         out.push(("retry-after".into(), r.to_string()));
@@ -991,6 +994,11 @@ mod tests {
         assert_eq!(get("ratelimit-remaining"), Some("10"));
         assert_eq!(get("ratelimit-reset"), Some("3600"));
         assert_eq!(get("retry-after"), Some("20"));
+        // Refused: the reset and Retry-After agree.
+        let spent = [LimitState { window_s: 60, limit: 100, remaining: 0, reset_s: 21 }];
+        let h = client_headers(&spent, Some(31));
+        let get = |k: &str| h.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!((get("x-ai-ratelimit-reset"), get("ratelimit-reset"), get("retry-after")), (Some("31"), Some("31"), Some("31")));
     }
 
     #[test]

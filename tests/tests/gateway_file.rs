@@ -225,9 +225,24 @@ fn aigw_validate_runs_envoys_own_check() {
     let aigw = env!("CARGO_MANIFEST_DIR").to_string() + "/../target/debug/aigw";
     let built = Command::new("cargo").args(["build", "-q", "-p", "ai-gateway-cli"]).current_dir(repo_root()).status();
     assert!(built.is_ok_and(|s| s.success()));
-    let ok = Command::new(&aigw).args(["validate"]).arg(repo_root().join("envoy/kong-aigateway.yaml")).arg("--wasm-dir").arg(repo_root().join("dist")).output().unwrap_or_else(|e| panic!("{e}"));
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
-    assert!(String::from_utf8_lossy(&ok.stdout).contains("2 model(s), valid"));
+    // As the README writes it, from the checkout and from anywhere else:
+    // the modules are found without --wasm-dir.
+    for dir in [repo_root(), std::env::temp_dir()] {
+        let ok = Command::new(&aigw).args(["validate"]).arg(repo_root().join("envoy/kong-aigateway.yaml")).current_dir(&dir).env_remove("AIGW_WASM_DIR").output().unwrap_or_else(|e| panic!("{e}"));
+        assert!(ok.status.success(), "{}: {}", dir.display(), String::from_utf8_lossy(&ok.stderr));
+        assert!(String::from_utf8_lossy(&ok.stdout).contains("2 model(s), valid"));
+    }
+    let doctor = Command::new(&aigw).arg("doctor").current_dir(std::env::temp_dir()).output().unwrap_or_else(|e| panic!("{e}"));
+    let said = String::from_utf8_lossy(&doctor.stdout);
+    assert!(doctor.status.success() && said.contains("ready") && said.contains("1.40.0"), "{said}");
+    let lost = Command::new(&aigw).arg("doctor").env("AIGW_WASM_DIR", "/nonexistent").args(["--wasm-dir", "/nonexistent"]).output().unwrap_or_else(|e| panic!("{e}"));
+    assert!(!lost.status.success() && String::from_utf8_lossy(&lost.stdout).contains("./build.sh"), "{}", String::from_utf8_lossy(&lost.stdout));
+    // `render` is for this machine unless told it is for the container.
+    let render = |extra: &[&str]| String::from_utf8_lossy(&Command::new(&aigw).arg("render").arg(repo_root().join("envoy/kong-aigateway.yaml")).args(extra).output().map(|o| o.stdout).unwrap_or_default()).into_owned();
+    let host = render(&[]);
+    assert!(host.contains("address: 127.0.0.1, port_value: 10000") && host.contains(&format!("{}/ai_proxy.wasm", repo_root().join("dist").canonicalize().unwrap_or_default().display())), "{host}");
+    let docker = render(&["--for", "docker"]);
+    assert!(docker.contains("address: 0.0.0.0, port_value: 10000") && docker.contains("/etc/envoy/wasm/ai_proxy.wasm"));
     let bad = repo_root().join("target/e2e/bad-gateway.yaml");
     std::fs::write(&bad, FOUR_PROVIDERS.replace("identifier: llama", "identifier: gpt")).unwrap_or_else(|e| panic!("{e}"));
     let refused = Command::new(&aigw).args(["validate"]).arg(&bad).output().unwrap_or_else(|e| panic!("{e}"));
@@ -427,6 +442,13 @@ fn upstream_failures_name_their_cause_with_param_set() {
     let e = &resp.json()["error"];
     assert_eq!((e["code"].clone(), e["type"].clone(), e["param"].clone()), (json!("upstream_connect_failed"), json!("upstream_error"), Value::Null), "{e}");
     assert!(e["message"].as_str().unwrap_or_default().starts_with("the gateway could not connect to the upstream"), "{e}");
+    // Counted as an upstream error, but no provider latency sample (a
+    // failed connect took no provider time). Histograms reach the admin at
+    // the stats flush.
+    std::thread::sleep(std::time::Duration::from_millis(5500));
+    let stats = gw.envoy.admin("/stats?filter=model\\.m\\.");
+    assert!(stats.contains("ai_llm_requests_total.provider.openai.model.m.") && stats.contains("upstream_error"), "{stats}");
+    assert!(!stats.contains("ai_llm_provider_latency_ms"), "{stats}");
 }
 
 #[test]

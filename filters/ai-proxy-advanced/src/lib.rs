@@ -70,7 +70,7 @@ impl RootContext for Root {
         for t in &config.targets {
             if let Some(missing) = &t.proxy.missing_secret {
                 if host::first_to_say(&format!("ai-proxy-advanced/missing-secret/{name}/{}", t.name)) {
-                    log::warn!("{name}: target {}: no credential at {missing}; it is left out of every plan", t.name);
+                    log::info!("{name}: target {}: no credential at {missing}; it is left out of every plan", t.name);
                 }
             }
         }

@@ -37,7 +37,8 @@ impl RootContext for Root {
         let Some(config) = host::configure("ai-proxy", |raw| ProxyConfig::from_json(raw, &host::env_var)) else { return false };
         if let Some(missing) = &config.missing_secret {
             if host::first_to_say(&format!("ai-proxy/missing-secret/{}", self.name)) {
-                log::warn!("{}: no credential at {missing}; requests on this route will be answered 500", self.name);
+                // At info: aigw and run.sh name the unset variables in one line at start.
+                log::info!("{}: no credential at {missing}; requests on this route will be answered 500", self.name);
             }
         }
         log::info!(

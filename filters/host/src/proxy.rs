@@ -221,9 +221,12 @@ impl<H: Hooks> HttpContext for ProxyRequest<H> {
         if self.replied {
             return Action::Continue; // our own error reply: already in shape
         }
-        self.timing.answered_ms = now_ms();
         let headers = crate::response_headers();
         let status = crate::lookup(&headers, ":status").and_then(|s| s.parse().ok()).unwrap_or(0);
+        // Envoy's own 5xx (connect failure, reset, timeout) has no upstream
+        // time: it is no provider latency sample.
+        let from_envoy = status >= 500 && crate::lookup(&headers, "x-envoy-upstream-service-time").is_none();
+        self.timing.answered_ms = if from_envoy { None } else { now_ms() };
         let content_type = crate::lookup(&headers, "content-type");
         let edits = self.exchange.response_headers(status, content_type.as_deref());
         let status_text = edits.status.map(|s| s.to_string());
