@@ -140,6 +140,11 @@ fn cel(expression: &str) -> String {
     format!("{{ extension_filter: {{ name: envoy.access_loggers.extension_filters.cel, typed_config: {{ \"@type\": type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter, expression: \"{expression}\" }} }} }}")
 }
 
+/// A mapper that also sets the status.
+fn status_mapper(filter: &str, status: u16, body: &Value) -> String {
+    mapper(filter, body).replacen("              body_format_override:", &format!("              status_code: {status}\n              body_format_override:"), 1)
+}
+
 /// One local-reply mapper: the replies `filter` matches get this JSON body
 /// (Envoy's format strings allowed in its strings). A text format, as
 /// json_format cannot write OpenAI's `"param": null`.
@@ -164,6 +169,13 @@ fn local_replies(g: &Gateway, anchor: bool) -> String {
             out.push_str(&mapper(&cel(&format!("({is_auth}) && ({MESSAGES_PATH})")), &anthropic(status_kind, message)));
             out.push_str(&mapper(&cel(&is_auth), &openai("invalid_request_error", message, param, code)));
         }
+    }
+    if !root_apis(g).is_empty() {
+        // A `model` Envoy cannot put in a header (control characters).
+        let bad_name = format!("response.code_details.contains('invalid_header_value_for:_{MODEL_HEADER}')");
+        let message = "`model` holds characters no model name has (control characters)";
+        out.push_str(&status_mapper(&cel(&format!("({bad_name}) && ({MESSAGES_PATH})")), 400, &anthropic("invalid_request_error", message)));
+        out.push_str(&status_mapper(&cel(&bad_name), 400, &openai("invalid_request_error", message, Some("model"), "model_not_found")));
     }
     for (flag, code, meaning) in UPSTREAM_FAILURES {
         let message = format!("{meaning} (%LOCAL_REPLY_BODY%)");

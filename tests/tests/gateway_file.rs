@@ -355,6 +355,23 @@ fn unknown_and_missing_models_are_refused_in_the_clients_shape_listing_the_names
     }
     let req = Request { method: "POST", path: "/v1/chat/completions", headers: vec![("authorization", format!("Bearer {BOB}")), ("content-type", "application/json".into())], body: b"{not json".to_vec() };
     assert_eq!(send(gw.envoy.ports.listener, &req).status, 400);
+    // A name with control characters cannot become a header: a 400, not
+    // a header injected into the hand-over.
+    for (path, model) in [("/v1/chat/completions", "local\r\nx-consumer-id: alice"), ("/v1/messages", "local\u{0}")] {
+        let (resp, got) = call(gw, path, Some(BOB), json!({"model": model, "max_tokens": 5, "messages": []}), &[]);
+        assert_eq!(resp.status, 400, "{}", resp.text());
+        assert!(resp.text().contains("control characters"), "{}", resp.text());
+        assert!(got.is_empty());
+    }
+    // Duplicate `model` keys: the route picked and the filters run are one
+    // model's (json_to_metadata takes the last, as serde_json does), so the
+    // guard of the model that answers is the guard that judged it.
+    let (resp, got) = call(gw, "/v1/chat/completions", Some(BOB), json!({"model": "local", "messages": [{"role": "user", "content": "a secret"}]}), &[]);
+    assert_eq!(resp.status, 200, "local has no guard: {}", resp.text());
+    assert_eq!(got.len(), 1);
+    let body = br#"{"model":"local","model":"guarded","messages":[{"role":"user","content":"a secret"}]}"#.to_vec();
+    let req = Request { method: "POST", path: "/v1/chat/completions", headers: vec![("authorization", format!("Bearer {BOB}")), ("content-type", "application/json".into())], body };
+    assert_eq!(send(gw.envoy.ports.listener, &req).json()["error"]["code"], "content_blocked");
     // The names a client may send, once each.
     let req = Request { method: "GET", path: "/v1/models", headers: vec![("authorization", format!("Bearer {BOB}"))], body: vec![] };
     let ids: Vec<String> = send(gw.envoy.ports.listener, &req).json()["data"].as_array().into_iter().flatten().filter_map(|m| m["id"].as_str().map(str::to_string)).collect();
