@@ -891,6 +891,11 @@ fn route_by_name(mut model: Model, entry: &ModelEntry, where_: &str) -> Result<M
     if let Some((i, bad)) = entry.aliases.iter().enumerate().find(|(_, a)| !valid_model_name(a)) {
         return Err(fail(format!("aliases[{i}]: `{bad}` (1 to 256 letters, digits, `-._:/@+`)")));
     }
+    // Metrics tell two models of one provider and model name apart.
+    let identifier = model.identifier.clone();
+    for config in [model.proxy.as_object_mut(), model.balanced.as_mut().and_then(|b| b.config.as_object_mut()), model.count_tokens.as_mut().and_then(Value::as_object_mut)].into_iter().flatten() {
+        config.entry("route_label").or_insert_with(|| json!(identifier));
+    }
     let pinned = model.balanced.is_some() || (model.passthrough.is_none() && model.model.is_some());
     if !pinned {
         if !entry.aliases.is_empty() {

@@ -34,6 +34,7 @@ const STATS_TAGS: &str = r#"stats_config:
   - { tag_name: provider, regex: '^wasmcustom\.ai_.*?(\.provider\.([^.]+))' }
   - { tag_name: model, regex: '^wasmcustom\.ai_.*?(\.model\.([^.]+))' }
   - { tag_name: consumer, regex: '^wasmcustom\.ai_.*?(\.consumer\.([^.]+))' }
+  - { tag_name: route, regex: '^wasmcustom\.ai_llm_.*?(\.route\.([^.]+))' }
   - { tag_name: outcome, regex: '^wasmcustom\.ai_.*?(\.outcome\.([^.]+))' }
   - { tag_name: token_type, regex: '^wasmcustom\.ai_.*?(\.token_type\.([^.]+))' }
   - { tag_name: rule, regex: '^wasmcustom\.ai_.*?(\.rule\.([^.]+))' }

@@ -145,6 +145,9 @@ struct RawAdvanced {
     consumer_header: Option<String>,
     #[serde(default)]
     llm_format: LlmFormat,
+    /// ai-proxy's `route_label`, for every target.
+    #[serde(default)]
+    route_label: Option<String>,
 }
 
 #[derive(Debug)]
@@ -232,6 +235,7 @@ impl AdvancedConfig {
                     llm_format: raw.llm_format,
                     // The balancer replaces every client's model.
                     model_aliases: Vec::new(),
+                    route_label: raw.route_label.clone(),
                 },
                 env,
             )

@@ -44,6 +44,16 @@ pub fn name(base: &str, labels: &[(&str, &str)]) -> String {
     out
 }
 
+/// `name`, with a last `route` label when the route has one.
+pub fn name_on_route(base: &str, labels: &[(&str, &str)], route: Option<&str>) -> String {
+    let mut out = name(base, labels);
+    if let Some(r) = route {
+        out.push_str(".route.");
+        push_label_value(&mut out, r);
+    }
+    out
+}
+
 /// Bounds the distinct values one label takes: the first `max` values seen
 /// are kept, later new ones are reported as `other`. Client-supplied values
 /// (model names, consumer ids) can then never blow up the metric count.

@@ -449,6 +449,10 @@ fn each_consumers_budget_is_counted_apart_and_one_line_is_logged_per_request() {
     assert_eq!((line["ai_consumer"].clone(), line["client_path"].clone(), line["status"].clone()), (json!("bob"), json!("/v1/chat/completions"), json!(200)));
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(gw.envoy.log().matches(&format!("\"request_id\":\"{id}\"")).count(), 1, "one line per request");
+    // Metrics name the model's route: `local` and `fake-small` are one
+    // model, `guarded` another on the same provider.
+    let prometheus = gw.envoy.admin("/stats/prometheus");
+    assert!(prometheus.lines().any(|l| l.starts_with("ai_llm_requests_total{") && l.contains("route=\"local\"") && l.contains("consumer=\"bob\"")), "{}", prometheus.lines().filter(|l| l.contains("ai_llm_requests_total")).collect::<Vec<_>>().join("\n"));
 }
 
 #[test]

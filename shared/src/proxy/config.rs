@@ -75,6 +75,10 @@ pub struct RawConfig {
     /// by it, where any other name is refused.
     #[serde(default)]
     pub model_aliases: Vec<String>,
+    /// A `route` label on the metrics (the gateway file's identifier), so
+    /// two routes with the same provider and model are told apart.
+    #[serde(default)]
+    pub route_label: Option<String>,
 }
 
 pub(crate) fn default_route_type() -> RouteType {
@@ -131,6 +135,7 @@ pub struct ProxyConfig {
     pub llm_format: LlmFormat,
     /// Names a client may send for `model_name`, replaced by it.
     pub model_aliases: Vec<String>,
+    pub route_label: Option<String>,
 }
 
 /// A parsed `upstream_url`.
@@ -189,6 +194,11 @@ impl ProxyConfig {
         }
         if let Some(i) = raw.model_aliases.iter().position(|a| a.is_empty() || a.len() > 256 || !is_header_value(a)) {
             return Err(ConfigError::new(format!("model_aliases[{i}]"), "must be 1 to 256 printable characters"));
+        }
+        if let Some(label) = &raw.route_label {
+            if label.is_empty() || label.len() > 64 || !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                return Err(ConfigError::new("route_label", "must be 1 to 64 letters, digits, `-` or `_`"));
+            }
         }
         let upstream = match &o.upstream_url {
             Some(url) => Some(
@@ -300,6 +310,7 @@ impl ProxyConfig {
             replace_client_model: false,
             llm_format: raw.llm_format,
             model_aliases: raw.model_aliases,
+            route_label: raw.route_label,
         })
     }
 

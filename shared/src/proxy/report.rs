@@ -3,7 +3,7 @@
 //! metrics labelled by provider, model and consumer, and the statistics line.
 
 use super::Exchange;
-use crate::metrics::{name, LabelCap};
+use crate::metrics::LabelCap;
 
 /// Distinct values per label and VM; later ones are counted as `other`.
 const MAX_MODELS: usize = 32;
@@ -129,8 +129,11 @@ impl Exchange {
         let model = labels.models.admit(self.response_model().or(self.requested_model()).unwrap_or("unknown"));
         let consumer = labels.consumers.admit(consumer.unwrap_or("anonymous"));
         let outcome = self.outcome(replied).as_str();
+        // The route's label, when configured, on every metric.
+        let route = self.config().route_label.as_deref();
+        let named = |metric: &str, l: &[(&str, &str)]| crate::metrics::name_on_route(metric, l, route);
         let who = [("provider", provider), ("model", model.as_str()), ("consumer", consumer.as_str())];
-        r.counters.push((name("ai_llm_requests_total", &[who[0], who[1], who[2], ("outcome", outcome)]), 1));
+        r.counters.push((named("ai_llm_requests_total", &[who[0], who[1], who[2], ("outcome", outcome)]), 1));
         if let Some(u) = usage {
             let mut kinds = vec![("prompt", u.prompt_tokens), ("completion", u.completion_tokens), ("total", u.total_tokens)];
             if let Some(d) = u.prompt_tokens_details {
@@ -140,26 +143,26 @@ impl Exchange {
                 kinds.push(("reasoning", d.reasoning_tokens));
             }
             for (kind, n) in kinds {
-                r.counters.push((name("ai_llm_tokens_total", &[who[0], who[1], who[2], ("token_type", kind)]), n));
+                r.counters.push((named("ai_llm_tokens_total", &[who[0], who[1], who[2], ("token_type", kind)]), n));
             }
             if let Some(cost) = cost {
-                r.counters.push((name("ai_llm_cost_microunits_total", &who), (cost * 1_000_000.0).round() as u64));
+                r.counters.push((named("ai_llm_cost_microunits_total", &who), (cost * 1_000_000.0).round() as u64));
             }
             if self.usage_estimated() {
-                r.counters.push((name("ai_llm_usage_estimated_total", &who), 1));
+                r.counters.push((named("ai_llm_usage_estimated_total", &who), 1));
             }
             // Time per output token: the stream after its first chunk.
             if u.completion_tokens > 1 {
                 if let Some(ms) = between(timing.first_chunk_ms, timing.end_ms) {
-                    r.histograms.push((name("ai_llm_time_per_output_token_ms", &who[..2]), ms / (u.completion_tokens - 1)));
+                    r.histograms.push((named("ai_llm_time_per_output_token_ms", &who[..2]), ms / (u.completion_tokens - 1)));
                 }
             }
         }
         if let Some(ms) = latency {
-            r.histograms.push((name("ai_llm_provider_latency_ms", &who[..2]), ms));
+            r.histograms.push((named("ai_llm_provider_latency_ms", &who[..2]), ms));
         }
         if let Some(ms) = ttft {
-            r.histograms.push((name("ai_llm_time_to_first_token_ms", &who[..2]), ms));
+            r.histograms.push((named("ai_llm_time_to_first_token_ms", &who[..2]), ms));
         }
         if line && self.config().logging.log_statistics {
             let u = usage.unwrap_or_default();
@@ -219,6 +222,21 @@ mod tests {
         assert!(r.histograms.contains(&("ai_llm_provider_latency_ms.provider.openai.model.gpt-4o-2024".into(), 50)));
         assert!(r.statistics.unwrap().contains("outcome=success stream=true prompt_tokens=1000"));
     }
+
+    #[test]
+    fn a_route_label_tells_two_routes_of_one_model_apart() {
+        let mut x = exchange(r#"{"route_label":"team-a","model":{"provider":"openai","name":"gpt-4o"}}"#);
+        x.request_body(br#"{"messages":[]}"#).unwrap();
+        x.response_headers(200, Some("application/json"));
+        x.response_chunk(br#"{"model":"gpt-4o","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#, true);
+        let timing = Timing { sent_ms: Some(100), answered_ms: Some(150), first_chunk_ms: None, end_ms: Some(200) };
+        let r = x.report(false, None, &timing, &mut Labels::default(), false);
+        assert_eq!(counter(&r, "ai_llm_requests_total.provider.openai.model.gpt-4o.consumer.anonymous.outcome.success.route.team-a"), Some(1));
+        assert!(r.histograms.contains(&("ai_llm_provider_latency_ms.provider.openai.model.gpt-4o.route.team-a".into(), 50)), "{:?}", r.histograms);
+        let bad = ProxyConfig::from_json(br#"{"route_label":"a.b","model":{"provider":"openai"}}"#, &|_| None).err().map(|e| e.path);
+        assert_eq!(bad.as_deref(), Some("route_label"));
+    }
+
 
     #[test]
     fn without_log_statistics_only_the_charged_usage_is_published() {
