@@ -514,6 +514,6 @@ print(json.dumps({"text": r.output_text, "usage": r.usage.total_tokens, "status"
     // Usage is read from the answer and from the stream's response.completed.
     let total = r["usage"].as_u64().unwrap_or(0) + r["stream_usage"].as_u64().unwrap_or(0);
     assert!(total > 0);
-    let counted = || g.envoy.stat("wasmcustom.ai_llm_tokens_total.provider.openai.model.gpt-4o-mini.consumer.anonymous.token_type.total");
+    let counted = || g.envoy.stat("wasmcustom.ai_llm_tokens_total.provider.openai.model.gpt-4o-mini.consumer.anonymous.token_type.total.route.openai-responses");
     ai_gateway_tests::eventually("the Responses usage is counted", || counted() >= total);
 }

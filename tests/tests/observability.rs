@@ -44,8 +44,17 @@ fn scrape() -> BTreeMap<String, u64> {
         .admin("/stats/prometheus")
         .lines()
         .filter(|l| l.starts_with("ai_"))
-        .filter_map(|l| l.rsplit_once(' ').and_then(|(k, v)| v.parse::<f64>().ok().map(|v| (k.to_string(), v as u64))))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(k, v)| v.parse::<f64>().ok().map(|v| (canonical(k), v as u64))))
         .collect()
+}
+
+/// A series name with its labels in name order, whatever order Envoy
+/// writes them in.
+fn canonical(series: &str) -> String {
+    let Some((metric, labels)) = series.split_once('{') else { return series.to_string() };
+    let mut labels: Vec<&str> = labels.trim_end_matches('}').split(',').filter(|l| !l.is_empty()).collect();
+    labels.sort_unstable();
+    format!("{metric}{{{}}}", labels.join(","))
 }
 
 #[test]
@@ -88,8 +97,8 @@ fn known_traffic_gives_exact_metrics_and_log_lines() {
     let total: u64 = expect_tokens.iter().filter(|((_, k), _)| *k == "total").map(|(_, n)| n).sum();
     eventually("every request is charged", || charged("gateway-total") == Some(total));
     let m = scrape();
-    let get = |k: &str| m.get(k).copied().unwrap_or_else(|| panic!("no series {k} in\n{m:#?}"));
-    let req = |consumer: &str, outcome: &str| get(&format!(r#"ai_llm_requests_total{{provider="openai",model="gpt-4o-mini",consumer="{consumer}",outcome="{outcome}"}}"#));
+    let get = |k: &str| m.get(&canonical(k)).copied().unwrap_or_else(|| panic!("no series {k} in\n{m:#?}"));
+    let req = |consumer: &str, outcome: &str| get(&format!(r#"ai_llm_requests_total{{provider="openai",model="gpt-4o-mini",consumer="{consumer}",outcome="{outcome}",route="chat"}}"#));
     assert_eq!(req("alice", "success"), 2);
     assert_eq!(req("alice", "upstream_error"), 1);
     assert_eq!(req("bob", "success"), 1);
@@ -97,10 +106,10 @@ fn known_traffic_gives_exact_metrics_and_log_lines() {
     let llm_series: Vec<&String> = m.keys().filter(|k| k.starts_with("ai_llm_requests_total{")).collect();
     assert_eq!(llm_series.len(), 4, "refused requests never reached ai-proxy: {llm_series:?}");
     for ((consumer, kind), n) in &expect_tokens {
-        assert_eq!(get(&format!(r#"ai_llm_tokens_total{{provider="openai",model="gpt-4o-mini",consumer="{consumer}",token_type="{kind}"}}"#)), *n, "{consumer} {kind}");
+        assert_eq!(get(&format!(r#"ai_llm_tokens_total{{provider="openai",model="gpt-4o-mini",consumer="{consumer}",token_type="{kind}",route="chat"}}"#)), *n, "{consumer} {kind}");
     }
     for (consumer, n) in &expect_cost {
-        assert_eq!(get(&format!(r#"ai_llm_cost_microunits_total{{provider="openai",model="gpt-4o-mini",consumer="{consumer}"}}"#)), *n, "{consumer}");
+        assert_eq!(get(&format!(r#"ai_llm_cost_microunits_total{{provider="openai",model="gpt-4o-mini",consumer="{consumer}",route="chat"}}"#)), *n, "{consumer}");
     }
     assert_eq!(get(r#"ai_prompt_guard_requests_total{outcome="allowed"}"#), 6);
     assert_eq!(get(r#"ai_prompt_guard_requests_total{outcome="blocked"}"#), 1);
@@ -116,7 +125,7 @@ fn known_traffic_gives_exact_metrics_and_log_lines() {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let m = scrape();
-        let count = |k: &str| m.get(&format!(r#"{k}_count{{provider="openai",model="gpt-4o-mini"}}"#)).copied().unwrap_or(0);
+        let count = |k: &str| m.get(&canonical(&format!(r#"{k}_count{{provider="openai",model="gpt-4o-mini",route="chat"}}"#))).copied().unwrap_or(0);
         if count("ai_llm_provider_latency_ms") == 5 {
             assert_eq!(count("ai_llm_time_to_first_token_ms"), 1, "one stream");
             assert_eq!(count("ai_llm_time_per_output_token_ms"), 1);

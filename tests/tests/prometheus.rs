@@ -125,8 +125,14 @@ fn traffic_round(gw: &Gateway) -> Tally {
 /// Envoy's own count of a histogram (buckets reach /stats/prometheus at
 /// the stats flush, every 5 s).
 fn envoy_histogram_count(gw: &Gateway, family: &str) -> u64 {
-    let needle = format!(r#"{family}_count{{provider="openai",model="gpt-4o-mini"}} "#);
-    gw.envoy.admin("/stats/prometheus").lines().find_map(|l| l.strip_prefix(&needle).and_then(|v| v.trim().parse().ok())).unwrap_or(0)
+    // Summed over the routes (the `route` label) that serve the model.
+    let series = format!("{family}_count{{");
+    gw.envoy
+        .admin("/stats/prometheus")
+        .lines()
+        .filter(|l| l.starts_with(&series) && l.contains(r#"provider="openai""#) && l.contains(r#"model="gpt-4o-mini""#))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.trim().parse::<u64>().ok()))
+        .sum()
 }
 
 fn wait_for_flush(gw: &Gateway, latency_samples: u64, streams: u64) {
