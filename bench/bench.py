@@ -162,6 +162,16 @@ def native_ratelimit():
 {rate_limits}"""
 
 
+def upstream_cluster(upstream):
+    return f"""  - name: upstream
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: upstream
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream} }} }} }}"""
+
+
 def by_model_config(target_filters, upstream, port, admin):
     """The gateway file's root API path: json_to_metadata reads `model`, the
     request goes through the internal listener to the model's route, where
@@ -217,13 +227,7 @@ static_resources:
     filter_chains:
     - filters:{hcm("bench_internal", model, chain)}
   clusters:
-  - name: upstream
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: upstream
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream} }} }} }}
+{upstream_cluster(upstream)}
   - name: internal
     connect_timeout: 1s
     per_connection_buffer_limit_bytes: 16777216
@@ -285,13 +289,7 @@ def config(target_filters, upstream, port, admin):
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router{router_filters}
   clusters:
-  - name: upstream
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: upstream
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream} }} }} }}{rls_cluster}
+{upstream_cluster(upstream)}{rls_cluster}
 admin:
   address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}
 """

@@ -551,7 +551,7 @@ fn routes(g: &Gateway, filters: &Instances) -> String {
     for m in g.models.iter().filter(|m| m.balanced.is_none() && m.passthrough.is_none()) {
         let _ = write!(
             out,
-            "              - match: {{ prefix: \"/\", headers: [{{ name: x-ai-proxy, string_match: {{ exact: {p} }} }}] }}\n{}                route: {{ cluster: {c}, timeout: 300s }}\n                request_headers_to_remove: [x-ai-proxy]\n{}",
+            "              - match: {{ prefix: \"/\", headers: [{{ name: x-ai-proxy, string_match: {{ exact: {p} }} }}] }}\n{}                route: {{ cluster: {c}, timeout: 300s }}\n                request_headers_to_remove: [x-ai-proxy, {MODEL_HEADER}]\n{}",
             metadata(m),
             enable(&filters.chain(m), key_auth(g, Some(m), true)),
             p = proxy_name(m),
@@ -560,7 +560,7 @@ fn routes(g: &Gateway, filters: &Instances) -> String {
         if m.count_tokens.is_some() {
             let _ = write!(
                 out,
-                "              - match: {{ prefix: \"/\", headers: [{{ name: x-ai-proxy, string_match: {{ exact: {p} }} }}] }}\n{}                route: {{ cluster: {c}, timeout: 300s, regex_rewrite: {{ pattern: {{ regex: \"^.*$\" }}, substitution: /v1/messages/count_tokens }} }}\n                request_headers_to_remove: [x-ai-proxy]\n{}",
+                "              - match: {{ prefix: \"/\", headers: [{{ name: x-ai-proxy, string_match: {{ exact: {p} }} }}] }}\n{}                route: {{ cluster: {c}, timeout: 300s, regex_rewrite: {{ pattern: {{ regex: \"^.*$\" }}, substitution: /v1/messages/count_tokens }} }}\n                request_headers_to_remove: [x-ai-proxy, {MODEL_HEADER}]\n{}",
                 metadata(m),
                 enable(&[count_tokens_name(m)], key_auth(g, Some(m), true)),
                 p = count_tokens_name(m),

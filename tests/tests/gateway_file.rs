@@ -391,6 +391,7 @@ fn consumers_keys_are_checked_forwarded_as_their_name_and_never_reach_a_provider
         assert_eq!(resp.status, 200, "{path}: {}", resp.text());
         assert_eq!(got[0].header("x-consumer-id"), Some("bob"), "{path}");
         assert!(got[0].headers.iter().all(|(_, v)| !v.contains(BOB)), "{path}: the key reached the provider: {:?}", got[0].headers);
+        assert!(got[0].header("x-ai-model").is_none(), "{path}: the gateway's routing header reached the provider");
     }
     // Anthropic's SDK sends x-api-key; a consumer's second key works.
     let (resp, got) = call(gw, "/v1/messages", None, json!({"model": "local", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}), &[("x-api-key", BOB_SECOND)]);
