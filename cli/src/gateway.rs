@@ -317,6 +317,9 @@ impl FilterKind {
 pub struct Filter {
     pub kind: FilterKind,
     pub config: Value,
+    /// Its instance's name, where the renderer's default would not say it
+    /// (the consumers' budgets).
+    pub instance: Option<&'static str>,
 }
 
 /// A model's governance fields, as the file gives them.
@@ -333,14 +336,14 @@ fn governance(g: &Governance, at: &str) -> Result<Vec<Filter>, FileError> {
     let mut out = Vec::new();
     let check = |field: &str, kind: FilterKind, config: &Value, parse: &dyn Fn(&[u8]) -> Result<(), codec::config::ConfigError>| {
         parse(config.to_string().as_bytes()).map_err(|e| FileError(format!("{at}: {field}.{}: {}", e.path, plain(&e.message))))?;
-        Ok::<Filter, FileError>(Filter { kind, config: config.clone() })
+        Ok::<Filter, FileError>(Filter { kind, config: config.clone(), instance: None })
     };
     if let Some(t) = g.templates {
         out.push(check("promptTemplates", FilterKind::Template, t, &|b| codec::template::Templates::from_json(b).map(|_| ()))?);
     }
     match (decorator(g.prompts, at)?, g.decorator) {
         (Some(_), Some(_)) => return Err(FileError(format!("{at}: defaultPrompts and promptDecorator: give one (defaultPrompts is promptDecorator's prompts.prepend)"))),
-        (Some(d), None) => out.push(Filter { kind: FilterKind::Decorator, config: d }),
+        (Some(d), None) => out.push(Filter { kind: FilterKind::Decorator, config: d, instance: None }),
         (None, Some(d)) => out.push(check("promptDecorator", FilterKind::Decorator, d, &|b| Decorator::from_json(b).map(|_| ()))?),
         (None, None) => {}
     }
@@ -913,6 +916,23 @@ fn route_by_name(mut model: Model, entry: &ModelEntry, where_: &str) -> Result<M
         let aliases: Vec<&String> = names.iter().filter(|n| n.as_str() != pinned).collect();
         config.insert("model_aliases".into(), json!(aliases));
     }
+    // Budgets matching the pinned model count requests that name it by an
+    // alias too: they run before ai-proxy, on the body as the client sent it.
+    if let Some(pinned) = model.model.clone() {
+        for f in model.filters.iter_mut().filter(|f| f.kind == FilterKind::Budgets) {
+            for p in f.config.get_mut("policies").and_then(Value::as_array_mut).into_iter().flatten() {
+                if let Some(list) = p.get_mut("match").and_then(|m| m.get_mut("model")).and_then(Value::as_array_mut) {
+                    if list.iter().any(|v| v.as_str() == Some(pinned.as_str())) {
+                        for n in &names {
+                            if !list.iter().any(|v| v.as_str() == Some(n.as_str())) {
+                                list.push(json!(n));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
     model.names = names;
     Ok(model)
 }
@@ -1024,6 +1044,10 @@ pub fn parse_with_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Resul
         }
     }
     let consumer_header = spec.consumer_header.clone().unwrap_or_else(|| "x-consumer-id".into()).to_ascii_lowercase();
+    let reserved = ["authorization", "x-api-key", "x-ai-model", "x-ai-proxy", "x-ai-mcp-proxy", "host", "content-type", "content-length"];
+    if consumer_header.is_empty() || consumer_header.len() > 64 || !consumer_header.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') || reserved.contains(&consumer_header.as_str()) {
+        return Err(FileError(format!("{at}: spec.consumerHeader: `{consumer_header}` (a header name of letters, digits and `-`, not one the gateway or the keys use)")));
+    }
     let consumers = consumers(&spec.consumers, &secrets, env, &models, &at)?;
     if !consumers.is_empty() {
         let budgets = consumer_budgets(&spec.consumers, &consumer_header, &at)?;
@@ -1144,8 +1168,19 @@ impl Model {
         if let Some(b) = &mut self.balanced {
             set_consumer_header(&mut b.config, header).map_err(|e| format!("aiProxy.{e}"))?;
         }
+        if let Some(c) = &mut self.count_tokens {
+            set_consumer_header(c, header).map_err(|e| format!("aiProxy.{e}"))?;
+        }
         for f in self.filters.iter_mut().filter(|f| f.kind == FilterKind::Budgets) {
             set_consumer_header(&mut f.config, header).map_err(|e| format!("tokenBudgets.{e}"))?;
+            // api_key_auth removes the key before the budgets run: a partition
+            // or match on it would see "" for every client.
+            for (i, p) in f.config.get("policies").and_then(Value::as_array).into_iter().flatten().enumerate() {
+                let named = |v: Option<&Value>| v.and_then(Value::as_str).is_some_and(|h| h.eq_ignore_ascii_case("authorization") || h.eq_ignore_ascii_case("x-api-key"));
+                if named(p.get("partition_header")) || named(p.get("match").and_then(|m| m.get("header")).and_then(|h| h.get("name"))) {
+                    return Err(format!("tokenBudgets.policies[{i}]: the consumers' keys are removed before budgets run: partition or match by consumer (`partition_by: consumer`, `match.consumer`) instead of the key header"));
+                }
+            }
             let names = |config: Option<&Value>| -> Vec<String> {
                 config.and_then(|c| c.get("policies")).and_then(Value::as_array).into_iter().flatten().filter_map(|p| p.get("name").and_then(Value::as_str).map(str::to_string)).collect()
             };
@@ -1156,7 +1191,7 @@ impl Model {
         }
         if let Some(b) = budgets {
             let at = self.filters.iter().position(|f| f.kind >= FilterKind::Budgets).unwrap_or(self.filters.len());
-            self.filters.insert(at, Filter { kind: FilterKind::Budgets, config: b.clone() });
+            self.filters.insert(at, Filter { kind: FilterKind::Budgets, config: b.clone(), instance: Some("ai-token-ratelimit-consumers") });
         }
         Ok(())
     }
@@ -1252,6 +1287,8 @@ mod tests {
             ("  consumers:\n  - {name: 'a b', keys: [{secretKeyRef: {name: k, key: a}}]}\n", "consumers[0] (a b): name"),
             ("  consumers:\n  - {name: a, keys: [{secretKeyRef: {name: k, key: a}}], tokenBudget: {limits: []}}\n", "consumer `a`: tokenBudget.limits"),
             ("  consumers:\n  - {name: a, keys: [{secretKeyRef: {name: k, key: a}}], tokenBudget: {policies: []}}\n", "tokenBudget.policies: unknown"),
+            ("  consumerHeader: authorization\n  consumers:\n  - {name: a, keys: [{secretKeyRef: {name: k, key: a}}]}\n", "spec.consumerHeader: `authorization`"),
+            ("  consumerHeader: 'x }, y: {'\n  consumers:\n  - {name: a, keys: [{secretKeyRef: {name: k, key: a}}]}\n", "spec.consumerHeader"),
         ] {
             let err = file(&format!("{spec}{models}")).unwrap_err().0;
             assert!(err.contains(want), "{spec}: {err}");
@@ -1265,6 +1302,9 @@ mod tests {
             let err = file(&format!("  largeLanguageModels:\n    selfHosted:\n{models}")).unwrap_err().0;
             assert!(err.contains(want), "{models}: {err}");
         }
+        // With consumers the key is gone before budgets run.
+        let keyed = "  consumers:\n  - {name: a, keys: [{secretKeyRef: {name: k, key: a}}]}\n  largeLanguageModels:\n    selfHosted:\n    - {identifier: m, model: x, url: 'http://h:1', tokenBudgets: {policies: [{name: p, partition_by: header, partition_header: authorization, limits: [{limit: 1, window_size: 60}]}]}}\n";
+        assert!(file(keyed).unwrap_err().0.contains("tokenBudgets.policies[0]: the consumers' keys are removed before budgets run"));
         // The same alias on two APIs is two names.
         assert!(file("  largeLanguageModels:\n    selfHosted:\n    - {identifier: m, model: x, url: 'http://h:1'}\n    - {identifier: r, promptType: responses, model: x, url: 'http://h:1', aliases: [m]}\n").is_ok());
         let err = parse("kind: AIGatway\nmetadata: {name: g}\n").unwrap_err().0;

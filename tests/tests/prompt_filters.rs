@@ -206,12 +206,17 @@ fn bad_filter_configurations_are_rejected_naming_the_field() {
 #[test]
 fn a_forged_rewrite_header_does_not_skip_the_chain() {
     // `x-ai-proxy: <instance>` marks a request ai-proxy already rewrote; a
-    // client that sends it lands on that route, whose filters are the model's.
+    // client's own is removed at the edge, so it reaches no rewritten
+    // request's route (whose filters are the model's anyway).
     let forged = [("x-ai-proxy", "ai-proxy-chat")];
-    let (resp, got) = call("/anything", json!({"model": "m", "messages": [{"role": "user", "content": "my password is hunter2"}]}), &forged);
+    let (resp, got) = call("/anything", json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}), &forged);
+    assert_eq!(resp.status, 404, "{}", resp.text());
+    assert!(got.is_empty());
+    // On the model's own path the forged header changes nothing: the chain runs.
+    let (resp, got) = call("/v1/chat/completions", json!({"model": "m", "messages": [{"role": "user", "content": "my password is hunter2"}]}), &forged);
     assert_eq!(resp.status, 400, "{}", resp.text());
     assert!(got.is_empty(), "the guard refused it before the provider");
-    let (resp, got) = call("/anything", json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}), &forged);
+    let (resp, got) = call("/v1/chat/completions", json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}), &forged);
     assert_eq!(resp.status, 200, "{}", resp.text());
     let sent = only(&got).json();
     assert_eq!(sent["messages"][0]["content"], PREPENDED, "the decorator ran too: {sent}");
