@@ -764,12 +764,10 @@ fn connection_manager(g: &Gateway, stat_prefix: &str, log_filter: Option<&str>, 
     out
 }
 
-/// The public listener only: the client's own address (appended to
-/// x-forwarded-for, which the internal listener reads, so per-IP budgets
-/// see the client on a root path too), and the headers the gateway routes
-/// by removed before any route is chosen: a client cannot pick a model's
-/// route by `x-ai-model` or a rewritten request's by `x-ai-proxy`.
-const EDGE: &str = "          use_remote_address: true\n          early_header_mutation_extensions:\n          - name: envoy.http.early_header_mutation.header_mutation\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation\n              mutations:\n              - remove: x-ai-model\n              - remove: x-ai-proxy\n              - remove: x-ai-mcp-proxy\n";
+/// The public listener only: the headers the gateway routes by removed
+/// before any route is chosen: a client cannot pick a model's route by
+/// `x-ai-model` or a rewritten request's by `x-ai-proxy`.
+const EDGE: &str = "          early_header_mutation_extensions:\n          - name: envoy.http.early_header_mutation.header_mutation\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation\n              mutations:\n              - remove: x-ai-model\n              - remove: x-ai-proxy\n              - remove: x-ai-mcp-proxy\n";
 
 /// The internal listener the root routes hand requests to (no socket: an
 /// in-process hop), and the cluster that reaches it.
