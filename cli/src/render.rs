@@ -159,31 +159,29 @@ fn mapper(filter: &str, body: &Value) -> String {
 /// wrong key (401) and a model the key may not use (403).
 fn local_replies(g: &Gateway, anchor: bool) -> String {
     let mut out = format!("          local_reply_config:{}\n            mappers:\n", if anchor { " &local_replies" } else { "" });
-    let anthropic = |kind: &str, message: &str| json!({"type": "error", "error": {"type": kind, "message": message}});
-    let openai = |kind: &str, message: &str, param: Option<&str>, code: &str| json!({"error": {"message": message, "type": kind, "param": param, "code": code}});
     if !g.consumers.is_empty() {
         for (details, status_kind, message, code, param) in [
             ("response.code_details in ['missing_api_key', 'unknown_api_key']", "authentication_error", "missing or unknown API key (send it as `Authorization: Bearer <key>` or `x-api-key`)", "invalid_api_key", None),
             ("response.code_details == 'client_not_allowed'", "permission_error", "this API key may not use this model", "model_not_allowed", Some("model")),
         ] {
             let is_auth = details.to_string();
-            out.push_str(&mapper(&cel(&format!("({is_auth}) && ({MESSAGES_PATH})")), &anthropic(status_kind, message)));
-            out.push_str(&mapper(&cel(&is_auth), &openai("invalid_request_error", message, param, code)));
+            out.push_str(&mapper(&cel(&format!("({is_auth}) && ({MESSAGES_PATH})")), &anthropic_error(status_kind, message)));
+            out.push_str(&mapper(&cel(&is_auth), &openai_error("invalid_request_error", message, param, code)));
         }
     }
     if !root_apis(g).is_empty() {
         // A `model` Envoy cannot put in a header (control characters).
         let bad_name = format!("response.code_details.contains('invalid_header_value_for:_{MODEL_HEADER}')");
         let message = "`model` holds characters no model name has (control characters)";
-        out.push_str(&status_mapper(&cel(&format!("({bad_name}) && ({MESSAGES_PATH})")), 400, &anthropic("invalid_request_error", message)));
-        out.push_str(&status_mapper(&cel(&bad_name), 400, &openai("invalid_request_error", message, Some("model"), "model_not_found")));
+        out.push_str(&status_mapper(&cel(&format!("({bad_name}) && ({MESSAGES_PATH})")), 400, &anthropic_error("invalid_request_error", message)));
+        out.push_str(&status_mapper(&cel(&bad_name), 400, &openai_error("invalid_request_error", message, Some("model"), "model_not_found")));
     }
     for (flag, code, meaning) in UPSTREAM_FAILURES {
         let message = format!("{meaning} (%LOCAL_REPLY_BODY%)");
         let flag_filter = format!("{{ response_flag_filter: {{ flags: [{flag}] }} }}");
         let messages = format!("{{ and_filter: {{ filters: [{flag_filter}, {}] }} }}", cel(MESSAGES_PATH));
-        out.push_str(&mapper(&messages, &anthropic("api_error", &message)));
-        out.push_str(&mapper(&flag_filter, &openai("upstream_error", &message, None, code)));
+        out.push_str(&mapper(&messages, &anthropic_error("api_error", &message)));
+        out.push_str(&mapper(&flag_filter, &openai_error("upstream_error", &message, None, code)));
     }
     out
 }
@@ -504,10 +502,20 @@ pub fn root_apis(g: &Gateway) -> BTreeMap<&'static str, Vec<&Model>> {
 /// An error body in the shape of the API at `api`.
 fn client_error(api: &str, kind: &str, message: &str, param: Option<&str>, code: &str) -> Value {
     if api == "/v1/messages" {
-        json!({"type": "error", "error": {"type": if kind == "not_found" { "not_found_error" } else { "invalid_request_error" }, "message": message}})
+        anthropic_error(if kind == "not_found" { "not_found_error" } else { "invalid_request_error" }, message)
     } else {
-        json!({"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}})
+        openai_error("invalid_request_error", message, param, code)
     }
+}
+
+/// Anthropic's error body.
+fn anthropic_error(kind: &str, message: &str) -> Value {
+    json!({"type": "error", "error": {"type": kind, "message": message}})
+}
+
+/// OpenAI's error body.
+fn openai_error(kind: &str, message: &str, param: Option<&str>, code: &str) -> Value {
+    json!({"error": {"message": message, "type": kind, "param": param, "code": code}})
 }
 
 /// The root API paths: the body's `model` names the model. The root route
@@ -752,15 +760,15 @@ fn clusters(g: &Gateway) -> String {
 /// The main listener's HTTP connection manager up to its routes; with
 /// root routing, its routes, filters and local replies are YAML anchors
 /// the internal listener's manager repeats.
-fn connection_manager(g: &Gateway, stat_prefix: &str, log_filter: Option<&str>, anchor: bool) -> String {
+fn connection_manager(stat_prefix: &str, edge: bool, log_filter: Option<&str>, replies: &str) -> String {
     let mut out = format!(
         "      - name: envoy.filters.network.http_connection_manager\n        typed_config:\n          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager\n          stat_prefix: {stat_prefix}\n          # Keep the caller's x-request-id so logs correlate across services.\n          preserve_external_request_id: true\n"
     );
-    if stat_prefix == "ai_gateway" {
+    if edge {
         out.push_str(EDGE);
     }
     out.push_str(&access_log(log_filter));
-    out.push_str(&local_replies(g, anchor));
+    out.push_str(replies);
     out
 }
 
@@ -771,9 +779,9 @@ const EDGE: &str = "          early_header_mutation_extensions:\n          - nam
 
 /// The internal listener the root routes hand requests to (no socket: an
 /// in-process hop), and the cluster that reaches it.
-fn internal_listener(g: &Gateway) -> String {
+fn internal_listener() -> String {
     let mut out = format!("  - name: {INTERNAL}\n    internal_listener: {{}}\n    per_connection_buffer_limit_bytes: 16777216\n    filter_chains:\n    - filters:\n");
-    out.push_str(&connection_manager(g, "ai_gateway_internal", None, false).replace(&local_replies(g, false), "          local_reply_config: *local_replies\n"));
+    out.push_str(&connection_manager("ai_gateway_internal", false, None, "          local_reply_config: *local_replies\n"));
     out.push_str("          route_config: *routes\n          http_filters: *filters\n");
     out
 }
@@ -796,7 +804,7 @@ pub fn render(g: &Gateway, o: &Options) -> String {
     );
     // The root route's hand-over is logged by the model's route, once.
     let handed_over = format!("            filter: {}\n", cel("!(xds.route_name == 'by-model' && response.code_details == 'via_upstream')"));
-    out.push_str(&connection_manager(g, "ai_gateway", internal.then_some(handed_over.as_str()), internal));
+    out.push_str(&connection_manager("ai_gateway", true, internal.then_some(handed_over.as_str()), &local_replies(g, internal)));
     out.push_str(&format!("          route_config:{}\n            name: gateway\n            virtual_hosts:\n            - name: gateway\n              domains: [\"*\"]\n", if internal { " &routes" } else { "" }));
     if g.models.iter().any(|m| m.balanced.is_some()) {
         out.push_str("              # ai-proxy-advanced's matchers read the try's number.\n              include_request_attempt_count: true\n");
@@ -804,7 +812,7 @@ pub fn render(g: &Gateway, o: &Options) -> String {
     out.push_str(&routes(g, &filters));
     out.push_str(&http_filters(g, &filters, o, internal));
     if internal {
-        out.push_str(&internal_listener(g));
+        out.push_str(&internal_listener());
     }
     out.push_str(&clusters(g));
     if internal {

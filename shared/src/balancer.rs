@@ -218,7 +218,7 @@ impl AdvancedConfig {
                 check_range("description", Some(d.len()), 0, 1024).map_err(|e| in_target(i, e))?;
             }
             let name = match t.name {
-                Some(n) if valid_label(&n) => n,
+                Some(n) if crate::config::is_label(&n) => n,
                 Some(_) => return Err(in_target(i, ConfigError::new("name", "must be 1 to 64 letters, digits, `-` or `_`"))),
                 None => t.model.provider.as_str().to_string(),
             };
@@ -395,10 +395,6 @@ impl AdvancedConfig {
             TokensStrategy::Cost => record.cost.unwrap_or(0.0),
         }
     }
-}
-
-fn valid_label(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Kong's `failover_criteria` as Envoy's router retry policy.

@@ -196,7 +196,7 @@ impl ProxyConfig {
             return Err(ConfigError::new(format!("model_aliases[{i}]"), "must be 1 to 256 printable characters"));
         }
         if let Some(label) = &raw.route_label {
-            if label.is_empty() || label.len() > 64 || !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            if !crate::config::is_label(label) {
                 return Err(ConfigError::new("route_label", "must be 1 to 64 letters, digits, `-` or `_`"));
             }
         }
