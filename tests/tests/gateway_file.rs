@@ -443,6 +443,10 @@ fn each_consumers_budget_is_counted_apart_and_one_line_is_logged_per_request() {
         let (resp, got) = call(gw, "/v1/chat/completions", Some(ALICE), hello("local"), &[]);
         if resp.status == 429 {
             assert!(got.is_empty());
+            // The spent budget's reset is when a request is admitted again.
+            assert!(resp.header("retry-after").is_some());
+            assert_eq!(resp.header("x-ai-ratelimit-reset"), resp.header("retry-after"), "{:?}", resp.headers);
+            assert_eq!(resp.header("ratelimit-reset"), resp.header("retry-after"));
             refused = Some(i);
             break;
         }
